@@ -1,0 +1,220 @@
+"""On-disk cache of every layer's encoder features, one safetensors file per utterance.
+
+Entries are keyed by the encoder's identity (a folder) and the audio file's content hash (a
+file), so a changed file or another encoder can never serve stale features. Each file carries
+a checksum of its tensor, written atomically, and is verified on read: a truncated or corrupted
+entry is reported as missing and extracted again, never silently used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from tqdm.auto import tqdm
+
+from .audio import load_audio
+from .config import AudioConfig
+from .data import Utterance
+from .errors import AudioError, CacheError
+from .io import atomic_write, atomic_write_text
+
+
+def file_digest(path: str | Path) -> str:
+    """Content hash of an audio file (the cache key), read in 1 MiB blocks."""
+    h = hashlib.blake2b(digest_size=20)
+    try:
+        with open(path, "rb") as f:
+            while block := f.read(1 << 20):
+                h.update(block)
+    except OSError as e:
+        raise AudioError(path, f"cannot read file ({e.strerror or e})") from None
+    return h.hexdigest()
+
+
+def _checksum(t: torch.Tensor) -> str:
+    return hashlib.blake2b(t.contiguous().view(torch.uint8).numpy().tobytes(), digest_size=16).hexdigest()
+
+
+class FeatureCache:
+    """``root/features/<encoder key>/<hh>/<digest>.safetensors``: (layers + 1, frames, dim) float16."""
+
+    def __init__(self, root: str | Path, encoder_key: str):
+        self.dir = Path(root).expanduser() / "features" / encoder_key
+        self.encoder_key = encoder_key
+
+    def _path(self, digest: str, suffix: str = ".safetensors") -> Path:
+        return self.dir / digest[:2] / f"{digest}{suffix}"
+
+    def write_identity(self, identity: dict) -> None:
+        path = self.dir / "encoder.json"
+        if not path.exists():
+            atomic_write_text(path, json.dumps(identity, indent=2, sort_keys=True, default=str))
+
+    def get(self, digest: str) -> torch.Tensor | None:
+        """The cached features, or None when absent, truncated or corrupted."""
+        path = self._path(digest)
+        if not path.is_file():
+            return None
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+                hidden = f.get_tensor("hidden")
+        except Exception:
+            return None
+        if meta.get("checksum") != _checksum(hidden) or meta.get("encoder") != self.encoder_key:
+            return None
+        return hidden
+
+    def put(self, digest: str, hidden: torch.Tensor, source: str = "") -> None:
+        hidden = hidden.to(torch.float16).contiguous()  # (L+1, T, D)
+        meta = {"checksum": _checksum(hidden), "encoder": self.encoder_key, "source": source}
+        atomic_write(self._path(digest), lambda tmp: save_file({"hidden": hidden}, str(tmp), metadata=meta))
+        self._path(digest, ".error").unlink(missing_ok=True)
+
+    def has(self, digest: str) -> bool:
+        return self.get(digest) is not None
+
+    def mark_failed(self, digest: str, message: str) -> None:
+        atomic_write_text(self._path(digest, ".error"), message)
+
+    def failure(self, digest: str) -> str | None:
+        path = self._path(digest, ".error")
+        return path.read_text() if path.is_file() else None
+
+    def size_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.dir.rglob("*.safetensors")) if self.dir.is_dir() else 0
+
+
+@dataclass
+class ExtractReport:
+    files: int = 0  # utterances asked for
+    cached: int = 0  # already in the cache (resume)
+    extracted: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (path, problem)
+    audio_seconds: float = 0.0  # of the extracted files
+    encoder_seconds: float = 0.0  # time inside the bare encoder forward
+    wall_seconds: float = 0.0
+
+    def summary(self) -> str:
+        lines = [
+            f"{self.files} files: {self.extracted} extracted, {self.cached} already cached, {len(self.failed)} failed",
+        ]
+        if self.extracted:
+            lines.append(
+                f"{self.audio_seconds / 60:.1f} min of audio in {self.wall_seconds:.1f} s "
+                f"(real-time factor {self.wall_seconds / self.audio_seconds:.4f}; "
+                f"bare encoder {self.encoder_seconds / self.audio_seconds:.4f})"
+            )
+        if self.failed:
+            lines.append("Files that could not be used:")
+            lines += [f"  {path}: {problem}" for path, problem in self.failed]
+        return "\n".join(lines)
+
+
+def extract(
+    utterances: Iterable[Utterance],
+    encoder,
+    cache: FeatureCache,
+    audio_cfg: AudioConfig | None = None,
+    clips_per_batch: int = 16,
+    progress: bool = True,
+) -> ExtractReport:
+    """Fill ``cache`` with ``encoder``'s features for every utterance not cached yet.
+
+    Audio is decoded on a reader thread and features written on a writer thread, so the
+    encoder forward is the only thing on the critical path. Broken files are skipped and
+    reported at the end; an interrupted run resumes where it stopped.
+    """
+    start = time.perf_counter()
+    utterances = list(utterances)
+    report = ExtractReport(files=len(utterances))
+    cache.write_identity(encoder.identity)
+    todo: list[tuple[Utterance, str]] = []
+    for u in utterances:
+        try:
+            digest = file_digest(u.path)
+        except AudioError as e:
+            report.failed.append((str(u.path), e.problem))
+            continue
+        if cache.has(digest):
+            report.cached += 1
+        else:
+            todo.append((u, digest))
+
+    def read(item: tuple[Utterance, str]) -> tuple[Utterance, str, np.ndarray | str]:
+        u, digest = item
+        try:
+            return u, digest, load_audio(u.path, audio_cfg)
+        except AudioError as e:
+            return u, digest, e.problem
+
+    bar = tqdm(total=len(todo), unit="file", desc="extract", disable=not progress, dynamic_ncols=True, mininterval=1.0)
+    with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(1) as writer:
+        loaded = reader.map(read, todo)  # runs ahead of the encoder on its own thread
+        pending = []
+        batch: list[tuple[Utterance, str, np.ndarray]] = []
+        for i, (u, digest, wave) in enumerate(loaded):
+            if isinstance(wave, str):
+                report.failed.append((str(u.path), wave))
+                cache.mark_failed(digest, wave)
+                bar.update(1)
+            else:
+                batch.append((u, digest, wave))
+            if batch and (len(batch) == clips_per_batch or i == len(todo) - 1):
+                t = time.perf_counter()
+                feats = encoder([w for _, _, w in batch])
+                report.encoder_seconds += time.perf_counter() - t
+                for (bu, bd, bw), f in zip(batch, feats):
+                    pending.append(writer.submit(cache.put, bd, f, str(bu.path)))
+                    report.audio_seconds += len(bw) / 16_000
+                report.extracted += len(batch)
+                bar.update(len(batch))
+                elapsed = time.perf_counter() - start
+                bar.set_postfix_str(f"{report.audio_seconds / 60:.1f} min audio, {report.audio_seconds / elapsed:.0f}x real time")
+                batch = []
+        for p in pending:
+            p.result()  # surface write errors (disk full, permissions)
+    bar.close()
+    report.wall_seconds = time.perf_counter() - start
+    return report
+
+
+def load_features(
+    utterances: Iterable[Utterance], cache: FeatureCache, progress: bool = False
+) -> tuple[list[Utterance], list[torch.Tensor], list[tuple[str, str]]]:
+    """(kept utterances, their float16 features, skipped (path, problem)) for training.
+
+    Files that extraction reported broken are skipped with their problem; files never
+    extracted are an error, since training on a silent subset would mislead.
+    """
+    kept, feats, skipped, missing = [], [], [], []
+    for u in tqdm(list(utterances), desc="load features", unit="file", disable=not progress):
+        try:
+            digest = file_digest(u.path)
+        except AudioError as e:
+            skipped.append((str(u.path), e.problem))
+            continue
+        hidden = cache.get(digest)
+        if hidden is not None:
+            kept.append(u)
+            feats.append(hidden)
+        elif (problem := cache.failure(digest)) is not None:
+            skipped.append((str(u.path), problem))
+        else:
+            missing.append(u)
+    if missing:
+        raise CacheError(
+            f"{len(missing)} utterance(s) have no cached features under {cache.dir} "
+            f"(first: {missing[0].path}); run `sera extract` first"
+        )
+    return kept, feats, skipped

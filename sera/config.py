@@ -1,0 +1,99 @@
+"""One config object for the CLI, the notebooks and the app.
+
+Every setting lives here once. Defaults that depend on where things are on disk come from
+environment variables (``SERA_DATA``, ``SERA_ENCODER``, ``SERA_CACHE``) so that the Makefile,
+CI and a notebook all point at the same data without repeating paths; CLI flags override them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import SeraError
+
+DEFAULT_ENCODER = "openai/whisper-tiny.en"  # a real model that runs fast on a CPU
+PAPER_ENCODER = "facebook/hubert-large-ll60k"  # the reference paper's encoder
+
+
+def _env(name: str, default: str) -> Any:
+    return field(default_factory=lambda: os.environ.get(name) or default)
+
+
+@dataclass
+class AudioConfig:
+    sample_rate: int = 16_000  # every supported encoder expects 16 kHz mono input
+    max_seconds: float = 60.0  # corpus clips longer than this are refused (predict windows long audio)
+    max_megabytes: float = 512.0  # files larger than this are refused before they are decoded
+    silence_peak: float = 1e-4  # a clip whose peak |amplitude| stays below this counts as silent
+
+
+@dataclass
+class DataConfig:
+    root: str = _env("SERA_DATA", "data")  # folder holding ravdess/, emodb/, iemocap/, crema-d/
+    corpus: str = "ravdess"  # corpus name, a manifest.csv, or a folder with one subfolder per label
+    classes: str = ""  # class map "raw=target,raw,..."; "" keeps the corpus's own classes
+    num_folds: int = 5  # folds for corpora without a standard speaker split
+    speaker_dependent: bool = False  # random utterance split; every result then says so
+    allow_outside_root: bool = False  # let manifest paths point outside their folder
+
+
+@dataclass
+class EncoderConfig:
+    name: str = _env("SERA_ENCODER", DEFAULT_ENCODER)  # hub id or local folder
+    whisper_padded: bool = False  # pad Whisper input to 30 s as transformers does (slow, original)
+    batch_seconds: float = 40.0  # audio per forward pass; clips are bucketed by length
+    device: str = "auto"  # "auto" takes CUDA when present, else the CPU
+
+
+@dataclass
+class SeraConfig:
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    cache_dir: str = _env("SERA_CACHE", str(Path.home() / ".cache" / "sera"))  # cached features
+    seed: int = 0  # one seed makes a CPU run repeat exactly
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "SeraConfig":
+        return _build(cls, d, "config")
+
+    def save(self, path: str | Path) -> None:
+        from .io import atomic_write_text
+
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "SeraConfig":
+        try:
+            d = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise SeraError(f"{path}: not a readable sera config ({e})") from None
+        return cls.from_dict(d)
+
+
+def _build(cls: type, d: Any, where: str) -> Any:
+    """Build a (nested) config dataclass, naming any unknown or ill-typed key."""
+    if not isinstance(d, dict):
+        raise SeraError(f"{where}: expected a mapping, got {type(d).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - set(fields))
+    if unknown:
+        raise SeraError(f"{where}: unknown setting(s) {', '.join(unknown)}")
+    defaults, kwargs = cls(), {}
+    for name, value in d.items():
+        default = getattr(defaults, name)
+        if dataclasses.is_dataclass(default):
+            kwargs[name] = _build(type(default), value, f"{where}.{name}")
+            continue
+        if not (type(value) is type(default) or (type(default) is float and type(value) is int)):
+            raise SeraError(f"{where}.{name}: expected {type(default).__name__}, got {value!r}")
+        kwargs[name] = value
+    return cls(**kwargs)

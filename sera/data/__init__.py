@@ -1,0 +1,24 @@
+"""Corpora and their speaker-independent folds."""
+
+from .corpora import (
+    AUDIO_EXTENSIONS,
+    READERS,
+    Corpus,
+    Utterance,
+    apply_class_map,
+    load_corpus,
+    parse_class_map,
+    read_cremad,
+    read_emodb,
+    read_iemocap,
+    read_label_folders,
+    read_manifest,
+    read_ravdess,
+)
+from .folds import Fold, make_folds
+
+__all__ = [
+    "AUDIO_EXTENSIONS", "READERS", "Corpus", "Fold", "Utterance", "apply_class_map", "load_corpus",
+    "make_folds", "parse_class_map", "read_cremad", "read_emodb", "read_iemocap", "read_label_folders",
+    "read_manifest", "read_ravdess",
+]

@@ -1,0 +1,89 @@
+"""Speaker-independent cross-validation folds, the way each corpus is evaluated in the literature.
+
+A test fold never shares a speaker with its training data; the only exception is the explicit
+speaker-dependent split, which marks itself in every fold (and so in every result).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..config import DataConfig
+from ..errors import CorpusError
+from .corpora import Corpus
+
+STANDARD_FOLDS = {"ravdess": 4, "emodb": 5}  # consecutive groups of sorted speaker ids
+
+
+@dataclass(frozen=True)
+class Fold:
+    name: str  # e.g. "speakers 01-06" or "session Ses01"
+    test_ids: frozenset[str]  # utterance ids held out
+    speaker_independent: bool = True  # False only for the explicit random split
+
+    def split(self, corpus: Corpus) -> tuple[Corpus, Corpus]:
+        """(train, test) parts of ``corpus``."""
+        train = [u for u in corpus.utterances if u.id not in self.test_ids]
+        test = [u for u in corpus.utterances if u.id in self.test_ids]
+        return corpus.subset(train), corpus.subset(test)
+
+
+def make_folds(corpus: Corpus, cfg: DataConfig | None = None, seed: int = 0) -> list[Fold]:
+    cfg = cfg or DataConfig()
+    if cfg.speaker_dependent:
+        return _random_folds(corpus, cfg.num_folds, seed)
+    if corpus.name == "iemocap":  # leave one session out
+        groups = _group_by(corpus, lambda s: s[:5])
+        return [_fold(corpus, f"session {name}", speakers) for name, speakers in groups.items()]
+    if any(u.split == "test" for u in corpus.utterances):
+        return [_given_split(corpus)]
+    k = STANDARD_FOLDS.get(corpus.name, cfg.num_folds)
+    speakers = corpus.speakers
+    if len(speakers) < 2:
+        raise CorpusError(f"{corpus.name}: speaker-independent folds need at least 2 speakers, found {len(speakers)}")
+    k = min(k, len(speakers))
+    if corpus.name in STANDARD_FOLDS:
+        groups_ = [list(g) for g in np.array_split(np.array(speakers), k)]
+    else:
+        groups_ = [speakers[i::k] for i in range(k)]
+    return [_fold(corpus, f"speakers {_names(g)}", g) for g in groups_]
+
+
+def _names(speakers: list[str]) -> str:
+    if len(speakers) > 2 and all(s.isdigit() for s in speakers):
+        return f"{speakers[0]}-{speakers[-1]}"
+    return "+".join(speakers)
+
+
+def _group_by(corpus: Corpus, key) -> dict[str, list[str]]:
+    groups: dict[str, list[str]] = {}
+    for s in corpus.speakers:
+        groups.setdefault(key(s), []).append(s)
+    return groups
+
+
+def _fold(corpus: Corpus, name: str, test_speakers: list[str]) -> Fold:
+    held = set(test_speakers)
+    return Fold(name, frozenset(u.id for u in corpus.utterances if u.speaker in held))
+
+
+def _given_split(corpus: Corpus) -> Fold:
+    """A manifest's own test split; speaker-independent only if no test speaker is trained on."""
+    test = [u for u in corpus.utterances if u.split == "test"]
+    train_speakers = {u.speaker for u in corpus.utterances if u.split != "test"}
+    independent = not any(u.speaker in train_speakers for u in test)
+    return Fold("manifest test split", frozenset(u.id for u in test), independent)
+
+
+def _random_folds(corpus: Corpus, k: int, seed: int) -> list[Fold]:
+    from sklearn.model_selection import StratifiedKFold
+
+    y = corpus.label_ids()
+    skf = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    ids = [u.id for u in corpus.utterances]
+    return [
+        Fold(f"random split {i + 1}/{k} (SPEAKER-DEPENDENT)", frozenset(ids[j] for j in test), False)
+        for i, (_, test) in enumerate(skf.split(np.zeros(len(y)), y))
+    ]

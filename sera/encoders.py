@@ -1,0 +1,222 @@
+"""The frozen upstream: a transformers speech model that returns every layer's frame features.
+
+One interface over HuBERT, wav2vec 2.0, WavLM, data2vec-audio (anything with
+``_get_feat_extract_output_lengths``) and the Whisper encoder. Output per clip: a tensor
+(layers + 1, frames, dim) at 50 frames per second. Nothing here trains; the adapter
+(``sera.model``) is the downstream part.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .config import EncoderConfig
+from .errors import EncoderError
+
+SAMPLE_RATE = 16_000
+CHUNK_SECONDS = 30.0  # longer clips run in 30 s pieces: Whisper's limit, and it bounds attention memory
+_VOLATILE_CONFIG_KEYS = {"_name_or_path", "transformers_version", "_commit_hash", "torch_dtype", "dtype"}
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def load_encoder_config(name: str):
+    """The transformers config of a hub id or local folder, and where to load it from.
+
+    Cheap (no weights), so the cache can name an encoder's features without loading it.
+    """
+    import transformers
+    from transformers import AutoConfig
+
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    local = Path(name).expanduser()
+    looks_like_path = local.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1
+    if looks_like_path and not local.is_dir():
+        raise EncoderError(f"{name}: no such encoder folder")
+    source = str(local) if local.is_dir() else name
+    try:
+        return AutoConfig.from_pretrained(source), source
+    except (OSError, ValueError) as e:
+        if local.is_dir():
+            raise EncoderError(f"{name}: not a transformers model folder ({str(e).splitlines()[0]})") from None
+        raise EncoderError(
+            f"could not load encoder {name!r} from the Hugging Face hub ({str(e).splitlines()[0]}). "
+            "Without hub access, download the model where you can and pass its folder with "
+            "--encoder PATH or SERA_ENCODER=PATH."
+        ) from None
+
+
+def encoder_identity(cfg: EncoderConfig, config=None, source: str | None = None) -> tuple[str, dict]:
+    """(key, identity): everything that changes an encoder's features, hashed into a folder name."""
+    if config is None:
+        config, source = load_encoder_config(cfg.name)
+    is_whisper = config.model_type == "whisper"
+    identity = {
+        "model_type": config.model_type,
+        "name": cfg.name,
+        "revision": getattr(config, "_commit_hash", None) or "",
+        "config": {k: v for k, v in config.to_dict().items() if k not in _VOLATILE_CONFIG_KEYS},
+        "weights": _fingerprint(source or cfg.name),
+        "whisper_padded": is_whisper and cfg.whisper_padded,
+        "compute_dtype": "float16" if resolve_device(cfg.device).type == "cuda" else "float32",
+        "sample_rate": SAMPLE_RATE,
+    }
+    digest = hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return f"{Path(cfg.name.rstrip('/')).name}-{digest}", identity
+
+
+def _load_pretrained(name: str, device: torch.device):
+    """Load config, model and feature extractor from a hub id or a local folder."""
+    from transformers import AutoFeatureExtractor, AutoModel
+
+    config, source = load_encoder_config(name)
+    if config.model_type == "whisper":
+        from transformers import WhisperFeatureExtractor, WhisperModel
+
+        model = WhisperModel.from_pretrained(source, dtype=torch.float32).get_encoder()
+        try:
+            fe = WhisperFeatureExtractor.from_pretrained(source)
+        except OSError:
+            fe = WhisperFeatureExtractor(feature_size=config.num_mel_bins)
+    else:
+        model = AutoModel.from_pretrained(source, dtype=torch.float32)
+        if not hasattr(model, "_get_feat_extract_output_lengths"):
+            raise EncoderError(f"{name}: model type {config.model_type!r} is not a supported speech encoder "
+                               "(HuBERT, wav2vec 2.0, WavLM, data2vec-audio or Whisper)")
+        try:
+            fe = AutoFeatureExtractor.from_pretrained(source)
+        except (OSError, ValueError):
+            from transformers import Wav2Vec2FeatureExtractor
+
+            layer_norm = getattr(config, "feat_extract_norm", "group") == "layer"
+            fe = Wav2Vec2FeatureExtractor(do_normalize=layer_norm, return_attention_mask=layer_norm)
+    model.eval().requires_grad_(False).to(device)
+    if device.type == "cuda":
+        model.half()  # inference only: float16 is safe for these encoders and halves memory
+    return config, model, fe, source
+
+
+def _fingerprint(source: str) -> dict[str, object]:
+    """Size and edge hashes of a local model's weight files: cheap, and changes when the weights do."""
+    folder = Path(source)
+    if not folder.is_dir():
+        return {}
+    prints = {}
+    for f in sorted(folder.glob("*")):
+        if f.suffix in {".safetensors", ".bin", ".pt", ".pth"} and f.is_file():
+            h = hashlib.blake2b(digest_size=16)
+            with open(f, "rb") as fh:
+                h.update(fh.read(1 << 20))
+                fh.seek(max(0, f.stat().st_size - (1 << 20)))
+                h.update(fh.read(1 << 20))
+            prints[f.name] = f"{f.stat().st_size}:{h.hexdigest()}"
+    return prints
+
+
+class Encoder:
+    """A frozen speech encoder: ``encoder([wave, ...])`` -> [(layers + 1, frames, dim), ...] float32."""
+
+    frame_rate = 50  # frames per second for every supported model
+
+    def __init__(self, cfg: EncoderConfig | None = None):
+        self.cfg = cfg or EncoderConfig()
+        self.device = resolve_device(self.cfg.device)
+        self.config, self.model, self.feature_extractor, source = _load_pretrained(self.cfg.name, self.device)
+        self.is_whisper = self.config.model_type == "whisper"
+        self.num_layers = self.config.num_hidden_layers + 1 if not self.is_whisper else self.config.encoder_layers + 1
+        self.dim = self.config.hidden_size if not self.is_whisper else self.config.d_model
+        # HuBERT-large style models (layer-norm front end) take an attention mask; group-norm ones
+        # (wav2vec2-base) and Whisper do not, so padding would change their features: run them unbatched.
+        self.supports_padding = not self.is_whisper and bool(getattr(self.feature_extractor, "return_attention_mask", False))
+        self.key, self.identity = encoder_identity(self.cfg, self.config, source)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    @torch.inference_mode()
+    def __call__(self, waves: list[np.ndarray]) -> list[torch.Tensor]:
+        """Every layer's features for each 16 kHz mono clip; long clips run in 30 s pieces."""
+        out: list[torch.Tensor | None] = [None] * len(waves)
+        pieces = []  # (clip index, piece index, samples)
+        for i, w in enumerate(waves):
+            n = max(1, math.ceil(len(w) / (CHUNK_SECONDS * SAMPLE_RATE)))
+            step = math.ceil(len(w) / n)
+            pieces += [(i, j, w[j * step : (j + 1) * step]) for j in range(n)]
+        results: dict[tuple[int, int], torch.Tensor] = {}
+        for batch in self._batches(pieces):
+            for (i, j, _), feats in zip(batch, self._forward([p[2] for p in batch])):
+                results[(i, j)] = feats
+        for i in range(len(waves)):
+            parts = [results[k] for k in sorted(k for k in results if k[0] == i)]
+            out[i] = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+        return out  # type: ignore[return-value]
+
+    def _batches(self, pieces: list) -> list[list]:
+        """Length-bucketed batches of about ``batch_seconds`` audio (one clip each where padding is unsafe)."""
+        if not self.supports_padding:
+            return [[p] for p in pieces]
+        order = sorted(pieces, key=lambda p: len(p[2]))
+        batches, current, budget = [], [], self.cfg.batch_seconds * SAMPLE_RATE
+        for p in order:
+            if current and len(p[2]) * (len(current) + 1) > budget:
+                batches.append(current)
+                current = []
+            current.append(p)
+        return batches + ([current] if current else [])
+
+    def _forward(self, waves: list[np.ndarray]) -> list[torch.Tensor]:
+        if self.is_whisper:
+            return [self._whisper(w) for w in waves]
+        return self._wav2vec_family(waves)
+
+    def _wav2vec_family(self, waves: list[np.ndarray]) -> list[torch.Tensor]:
+        lengths = torch.tensor([len(w) for w in waves])
+        x = torch.zeros(len(waves), int(lengths.max()))  # (B, S)
+        for i, w in enumerate(waves):
+            x[i, : len(w)] = torch.from_numpy(w)
+        mask = torch.arange(x.shape[1])[None, :] < lengths[:, None]  # (B, S) True on real samples
+        if getattr(self.feature_extractor, "do_normalize", False):  # zero mean, unit variance per clip
+            n = lengths[:, None].float()
+            mean = x.sum(1, keepdim=True) / n
+            var = ((x - mean) ** 2 * mask).sum(1, keepdim=True) / n
+            x = ((x - mean) / torch.sqrt(var + 1e-7)) * mask
+        dtype = next(self.model.parameters()).dtype
+        kwargs = {"attention_mask": mask.long().to(self.device)} if self.supports_padding else {}
+        hidden = self.model(x.to(self.device, dtype), output_hidden_states=True, **kwargs).hidden_states
+        stacked = torch.stack(hidden)  # (L+1, B, T, D)
+        frames = self.model._get_feat_extract_output_lengths(lengths)
+        return [stacked[:, i, : int(frames[i])].float().cpu() for i in range(len(waves))]
+
+    def _whisper(self, wave: np.ndarray) -> torch.Tensor:
+        """Whisper on the clip's real length (default) or padded to 30 s as transformers does."""
+        enc, dtype = self.model, next(self.model.parameters()).dtype
+        padded = self.cfg.whisper_padded
+        mel = self.feature_extractor(
+            wave, sampling_rate=SAMPLE_RATE, return_tensors="pt", padding="max_length" if padded else "longest"
+        ).input_features.to(self.device, dtype)  # (1, n_mels, M)
+        valid = math.ceil(min(len(wave) // 160, 3000) / 2)  # encoder frames that cover real audio
+        if padded:
+            hidden = enc(mel, output_hidden_states=True).hidden_states
+            return torch.stack(hidden)[:, 0, :valid].float().cpu()
+        x = F.gelu(enc.conv1(mel))
+        x = F.gelu(enc.conv2(x)).permute(0, 2, 1)  # (1, T, D)
+        x = x + enc.embed_positions.weight[: x.shape[1]]
+        hidden = [x]
+        for layer in enc.layers:
+            x = layer(x, None)
+            x = x[0] if isinstance(x, tuple) else x
+            hidden.append(x)
+        hidden[-1] = enc.layer_norm(x)  # transformers reports the last layer after the final norm
+        return torch.stack(hidden)[:, 0, :valid].float().cpu()  # (L+1, T, D)
