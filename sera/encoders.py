@@ -22,6 +22,7 @@ from .errors import EncoderError
 
 SAMPLE_RATE = 16_000
 CHUNK_SECONDS = 30.0  # longer clips run in 30 s pieces: Whisper's limit, and it bounds attention memory
+_PADDING_SAFE = {"hubert", "wav2vec2", "wavlm", "unispeech", "unispeech-sat"}
 _VOLATILE_CONFIG_KEYS = {"_name_or_path", "transformers_version", "_commit_hash", "torch_dtype", "dtype"}
 
 
@@ -137,9 +138,12 @@ class Encoder:
         self.is_whisper = self.config.model_type == "whisper"
         self.num_layers = self.config.num_hidden_layers + 1 if not self.is_whisper else self.config.encoder_layers + 1
         self.dim = self.config.hidden_size if not self.is_whisper else self.config.d_model
-        # HuBERT-large style models (layer-norm front end) take an attention mask; group-norm ones
-        # (wav2vec2-base) and Whisper do not, so padding would change their features: run them unbatched.
-        self.supports_padding = not self.is_whisper and bool(getattr(self.feature_extractor, "return_attention_mask", False))
+        # Batching pads clips, which must not change their features. That holds for HuBERT / wav2vec 2.0 /
+        # WavLM with a layer-norm front end and an attention mask, not for group-norm ones (wav2vec2-base),
+        # data2vec-audio (its stacked positional convs see the padding) or Whisper: those run one clip a pass.
+        self.supports_padding = self.config.model_type in _PADDING_SAFE and bool(
+            getattr(self.feature_extractor, "return_attention_mask", False)
+        )
         self.key, self.identity = encoder_identity(self.cfg, self.config, source)
 
     def num_parameters(self) -> int:

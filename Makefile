@@ -1,0 +1,50 @@
+# sera: the two commands a fresh machine needs are `make reproduce` (main job) and `make test`.
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip -q --disable-pip-version-check
+QUIET_PIP := 2>&1 | { grep -v '^WARNING: Location' || true; }
+
+# Data and the default encoder come from ../shared when it sits beside the checkout.
+SHARED := $(abspath ../shared)
+ifneq ($(wildcard $(SHARED)/data),)
+export SERA_DATA ?= $(SHARED)/data
+export SERA_ENCODER ?= $(SHARED)/models/whisper-tiny.en
+endif
+export SERA_CACHE ?= $(CURDIR)/cache
+export HF_HUB_DISABLE_TELEMETRY := 1
+
+.PHONY: install test reproduce demo bench clean help
+help:
+	@echo "make install    create .venv: torch==2.13.0 (CPU) first, then sera with all extras"
+	@echo "make reproduce  the main job: cache features of RAVDESS and EmoDB (grows with the adapter)"
+	@echo "make test       the test suite (what CI runs)"
+	@echo "make bench      benchmarks, results under bench/results/"
+	@echo "make demo       the Gradio demo"
+
+install: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install torch==2.13.0 $(QUIET_PIP)
+	$(PIP) install -e ".[all]" $(QUIET_PIP)
+	$(BIN)/python -c "import torch, transformers, sera; print('sera', sera.__version__, '| torch', torch.__version__, '| transformers', transformers.__version__)"
+	touch $@
+
+test: install
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+reproduce: install
+	$(BIN)/sera extract --corpus ravdess
+	$(BIN)/sera extract --corpus emodb
+
+bench: install
+	$(BIN)/python bench/extract_speed.py $(BENCH_ARGS)
+
+demo: install
+	@test -f app.py || { echo "app.py (the Gradio demo) is not built yet: see the open demo issue"; exit 1; }
+	$(BIN)/python app.py
+
+clean:
+	rm -rf $(VENV) cache .pytest_cache

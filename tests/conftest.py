@@ -1,0 +1,70 @@
+"""Shared fixtures: the real data in ../shared, tiny generated audio, tiny random encoders."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the hub is unreachable here; fail at once, not after retries
+
+_SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+DATA = Path(os.environ.get("SERA_DATA") or _SHARED / "data")
+WHISPER = Path(os.environ.get("SERA_WHISPER") or _SHARED / "models" / "whisper-tiny.en")
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    if not (DATA / "ravdess").is_dir():
+        pytest.skip(f"real corpora not found at {DATA} (set SERA_DATA)")
+    return DATA
+
+
+@pytest.fixture(scope="session")
+def whisper_path() -> Path:
+    if not (WHISPER / "config.json").is_file():
+        pytest.skip(f"whisper-tiny.en not found at {WHISPER} (set SERA_WHISPER)")
+    return WHISPER
+
+
+def tone(seconds: float, sr: int = 16_000, freq: float = 220.0, amp: float = 0.3, seed: int = 0) -> np.ndarray:
+    """A voiced-ish test signal: a tone with a little noise, so no two files are identical."""
+    t = np.arange(int(seconds * sr)) / sr
+    rng = np.random.default_rng(seed)
+    return (amp * np.sin(2 * np.pi * freq * t) + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+def write_audio(path: Path, seconds: float = 1.0, sr: int = 16_000, seed: int = 0, **kw) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, tone(seconds, sr, seed=seed, **kw), sr)
+    return path
+
+
+def save_random_encoder(kind: str, folder: Path, **overrides) -> Path:
+    """A tiny randomly initialised transformers speech model, saved and loadable by path."""
+    from transformers import (Data2VecAudioConfig, Data2VecAudioModel, HubertConfig, HubertModel,
+                              Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model, WavLMConfig, WavLMModel)
+
+    small = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                 conv_dim=(16, 16, 16, 16, 16, 16, 16), num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
+    small.update(overrides)
+    config_cls, model_cls = {
+        "hubert": (HubertConfig, HubertModel), "wav2vec2": (Wav2Vec2Config, Wav2Vec2Model),
+        "wavlm": (WavLMConfig, WavLMModel), "data2vec-audio": (Data2VecAudioConfig, Data2VecAudioModel),
+    }[kind]
+    torch.manual_seed(0)
+    model = model_cls(config_cls(**small)).eval()
+    model.save_pretrained(folder)
+    layer_norm = model.config.feat_extract_norm == "layer"
+    Wav2Vec2FeatureExtractor(do_normalize=layer_norm, return_attention_mask=layer_norm).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_hubert(tmp_path_factory) -> Path:
+    return save_random_encoder("hubert", tmp_path_factory.mktemp("hubert"), feat_extract_norm="layer", do_stable_layer_norm=True)

@@ -1,0 +1,53 @@
+"""The `sera` command as a user runs it: a subprocess, real flags, exit codes and one-line errors."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import write_audio
+
+
+def sera(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sera.cli", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=300)
+
+
+def test_help_lists_commands():
+    out = sera("--help")
+    assert out.returncode == 0
+    for command in ("info", "extract"):
+        assert command in out.stdout
+
+
+def test_info_shows_folds(data_root):
+    out = sera("info", "--corpus", "emodb", "--data", str(data_root))
+    assert out.returncode == 0, out.stderr
+    assert "emodb: 535 utterances" in out.stdout and "fold speakers 15+16: 127 test utterances" in out.stdout
+
+
+def test_extract_then_resume_from_the_command_line(tmp_path, tiny_hubert):
+    for i in range(3):
+        write_audio(tmp_path / "data" / ("happy" if i % 2 else "sad") / f"spk{i}_{i}.wav", 0.7, seed=i)
+    args = ["extract", "--corpus", str(tmp_path / "data"), "--encoder", str(tiny_hubert),
+            "--cache", str(tmp_path / "cache"), "--no-progress"]
+    first = sera(*args)
+    assert first.returncode == 0, first.stderr
+    assert "3 extracted, 0 already cached, 0 failed" in first.stdout
+    second = sera(*args)
+    assert "0 extracted, 3 already cached" in second.stdout
+    assert len(list((tmp_path / "cache").rglob("*.safetensors"))) == 3
+
+
+def test_user_errors_are_one_clear_line(tmp_path):
+    out = sera("info", "--corpus", "nosuch", "--data", str(tmp_path))
+    assert out.returncode == 2
+    assert out.stderr.strip().count("\n") == 0 and "unknown corpus 'nosuch'" in out.stderr
+    out = sera("extract", "--corpus", "ravdess", "--data", str(tmp_path))
+    assert out.returncode == 2 and "no RAVDESS folder" in out.stderr
+    bad_config = tmp_path / "c.json"
+    bad_config.write_text('{"data": {"corpuss": "x"}}')
+    out = sera("info", "--config", str(bad_config))
+    assert out.returncode == 2 and "unknown setting(s) corpuss" in out.stderr
+    out = sera("info", "--corpus", "nosuch", "--debug")
+    assert out.returncode != 0 and "Traceback" in out.stderr

@@ -1,0 +1,114 @@
+"""The frozen upstream: Whisper equivalence with transformers, and random-config HuBERT-family models."""
+
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import save_random_encoder, tone
+from sera.audio import load_audio
+from sera.config import EncoderConfig
+from sera.encoders import Encoder, encoder_identity
+from sera.errors import EncoderError
+
+
+@pytest.fixture(scope="module")
+def whisper(whisper_path):
+    return Encoder(EncoderConfig(name=str(whisper_path)))
+
+
+@pytest.fixture(scope="module")
+def clip(data_root):
+    wave = load_audio(data_root / "ravdess/Actor_01/03-01-05-01-01-01-01.flac")
+    return wave[:40_000]  # 2.5 s: 250 mel frames, 125 encoder frames
+
+
+def test_whisper_real_length_equals_transformers_encoder_on_unpadded_input(whisper, clip):
+    """transformers' own WhisperEncoder.forward, given position embeddings for exactly this length."""
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+    mel = whisper.feature_extractor(clip, sampling_rate=16_000, padding="longest", return_tensors="pt").input_features
+    frames = mel.shape[-1] // 2
+    cfg = copy.deepcopy(whisper.config)
+    cfg.max_source_positions = frames
+    reference = WhisperEncoder(cfg).eval()
+    state = whisper.model.state_dict()
+    state["embed_positions.weight"] = state["embed_positions.weight"][:frames]
+    reference.load_state_dict(state)
+    with torch.no_grad():
+        expected = torch.stack(reference(mel, output_hidden_states=True).hidden_states)[:, 0]
+    [ours] = whisper([clip])
+    assert ours.shape == (5, frames, 384) == expected.shape
+    torch.testing.assert_close(ours, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_whisper_padded_option_reproduces_transformers_exactly(whisper_path, whisper, clip):
+    padded = Encoder(EncoderConfig(name=str(whisper_path), whisper_padded=True))
+    mel = padded.feature_extractor(clip, sampling_rate=16_000, return_tensors="pt").input_features
+    assert mel.shape[-1] == 3000
+    with torch.no_grad():
+        full = torch.stack(padded.model(mel, output_hidden_states=True).hidden_states)[:, 0]
+    [ours] = padded([clip])
+    assert ours.shape[1] == 125
+    assert torch.equal(ours, full[:, :125])
+    # The real-length run is close after the stem and drifts in deeper layers (no attention mask in Whisper).
+    [real] = whisper([clip])
+    cos = torch.nn.functional.cosine_similarity(real, ours, dim=-1).mean(dim=1)
+    assert cos[0] > 0.99 and cos[-1] < cos[0]
+    assert padded.key != whisper.key
+
+
+def test_whisper_long_audio_runs_in_pieces(whisper):
+    [feats] = whisper([tone(35.0)])
+    assert feats.shape[0] == 5 and abs(feats.shape[1] - 35 * 50) <= 2
+
+
+@pytest.mark.parametrize("kind, norm", [("hubert", "layer"), ("wav2vec2", "group"), ("wavlm", "layer"), ("data2vec-audio", "layer")])
+def test_random_config_encoders_load_by_path(tmp_path, kind, norm):
+    extra = {"do_stable_layer_norm": True} if norm == "layer" and kind != "data2vec-audio" else {}
+    folder = save_random_encoder(kind, tmp_path / kind, feat_extract_norm=norm, **extra)
+    enc = Encoder(EncoderConfig(name=str(folder)))
+    assert (enc.num_layers, enc.dim) == (3, 32)
+    assert enc.supports_padding == (norm == "layer" and kind != "data2vec-audio")
+    waves = [tone(1.0, seed=1), tone(0.6, seed=2), tone(1.3, seed=3)]
+    feats = enc(waves)
+    for w, f in zip(waves, feats):
+        assert f.shape == (3, int(enc.model._get_feat_extract_output_lengths(len(w))), 32)
+        assert f.dtype == torch.float32 and torch.isfinite(f).all()
+    assert abs(feats[0].shape[1] - 50) <= 1  # 50 frames per second
+    # A batch with padding gives each clip the features it gets alone.
+    for w, f in zip(waves, feats):
+        torch.testing.assert_close(enc([w])[0], f, atol=1e-4, rtol=1e-4)
+
+
+def test_long_clip_pieces_cover_the_whole_clip(tiny_hubert):
+    enc = Encoder(EncoderConfig(name=str(tiny_hubert)))
+    [feats] = enc([tone(70.0)])
+    assert abs(feats.shape[1] - 70 * 50) <= 5
+
+
+def test_identity_changes_with_weights_and_options(tmp_path, tiny_hubert):
+    other = save_random_encoder("hubert", tmp_path / "other", feat_extract_norm="layer", do_stable_layer_norm=True,
+                                hidden_size=48)
+    key1, ident = encoder_identity(EncoderConfig(name=str(tiny_hubert)))
+    key2, _ = encoder_identity(EncoderConfig(name=str(other)))
+    assert key1 != key2 and key1.startswith("hubert0-") and ident["model_type"] == "hubert"
+    assert encoder_identity(EncoderConfig(name=str(tiny_hubert)))[0] == key1  # stable
+
+
+def test_missing_folder_and_unreachable_hub_say_what_to_do(tmp_path, monkeypatch):
+    with pytest.raises(EncoderError, match="no such encoder folder"):
+        Encoder(EncoderConfig(name=str(tmp_path / "nope")))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(EncoderError, match=r"--encoder PATH or SERA_ENCODER=PATH"):
+        Encoder(EncoderConfig(name="openai/whisper-tiny.en-does-not-exist"))
+
+
+def test_unsupported_model_type(tmp_path):
+    from transformers import BertConfig, BertModel
+
+    BertModel(BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)).save_pretrained(tmp_path)
+    with pytest.raises(EncoderError, match="not a supported speech encoder"):
+        Encoder(EncoderConfig(name=str(tmp_path)))
