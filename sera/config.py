@@ -51,10 +51,58 @@ class EncoderConfig:
 
 
 @dataclass
+class ModelConfig:
+    width: int = 192  # adapter (Transformer) width
+    layers: int = 3  # Transformer layers after WAP (the paper's 3)
+    heads: int = 4  # attention heads
+    ffn_mult: int = 2  # feed-forward width = ffn_mult * width
+    dropout: float = 0.1  # in attention, feed-forward and before the classifier
+    frame_stride: int = 2  # average this many encoder frames (50 -> 25 per s): half the compute
+    max_frames: int = 500  # training crops longer clips to this many frames (20 s at 25 per s)
+    layer_pooling: str = "wap"  # "wap" (learned layer weights) or "last" (ablation: last layer only)
+    transformer: bool = True  # False: WAP -> projection only (ablation)
+    pooling: str = "sap"  # "sap" (attentive mean + std) or "mean" (ablation)
+    sap_hidden: int = 128  # width of SAP's attention MLP
+    mask_prob: float = 0.5  # stage 1: share of frames the student sees masked
+    mask_span: int = 5  # stage 1: frames per masked span (0.2 s at 25 per s)
+    num_attributes: int = 64  # local attributes: k-means clusters of the teacher's frames
+    target_layers: int = 3  # distillation targets: mean of the teacher's top layers (data2vec)
+
+
+@dataclass
+class TrainConfig:
+    stage1: bool = True  # run stage 1 (adapter training without labels); False is the ablation
+    distill: bool = True  # stage 1 self-distillation term (False: ablation)
+    attributes: bool = True  # stage 1 local-attribute term (False: ablation)
+    pretrain_epochs: int = 30  # stage 1 epochs over the training folds' audio
+    finetune_epochs: int = 40  # stage 2 epochs at most (early stopping on validation speakers)
+    batch_size: int = 32  # utterances per step
+    lr: float = 5e-4  # AdamW peak learning rate (warm-up then cosine decay)
+    weight_decay: float = 0.05  # AdamW weight decay
+    warmup: float = 0.1  # share of steps spent warming up the learning rate
+    ema_start: float = 0.99  # teacher momentum at the first stage 1 step ...
+    ema_end: float = 0.999  # ... rising linearly to this at the last
+    distill_weight: float = 1.0  # weight of the self-distillation loss
+    attribute_weight: float = 1.0  # weight of the local-attribute loss
+    refresh_every: int = 50  # stage 1 steps between k-means refits on the moving teacher
+    kmeans_frames: int = 20_000  # frames sampled for each k-means fit
+    finetune_mask_prob: float = 0.15  # stage 2: frames masked as augmentation
+    finetune_attribute_weight: float = 0.0  # stage 2: keep the local-attribute loss as an auxiliary term
+    label_smoothing: float = 0.1  # stage 2 cross-entropy label smoothing
+    class_weighting: bool = False  # weight classes by inverse frequency
+    patience: int = 8  # stage 2 epochs without validation UA gain before stopping
+    val_speakers: float = 0.2  # share of training speakers held out for early stopping
+    seeds: int = 3  # seeds per fold in cross-validation
+    quick: bool = False  # a few speakers and epochs: checks that everything runs and learns
+
+
+@dataclass
 class SeraConfig:
     audio: AudioConfig = field(default_factory=AudioConfig)
     data: DataConfig = field(default_factory=DataConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
     cache_dir: str = _env("SERA_CACHE", str(Path.home() / ".cache" / "sera"))  # cached features
     seed: int = 0  # one seed makes a CPU run repeat exactly
 

@@ -1,0 +1,48 @@
+"""Local attributes: k-means clusters of the teacher's frame features, used as student targets.
+
+The clusters are refitted as the EMA teacher moves, so the targets follow the representation
+they are derived from (as HuBERT's iterations do, but continuously and without labels).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def kmeans(x: torch.Tensor, k: int, iters: int = 20, generator: torch.Generator | None = None) -> torch.Tensor:
+    """(N, H) -> (k, H) centroids: k-means++ seeding, then Lloyd iterations. Deterministic given the generator."""
+    x = x.float()
+    n = x.shape[0]
+    k = min(k, n)
+    centroids = x[torch.randint(n, (1,), generator=generator)]
+    d2 = torch.cdist(x, centroids).squeeze(1) ** 2
+    for _ in range(1, k):  # k-means++: next centre drawn with probability proportional to squared distance
+        probs = d2 / d2.sum() if d2.sum() > 0 else torch.full_like(d2, 1.0 / n)
+        nxt = x[torch.multinomial(probs, 1, generator=generator)]
+        centroids = torch.cat([centroids, nxt])
+        d2 = torch.minimum(d2, (torch.cdist(x, nxt).squeeze(1)) ** 2)
+    for _ in range(iters):
+        ids = torch.cdist(x, centroids).argmin(1)
+        sums = torch.zeros_like(centroids).index_add_(0, ids, x)
+        counts = torch.bincount(ids, minlength=k).unsqueeze(1)
+        centroids = torch.where(counts > 0, sums / counts.clamp_min(1), centroids)  # empty cluster keeps its centre
+    return centroids
+
+
+class LocalAttributes:
+    """Holds the current centroids; ``assign`` maps frames (..., H) to cluster ids (...)."""
+
+    def __init__(self, k: int):
+        self.k = k
+        self.centroids: torch.Tensor | None = None  # (k, H)
+        self.refits = 0
+
+    def fit(self, frames: torch.Tensor, generator: torch.Generator | None = None) -> None:
+        self.centroids = kmeans(frames, self.k, generator=generator)
+        self.refits += 1
+
+    def assign(self, frames: torch.Tensor) -> torch.Tensor:
+        if self.centroids is None:
+            raise RuntimeError("LocalAttributes.assign before fit")
+        flat = frames.reshape(-1, frames.shape[-1]).float()
+        return torch.cdist(flat, self.centroids.to(flat.device)).argmin(1).reshape(frames.shape[:-1])

@@ -1,0 +1,27 @@
+"""Stage 2: the adapter's backbone + SAP (or mean pooling) + a linear emotion classifier."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from ..config import ModelConfig
+from .backbone import WAPTransformer
+from .sap import MeanPooling, StatisticalAttentivePooling
+
+
+class EmotionClassifier(nn.Module):
+    def __init__(self, cfg: ModelConfig, num_layers: int, dim: int, num_classes: int):
+        super().__init__()
+        self.backbone = WAPTransformer(cfg, num_layers, dim)
+        sap = cfg.pooling == "sap"
+        self.pool = StatisticalAttentivePooling(cfg.width, cfg.sap_hidden) if sap else MeanPooling()
+        self.head = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(2 * cfg.width if sap else cfg.width, num_classes))
+        self.attribute_head = nn.Linear(cfg.width, cfg.num_attributes)  # optional stage 2 auxiliary loss
+
+    def forward(
+        self, feats: torch.Tensor, mask: torch.Tensor, time_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """feats (B, L, T, D), mask (B, T) -> logits (B, C) and frames (B, T, H)."""
+        frames, _ = self.backbone(feats, mask, time_mask)
+        return self.head(self.pool(frames, mask)), frames

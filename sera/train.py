@@ -1,0 +1,268 @@
+"""Training on cached features: stage 1 (teacher-student adapter, no labels) and stage 2 (labels).
+
+The encoder is never run here: features come from the cache, reduced in frame rate once and
+held in memory as float16, and batched by length so that little compute goes to padding.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .cache import FeatureCache, load_features
+from .config import SeraConfig
+from .data import Corpus, Utterance
+from .model import EmotionClassifier, LocalAttributes, TeacherStudent, span_mask
+
+
+def reduce_frames(h: torch.Tensor, stride: int) -> torch.Tensor:
+    """(L, T, D) -> (L, T // stride, D) by averaging neighbouring frames (at least one frame kept)."""
+    if stride <= 1 or h.shape[1] < stride:
+        return h
+    L, T, D = h.shape
+    return h[:, : T // stride * stride].float().reshape(L, T // stride, stride, D).mean(2).to(h.dtype)
+
+
+@dataclass
+class FeatureSet:
+    """Utterances with their cached features (float16, frame-rate reduced) and class ids."""
+
+    utts: list[Utterance]
+    feats: list[torch.Tensor]  # each (L, T_i, D)
+    labels: torch.Tensor  # (N,) class ids
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.utts)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.array([f.shape[1] for f in self.feats])
+
+    def subset(self, idx: list[int] | np.ndarray) -> "FeatureSet":
+        return FeatureSet([self.utts[i] for i in idx], [self.feats[i] for i in idx], self.labels[list(idx)])
+
+
+def load_feature_set(corpus: Corpus, cache: FeatureCache, stride: int, progress: bool = False) -> FeatureSet:
+    utts, feats, skipped = load_features(corpus.utterances, cache, progress=progress)
+    index = {c: i for i, c in enumerate(corpus.labels)}
+    labels = torch.tensor([index[u.label] for u in utts], dtype=torch.long)
+    return FeatureSet(utts, [reduce_frames(f, stride) for f in feats], labels, skipped)
+
+
+def collate(fs: FeatureSet, idx: list[int], max_frames: int | None = None, generator: torch.Generator | None = None):
+    """Pad a batch: feats (B, L, T, D) float32, mask (B, T) True on real frames, labels (B,).
+
+    With a generator, clips longer than ``max_frames`` are randomly cropped (training).
+    """
+    parts = []
+    for i in idx:
+        h = fs.feats[i]
+        if max_frames and h.shape[1] > max_frames and generator is not None:
+            start = int(torch.randint(0, h.shape[1] - max_frames + 1, (1,), generator=generator))
+            h = h[:, start : start + max_frames]
+        parts.append(h)
+    T = max(p.shape[1] for p in parts)
+    L, _, D = parts[0].shape
+    feats = torch.zeros(len(parts), L, T, D)
+    mask = torch.zeros(len(parts), T, dtype=torch.bool)
+    for b, p in enumerate(parts):
+        feats[b, :, : p.shape[1]] = p.float()
+        mask[b, : p.shape[1]] = True
+    return feats, mask, fs.labels[idx]
+
+
+def length_batches(lengths: np.ndarray, batch_size: int, generator: torch.Generator | None = None) -> list[list[int]]:
+    """Batches of similar lengths (less padding); order of batches shuffled when a generator is given."""
+    n = len(lengths)
+    order = torch.randperm(n, generator=generator).tolist() if generator is not None else list(range(n))
+    chunk = batch_size * 16  # sort within large random chunks: similar lengths, still random batches
+    batches = []
+    for c in range(0, n, chunk):
+        part = sorted(order[c : c + chunk], key=lambda i: lengths[i])
+        batches += [part[b : b + batch_size] for b in range(0, len(part), batch_size)]
+    if generator is not None:
+        batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+    return batches
+
+
+def _schedule(step: int, total: int, warmup: float) -> float:
+    """Linear warm-up then cosine decay, as a factor of the peak learning rate."""
+    w = max(1, int(total * warmup))
+    if step < w:
+        return (step + 1) / w
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - w) / max(1, total - w))))
+
+
+def device_of(cfg: SeraConfig) -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+# --- stage 1 ---------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def refit_attributes(model: TeacherStudent, attrs: LocalAttributes, fs: FeatureSet, cfg: SeraConfig,
+                     generator: torch.Generator, device: torch.device) -> None:
+    """k-means on teacher frames of a random sample of utterances (about ``kmeans_frames`` frames)."""
+    order = torch.randperm(len(fs), generator=generator).tolist()
+    picked, frames = [], 0
+    for i in order:
+        picked.append(i)
+        frames += fs.feats[i].shape[1]
+        if frames >= cfg.train.kmeans_frames:
+            break
+    collected = []
+    for b in length_batches(fs.lengths[picked], cfg.train.batch_size):
+        feats, mask, _ = collate(fs, [picked[j] for j in b])
+        _, out = model.teacher_frames(feats.to(device), mask.to(device))
+        collected.append(out[mask.to(device)].cpu())
+    attrs.fit(torch.cat(collected)[: cfg.train.kmeans_frames], generator=generator)
+
+
+def pretrain(
+    fs: FeatureSet, cfg: SeraConfig, num_layers: int, dim: int, progress: bool = True,
+    log: Callable[[dict], None] | None = None,
+) -> tuple[TeacherStudent, LocalAttributes, list[dict]]:
+    """Stage 1: the student learns from the EMA teacher on unlabelled frames. Returns model, clusters, history."""
+    tc, mc = cfg.train, cfg.model
+    device = device_of(cfg)
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    model = TeacherStudent(mc, num_layers, dim).to(device)
+    attrs = LocalAttributes(mc.num_attributes)
+    params = [p for n, p in model.named_parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
+    n_batches = len(length_batches(fs.lengths, tc.batch_size))
+    total = max(1, tc.pretrain_epochs * n_batches)
+    history, step = [], 0
+    bar = tqdm(total=total, desc="stage 1", unit="step", disable=not progress, dynamic_ncols=True, mininterval=1.0)
+    for epoch in range(tc.pretrain_epochs):
+        sums: dict[str, float] = {}
+        for idx in length_batches(fs.lengths, tc.batch_size, gen):
+            if tc.attributes and step % tc.refresh_every == 0:
+                refit_attributes(model, attrs, fs, cfg, gen, device)
+            feats, mask, _ = collate(fs, idx, mc.max_frames, gen)
+            feats, mask = feats.to(device), mask.to(device)
+            time_mask = span_mask(mask.cpu(), mc.mask_prob, mc.mask_span, gen).to(device)
+            targets, tframes = model.teacher_frames(feats, mask)
+            ids = attrs.assign(tframes) if tc.attributes else None
+            model.student.train()
+            losses = model(feats, mask, time_mask, targets if tc.distill else None, ids)
+            loss = tc.distill_weight * losses.get("distill", 0.0) + tc.attribute_weight * losses.get("attributes", 0.0)
+            for g in opt.param_groups:
+                g["lr"] = tc.lr * _schedule(step, total, tc.warmup)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            model.ema_update(tc.ema_start + (tc.ema_end - tc.ema_start) * step / max(1, total - 1))
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
+            step += 1
+            bar.update(1)
+        record = {"epoch": epoch + 1, **{k: v / n_batches for k, v in sums.items()}, "kmeans_refits": attrs.refits}
+        history.append(record)
+        bar.set_postfix_str(" ".join(f"{k} {v:.3f}" for k, v in record.items() if k not in ("epoch", "kmeans_refits")))
+        if log:
+            log({"stage": 1, **record})
+    bar.close()
+    return model, attrs, history
+
+
+# --- stage 2 ---------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def predict_proba(model: EmotionClassifier, fs: FeatureSet, batch_size: int = 64) -> torch.Tensor:
+    """(N, C) class probabilities, in the order of ``fs``."""
+    model.eval()
+    device = next(model.parameters()).device
+    probs = torch.zeros(len(fs), model.head[-1].out_features)
+    for idx in length_batches(fs.lengths, batch_size):
+        feats, mask, _ = collate(fs, idx)
+        logits, _ = model(feats.to(device), mask.to(device))
+        probs[idx] = logits.softmax(-1).float().cpu()
+    return probs
+
+
+def unweighted_accuracy(y: np.ndarray, pred: np.ndarray, num_classes: int) -> float:
+    recalls = [float((pred[y == c] == c).mean()) for c in range(num_classes) if (y == c).any()]
+    return float(np.mean(recalls)) if recalls else 0.0
+
+
+def finetune(
+    train: FeatureSet, val: FeatureSet | None, cfg: SeraConfig, num_layers: int, dim: int, num_classes: int,
+    init: TeacherStudent | None = None, attrs: LocalAttributes | None = None, epochs: int | None = None,
+    progress: bool = True, log: Callable[[dict], None] | None = None,
+) -> tuple[EmotionClassifier, list[dict]]:
+    """Stage 2: backbone (from stage 1 when given) + SAP + classifier, early-stopped on ``val`` UA.
+
+    Without ``val`` it trains a fixed number of ``epochs`` (the final model on all speakers).
+    """
+    tc, mc = cfg.train, cfg.model
+    device = device_of(cfg)
+    torch.manual_seed(cfg.seed + 1)
+    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    model = EmotionClassifier(mc, num_layers, dim, num_classes).to(device)
+    if init is not None:
+        model.backbone.load_state_dict(init.student.state_dict())
+    use_attr = attrs is not None and attrs.centroids is not None and tc.finetune_attribute_weight > 0
+    if use_attr:
+        model.attribute_head.load_state_dict(init.attribute_head.state_dict())
+    weight = None
+    if tc.class_weighting:
+        counts = torch.bincount(train.labels, minlength=num_classes).float()
+        weight = (counts.sum() / counts.clamp_min(1) / num_classes).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    epochs = epochs or tc.finetune_epochs
+    n_batches = len(length_batches(train.lengths, tc.batch_size))
+    total = max(1, epochs * n_batches)
+    best = (-1.0, 0, None)  # (val UA, epoch, state)
+    history, step = [], 0
+    bar = tqdm(total=epochs, desc="stage 2", unit="epoch", disable=not progress, dynamic_ncols=True)
+    for epoch in range(epochs):
+        model.train()
+        total_loss = 0.0
+        for idx in length_batches(train.lengths, tc.batch_size, gen):
+            feats, mask, y = collate(train, idx, mc.max_frames, gen)
+            feats, mask, y = feats.to(device), mask.to(device), y.to(device)
+            time_mask = span_mask(mask.cpu(), tc.finetune_mask_prob, mc.mask_span, gen).to(device)
+            logits, frames = model(feats, mask, time_mask if tc.finetune_mask_prob > 0 else None)
+            loss = F.cross_entropy(logits, y, weight=weight, label_smoothing=tc.label_smoothing)
+            if use_attr:
+                sel = time_mask & mask
+                ids = attrs.assign(frames.detach()[sel])
+                loss = loss + tc.finetune_attribute_weight * F.cross_entropy(model.attribute_head(frames[sel]), ids)
+            for g in opt.param_groups:
+                g["lr"] = tc.lr * _schedule(step, total, tc.warmup)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            total_loss += float(loss.detach())
+            step += 1
+        record = {"epoch": epoch + 1, "loss": total_loss / n_batches}
+        if val is not None and len(val):
+            pred = predict_proba(model, val).argmax(1).numpy()
+            record["val_ua"] = unweighted_accuracy(val.labels.numpy(), pred, num_classes)
+            if record["val_ua"] > best[0]:
+                best = (record["val_ua"], epoch + 1, {k: v.detach().clone() for k, v in model.state_dict().items()})
+        history.append(record)
+        bar.update(1)
+        bar.set_postfix_str(" ".join(f"{k} {v:.3f}" for k, v in record.items() if k != "epoch"))
+        if log:
+            log({"stage": 2, **record})
+        if val is not None and epoch + 1 - best[1] >= tc.patience:
+            break
+    bar.close()
+    if best[2] is not None:
+        model.load_state_dict(best[2])
+    model.eval()
+    return model, history
