@@ -19,7 +19,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 .PHONY: install test reproduce demo bench clean help
 help:
 	@echo "make install    create .venv: torch==2.13.0 (CPU) first, then sera with all extras"
-	@echo "make reproduce  the main job: cache features of RAVDESS and EmoDB (grows with the adapter)"
+	@echo "make reproduce  the main job: features of RAVDESS and EmoDB, 4-fold CV of the method on RAVDESS, a final checkpoint"
 	@echo "make test       the test suite (what CI runs)"
 	@echo "make bench      benchmarks, results under bench/results/"
 	@echo "make demo       the Gradio demo"
@@ -38,6 +38,7 @@ test: install
 reproduce: install
 	$(BIN)/sera extract --corpus ravdess
 	$(BIN)/sera extract --corpus emodb
+	$(BIN)/sera train --corpus ravdess --out runs/ravdess
 
 bench: install
 	$(BIN)/python bench/extract_speed.py $(BENCH_ARGS)
@@ -47,4 +48,4 @@ demo: install
 	$(BIN)/python app.py
 
 clean:
-	rm -rf $(VENV) cache .pytest_cache
+	rm -rf $(VENV) cache runs .pytest_cache

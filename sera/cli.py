@@ -46,6 +46,111 @@ def config_from_args(args: argparse.Namespace) -> SeraConfig:
     return cfg
 
 
+def _apply_sets(cfg: SeraConfig, items: list[str]) -> None:
+    """``--set section.name=value`` for any config field, parsed as JSON when it can be."""
+    import json
+
+    from .config import _build
+
+    d = cfg.to_dict()
+    for item in items:
+        key, eq, raw = item.partition("=")
+        if not eq:
+            raise SeraError(f"--set {item}: expected section.name=value, e.g. train.lr=0.001")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        *path, name = key.split(".")
+        node = d
+        for part in path:
+            if not isinstance(node.get(part), dict):
+                raise SeraError(f"--set {item}: no config section {part!r}")
+            node = node[part]
+        if name not in node:
+            raise SeraError(f"--set {item}: unknown setting {key!r}")
+        node[name] = value
+    new = _build(SeraConfig, d, "config")
+    cfg.__dict__.update(new.__dict__)
+
+
+ABLATIONS = {  # flag: (section, field, value, help)
+    "no_stage1": ("train", "stage1", False, "ablation: no stage 1 (supervised WAP-Transformer + SAP)"),
+    "no_attributes": ("train", "attributes", False, "ablation: stage 1 without local attributes"),
+    "no_distill": ("train", "distill", False, "ablation: stage 1 without self-distillation"),
+    "mean_pooling": ("model", "pooling", "mean", "ablation: mean pooling instead of SAP"),
+    "last_layer": ("model", "layer_pooling", "last", "ablation: last encoder layer instead of WAP"),
+    "no_transformer": ("model", "transformer", False, "ablation: WAP without the Transformer"),
+}
+
+
+def _training_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (results, checkpoint)")
+    p.add_argument("--quick", action="store_true", help="a few speakers, 2 folds, 1 seed, few epochs (CI)")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.NAME=VALUE",
+                   help="any config field, e.g. --set train.seeds=1 --set model.width=128")
+    for flag, (_, _, _, text) in ABLATIONS.items():
+        p.add_argument("--" + flag.replace("_", "-"), action="store_true", help=text)
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def training_config(args: argparse.Namespace) -> SeraConfig:
+    from .pipeline import apply_quick
+
+    cfg = config_from_args(args)
+    _apply_sets(cfg, args.set)
+    for flag, (section, name, value, _) in ABLATIONS.items():
+        if getattr(args, flag):
+            setattr(getattr(cfg, section), name, value)
+    return apply_quick(cfg) if args.quick else cfg
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Cross-validation over the corpus's folds, then a final checkpoint on every speaker."""
+    from pathlib import Path
+
+    from .checkpoint import save_checkpoint
+    from .evaluate import cross_validate, write_results
+    from .pipeline import corpus_and_folds, features, final_epochs, train_final
+
+    cfg = training_config(args)
+    progress = not args.no_progress
+    corpus, folds = corpus_and_folds(cfg)
+    print(corpus.summary(), flush=True)
+    fs, key = features(corpus, cfg, progress)
+    results = cross_validate(fs, corpus, folds, cfg, progress)
+    out = Path(args.out)
+    write_results(results, out, f"sera on {corpus.name}" + (" (quick)" if cfg.train.quick else ""))
+    print((out / "results.md").read_text())
+    if args.command == "train" and not args.no_final:
+        epochs = final_epochs(results["best_epochs"])
+        print(f"final model on all {len(corpus.speakers)} speakers, stage 2 for {epochs} epochs", flush=True)
+        model = train_final(fs, cfg, len(corpus.labels), epochs, progress)
+        L, _, D = fs.feats[0].shape
+        save_checkpoint(out / "checkpoint", model, cfg, corpus.labels, key, L, D,
+                        {"trained_on": corpus.name, "cv_ua": results["ua"]})
+        print(f"checkpoint: {out / 'checkpoint'}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import json
+
+    from .predict import Predictor
+
+    predictor = Predictor(args.checkpoint, encoder=args.encoder)
+    out = []
+    for path in args.files:
+        pred = predictor.predict_file(path)
+        out.append({"file": path, "label": pred.label, "top": dict(pred.top(args.top_k))})
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        for item in out:
+            print(item["file"] + ": " + ", ".join(f"{k} {v:.3f}" for k, v in item["top"].items()))
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from .data import load_corpus, make_folds
 
@@ -92,6 +197,21 @@ def build_parser() -> argparse.ArgumentParser:
     add("info", cmd_info, "show a corpus: utterances, speakers, classes and its speaker-independent folds")
     p = add("extract", cmd_extract, "cache every layer's encoder features for a corpus (resumes if interrupted)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p = add("train", cmd_train, "cross-validate both stages on a corpus's speaker-independent folds, then save "
+            "a final checkpoint trained on every speaker")
+    _training_flags(p)
+    p.add_argument("--no-final", action="store_true", help="skip the final checkpoint")
+    p = add("evaluate", cmd_train, "cross-validate both stages on a corpus's folds (results only, no checkpoint)")
+    _training_flags(p)
+    p = sub.add_parser("predict", help="emotion probabilities for audio files from a checkpoint",
+                       description="emotion probabilities for audio files from a checkpoint")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--checkpoint", required=True, metavar="DIR")
+    p.add_argument("--encoder", metavar="ID|PATH", help="encoder folder if it moved (must be the same encoder)")
+    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--json", action="store_true", help="JSON output")
+    p.add_argument("--debug", action="store_true", help="show full tracebacks")
+    p.set_defaults(fn=cmd_predict)
     return parser
 
 
@@ -104,6 +224,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"sera {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into head and the like
+        return 0
     except KeyboardInterrupt:
         print(f"sera {args.command}: interrupted; run it again to resume", file=sys.stderr)
         return 130

@@ -1,0 +1,78 @@
+"""Checkpoints: a folder with config.json and model.safetensors, nothing pickled.
+
+The config names the encoder (its identity key), the layer count and width of its features and
+the label names, so a checkpoint is never used with features it was not trained on.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from . import __version__
+from .config import ModelConfig, SeraConfig, _build
+from .errors import EncoderError, SeraError
+from .io import atomic_write, atomic_write_text
+from .model import EmotionClassifier
+
+
+def save_checkpoint(path: str | Path, model: EmotionClassifier, cfg: SeraConfig, labels: list[str],
+                    encoder_key: str, num_layers: int, dim: int, extra: dict | None = None) -> Path:
+    path = Path(path)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    atomic_write(path / "model.safetensors", lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"}))
+    meta = {
+        "sera_version": __version__,
+        "encoder": {"name": cfg.encoder.name, "key": encoder_key, "whisper_padded": cfg.encoder.whisper_padded},
+        "num_layers": num_layers,
+        "dim": dim,
+        "labels": labels,
+        "model": cfg.model.__dict__,
+        "audio": cfg.audio.__dict__,
+        **(extra or {}),
+    }
+    atomic_write_text(path / "config.json", json.dumps(meta, indent=2))  # written last: marks the folder complete
+    return path
+
+
+def read_checkpoint_config(path: str | Path) -> dict:
+    path = Path(path)
+    if not (path / "config.json").is_file() or not (path / "model.safetensors").is_file():
+        raise SeraError(f"{path}: not a sera checkpoint (needs config.json and model.safetensors)")
+    try:
+        meta = json.loads((path / "config.json").read_text())
+        meta["labels"], meta["num_layers"], meta["dim"], meta["encoder"]["key"]  # noqa: B018 - required keys
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise SeraError(f"{path / 'config.json'}: corrupt checkpoint config ({type(e).__name__}: {e})") from None
+    return meta
+
+
+def load_checkpoint(path: str | Path, encoder_key: str | None = None) -> tuple[EmotionClassifier, dict]:
+    """The classifier in eval mode and its config; refuses a checkpoint made for another encoder."""
+    path = Path(path)
+    meta = read_checkpoint_config(path)
+    if encoder_key is not None and meta["encoder"]["key"] != encoder_key:
+        raise EncoderError(
+            f"{path}: checkpoint was trained on features of encoder {meta['encoder']['name']!r} "
+            f"({meta['encoder']['key']}), not on the encoder given ({encoder_key}); use the same --encoder"
+        )
+    mcfg = _build(ModelConfig, meta["model"], f"{path}/config.json:model")
+    model = EmotionClassifier(mcfg, meta["num_layers"], meta["dim"], len(meta["labels"]))
+    try:
+        state = load_file(str(path / "model.safetensors"))
+    except Exception as e:
+        raise SeraError(f"{path / 'model.safetensors'}: corrupt checkpoint weights ({e})") from None
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise SeraError(f"{path}: weights do not match the checkpoint's config ({str(e).splitlines()[0]})") from None
+    model.eval()
+    return model, meta
+
+
+def model_state_equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)

@@ -1,0 +1,164 @@
+"""Metrics and speaker-independent cross-validation of the full method (and its ablations).
+
+UA = mean per-class recall, WA = accuracy, F1 = macro-F1. Each seed's score is the mean over
+folds; results report mean and standard deviation over seeds, plus every fold and seed.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import confusion_matrix, f1_score
+
+from .config import SeraConfig
+from .data import Corpus, Fold
+from .io import atomic_write_text
+from .train import FeatureSet, finetune, predict_proba, pretrain, unweighted_accuracy
+
+
+def metrics(y: np.ndarray, pred: np.ndarray, num_classes: int) -> dict:
+    return {
+        "ua": unweighted_accuracy(y, pred, num_classes),
+        "wa": float((y == pred).mean()) if len(y) else 0.0,
+        "f1": float(f1_score(y, pred, labels=list(range(num_classes)), average="macro", zero_division=0)),
+        "confusion": confusion_matrix(y, pred, labels=list(range(num_classes))).tolist(),
+    }
+
+
+def carve_validation(fs: FeatureSet, idx: list[int], share: float, seed: int) -> tuple[list[int], list[int]]:
+    """Hold out a share of the training speakers (at least one) for early stopping."""
+    speakers = sorted({fs.utts[i].speaker for i in idx})
+    if len(speakers) < 2 or share <= 0:
+        return idx, []
+    n = max(1, round(share * len(speakers)))
+    held = set(np.random.default_rng(seed).choice(speakers, n, replace=False).tolist())
+    return [i for i in idx if fs.utts[i].speaker not in held], [i for i in idx if fs.utts[i].speaker in held]
+
+
+@dataclass
+class FoldResult:
+    fold: str
+    seed: int
+    metrics: dict
+    best_epoch: int
+    stage1_seconds: float
+    stage2_seconds: float
+    stage1_epoch_seconds: float
+    stage2_epoch_seconds: float
+
+
+def run_fold(fs: FeatureSet, fold: Fold, cfg: SeraConfig, num_classes: int, progress: bool = True) -> FoldResult:
+    """Stage 1 on the training folds' audio (never the test fold's), stage 2, then the test fold once."""
+    test_ids = fold.test_ids
+    train_idx = [i for i, u in enumerate(fs.utts) if u.id not in test_ids]
+    test_idx = [i for i, u in enumerate(fs.utts) if u.id in test_ids]
+    L, _, D = fs.feats[0].shape
+    init = attrs = None
+    t0 = time.perf_counter()
+    if cfg.train.stage1 and (cfg.train.distill or cfg.train.attributes) and cfg.train.pretrain_epochs > 0:
+        init, attrs, _ = pretrain(fs.subset(train_idx), cfg, L, D, progress=progress)
+    t1 = time.perf_counter()
+    fit_idx, val_idx = carve_validation(fs, train_idx, cfg.train.val_speakers, cfg.seed)
+    model, history = finetune(fs.subset(fit_idx), fs.subset(val_idx) if val_idx else None, cfg, L, D, num_classes,
+                              init=init, attrs=attrs, progress=progress)
+    t2 = time.perf_counter()
+    test = fs.subset(test_idx)
+    pred = predict_proba(model, test).argmax(1).numpy()
+    best = max(history, key=lambda r: r.get("val_ua", 0.0))["epoch"] if val_idx else len(history)
+    return FoldResult(
+        fold.name, cfg.seed, metrics(test.labels.numpy(), pred, num_classes), best, t1 - t0, t2 - t1,
+        (t1 - t0) / max(1, cfg.train.pretrain_epochs) if init is not None else 0.0, (t2 - t1) / max(1, len(history)),
+    )
+
+
+def _mean_std(values: list[float]) -> dict:
+    return {"mean": float(np.mean(values)), "std": float(np.std(values))}
+
+
+def cross_validate(fs: FeatureSet, corpus: Corpus, folds: list[Fold], cfg: SeraConfig, progress: bool = True) -> dict:
+    """Every fold for ``cfg.train.seeds`` seeds; returns the results dictionary written to results.json."""
+    C = len(corpus.labels)
+    runs: list[FoldResult] = []
+    for s in range(cfg.train.seeds):
+        seeded = copy.deepcopy(cfg)
+        seeded.seed = cfg.seed + s
+        for fold in folds:
+            if progress:
+                print(f"seed {seeded.seed}, fold {fold.name}", flush=True)
+            r = run_fold(fs, fold, seeded, C, progress)
+            runs.append(r)
+            if progress:
+                m = r.metrics
+                print(f"  UA {m['ua']:.3f}  WA {m['wa']:.3f}  F1 {m['f1']:.3f}  (best epoch {r.best_epoch})", flush=True)
+    per_seed = []
+    for s in sorted({r.seed for r in runs}):
+        mine = [r for r in runs if r.seed == s]
+        per_seed.append({"seed": s, **{k: float(np.mean([r.metrics[k] for r in mine])) for k in ("ua", "wa", "f1")}})
+    per_fold = []
+    for fold in folds:
+        mine = [r for r in runs if r.fold == fold.name]
+        per_fold.append({"fold": fold.name, "test_utterances": len(fold.test_ids),
+                         **{k: _mean_std([r.metrics[k] for r in mine]) for k in ("ua", "wa", "f1")}})
+    confusion = np.sum([r.metrics["confusion"] for r in runs], axis=0).tolist()
+    return {
+        "corpus": corpus.name,
+        "labels": corpus.labels,
+        "utterances": len(fs),
+        "speaker_independent": all(f.speaker_independent for f in folds),
+        **{k: _mean_std([p[k] for p in per_seed]) for k in ("ua", "wa", "f1")},
+        "per_seed": per_seed,
+        "per_fold": per_fold,
+        "runs": [r.__dict__ for r in runs],
+        "confusion": confusion,
+        "best_epochs": [r.best_epoch for r in runs],
+        "timing": {
+            "stage1_seconds_per_epoch": float(np.mean([r.stage1_epoch_seconds for r in runs])),
+            "stage2_seconds_per_epoch": float(np.mean([r.stage2_epoch_seconds for r in runs])),
+            "total_seconds": float(sum(r.stage1_seconds + r.stage2_seconds for r in runs)),
+        },
+        "skipped": fs.skipped,
+        "config": cfg.to_dict(),
+    }
+
+
+def results_markdown(results: dict, title: str = "") -> str:
+    def ms(d: dict) -> str:
+        return f"{100 * d['mean']:.2f} ± {100 * d['std']:.2f}"
+
+    tag = "" if results["speaker_independent"] else " — **SPEAKER-DEPENDENT split**"
+    seeds = len(results["per_seed"])
+    lines = [
+        f"# {title or results['corpus']}{tag}",
+        "",
+        f"{results['utterances']} utterances, {len(results['labels'])} classes, {len(results['per_fold'])} folds, "
+        f"{seeds} seed(s); mean ± std over seeds (%).",
+        "",
+        "| | UA | WA | macro-F1 |",
+        "|---|---|---|---|",
+        f"| **all folds** | {ms(results['ua'])} | {ms(results['wa'])} | {ms(results['f1'])} |",
+    ]
+    lines += [f"| {f['fold']} | {ms(f['ua'])} | {ms(f['wa'])} | {ms(f['f1'])} |" for f in results["per_fold"]]
+    labels = results["labels"]
+    lines += ["", "Confusion matrix (rows: true, columns: predicted; summed over folds and seeds)", "",
+              "| | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
+    lines += [f"| {labels[i]} | " + " | ".join(str(v) for v in row) + " |" for i, row in enumerate(results["confusion"])]
+    t = results["timing"]
+    lines += ["", f"Stage 1: {t['stage1_seconds_per_epoch']:.1f} s/epoch; stage 2: {t['stage2_seconds_per_epoch']:.1f} s/epoch; "
+              f"training in all: {t['total_seconds'] / 60:.1f} min."]
+    return "\n".join(lines) + "\n"
+
+
+def write_results(results: dict, out: str | Path, title: str = "") -> None:
+    from .plots import save_confusion
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "results.json", json.dumps(results, indent=2))
+    atomic_write_text(out / "results.md", results_markdown(results, title))
+    save_confusion(results["confusion"], results["labels"], out / "confusion.png",
+                   f"{title or results['corpus']}: UA {100 * results['ua']['mean']:.1f}%")

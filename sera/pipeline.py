@@ -1,0 +1,64 @@
+"""The recipe steps that the CLI, the notebooks and the app share: features in, models out."""
+
+from __future__ import annotations
+
+import copy
+import statistics
+
+from .cache import FeatureCache, extract
+from .config import SeraConfig
+from .data import Corpus, Fold, load_corpus, make_folds
+from .encoders import Encoder, encoder_identity
+from .train import FeatureSet, finetune, load_feature_set, pretrain
+
+QUICK_SPEAKERS = 8  # --quick: the first speakers of the corpus, in sorted order
+QUICK_FOLDS = 2  # --quick: only the first folds
+
+
+def apply_quick(cfg: SeraConfig) -> SeraConfig:
+    """A copy of ``cfg`` that runs in about a minute: one seed, few epochs."""
+    cfg = copy.deepcopy(cfg)
+    cfg.train.quick = True
+    cfg.train.seeds = 1
+    cfg.train.pretrain_epochs = min(cfg.train.pretrain_epochs, 3)
+    cfg.train.finetune_epochs = min(cfg.train.finetune_epochs, 10)
+    cfg.train.refresh_every = min(cfg.train.refresh_every, 10)
+    return cfg
+
+
+def corpus_and_folds(cfg: SeraConfig) -> tuple[Corpus, list[Fold]]:
+    corpus = load_corpus(cfg.data)
+    if cfg.train.quick:
+        keep = set(corpus.speakers[:QUICK_SPEAKERS])
+        corpus = corpus.subset(u for u in corpus.utterances if u.speaker in keep)
+        return corpus, make_folds(corpus, cfg.data, cfg.seed)[:QUICK_FOLDS]
+    return corpus, make_folds(corpus, cfg.data, cfg.seed)
+
+
+def features(corpus: Corpus, cfg: SeraConfig, progress: bool = True) -> tuple[FeatureSet, str]:
+    """Cached features of ``corpus`` (extracting what is missing first) and the encoder's key."""
+    key, _ = encoder_identity(cfg.encoder)
+    cache = FeatureCache(cfg.cache_dir, key)
+    from .cache import file_digest
+
+    missing = [u for u in corpus.utterances if not cache.has(file_digest(u.path)) and cache.failure(file_digest(u.path)) is None]
+    if missing:
+        encoder = Encoder(cfg.encoder)
+        report = extract(missing, encoder, cache, cfg.audio, progress=progress)
+        if progress:
+            print(report.summary(), flush=True)
+    return load_feature_set(corpus, cache, cfg.model.frame_stride, progress=progress), key
+
+
+def train_final(fs: FeatureSet, cfg: SeraConfig, num_classes: int, epochs: int, progress: bool = True):
+    """Both stages on every speaker, stage 2 for a fixed number of epochs (chosen by cross-validation)."""
+    L, _, D = fs.feats[0].shape
+    init = attrs = None
+    if cfg.train.stage1 and (cfg.train.distill or cfg.train.attributes) and cfg.train.pretrain_epochs > 0:
+        init, attrs, _ = pretrain(fs, cfg, L, D, progress=progress)
+    model, _ = finetune(fs, None, cfg, L, D, num_classes, init=init, attrs=attrs, epochs=epochs, progress=progress)
+    return model
+
+
+def final_epochs(best_epochs: list[int]) -> int:
+    return max(1, round(statistics.median(best_epochs)))

@@ -1,0 +1,136 @@
+"""Training: repeatable with a seed, learns a small real task, checkpoints round-trip safely."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from sera.checkpoint import load_checkpoint, model_state_equal, save_checkpoint
+from sera.config import DataConfig, SeraConfig
+from sera.data import load_corpus
+from sera.errors import EncoderError, SeraError
+from sera.evaluate import metrics
+from sera.pipeline import features
+from sera.train import FeatureSet, finetune, predict_proba, pretrain
+
+
+def _toy(n=24, L=3, D=16, seed=0) -> FeatureSet:
+    g = torch.Generator().manual_seed(seed)
+    feats, labels = [], []
+    for i in range(n):
+        y = i % 2
+        h = torch.randn(L, 10 + i % 7, D, generator=g)
+        h[:, :, 0] += 2.0 * y  # a learnable cue
+        feats.append(h.half())
+        labels.append(y)
+    from sera.data import Utterance
+
+    utts = [Utterance(f"u{i}", None, str(labels[i]), f"s{i % 4}", "toy", 1.0) for i in range(n)]
+    return FeatureSet(utts, feats, torch.tensor(labels))
+
+
+def _small_cfg() -> SeraConfig:
+    cfg = SeraConfig()
+    cfg.model.width, cfg.model.heads, cfg.model.num_attributes = 32, 4, 8
+    cfg.train.pretrain_epochs, cfg.train.finetune_epochs, cfg.train.batch_size = 2, 2, 8
+    cfg.train.refresh_every, cfg.train.kmeans_frames = 2, 200
+    return cfg
+
+
+def test_a_seed_makes_a_run_repeat_exactly():
+    fs, cfg = _toy(), _small_cfg()
+    runs = []
+    for _ in range(2):
+        ts, attrs, hist1 = pretrain(fs, cfg, 3, 16, progress=False)
+        model, hist2 = finetune(fs, fs.subset(range(8)), cfg, 3, 16, 2, init=ts, attrs=attrs, progress=False)
+        runs.append((model, hist1, hist2, attrs.centroids))
+    assert runs[0][1] == runs[1][1] and runs[0][2] == runs[1][2]
+    assert torch.equal(runs[0][3], runs[1][3]) and runs[0][1][-1]["kmeans_refits"] >= 2
+    assert model_state_equal(runs[0][0], runs[1][0])
+    cfg.seed = 1
+    other, _ = finetune(fs, None, cfg, 3, 16, 2, progress=False)
+    assert not model_state_equal(other, runs[0][0])
+
+
+def test_metrics_on_known_inputs():
+    y = np.array([0, 0, 0, 0, 1, 1, 2, 2])
+    p = np.array([0, 0, 0, 1, 1, 1, 0, 2])
+    m = metrics(y, p, 3)
+    assert m["wa"] == pytest.approx(6 / 8)
+    assert m["ua"] == pytest.approx((3 / 4 + 1 + 1 / 2) / 3)
+    f1 = [2 * 0.75 * 0.75 / 1.5, 2 * (2 / 3) * 1 / (2 / 3 + 1), 2 * 1 * 0.5 / 1.5]
+    assert m["f1"] == pytest.approx(np.mean(f1))
+    assert m["confusion"] == [[3, 1, 0], [0, 2, 0], [1, 0, 1]]
+
+
+@pytest.fixture(scope="module")
+def angry_sad(data_root, whisper_path, tmp_path_factory):
+    cfg = SeraConfig(data=DataConfig(root=str(data_root), corpus="ravdess", classes="angry,sad"))
+    cfg.encoder.name = str(whisper_path)
+    cfg.cache_dir = str(tmp_path_factory.mktemp("cache"))
+    corpus = load_corpus(cfg.data)
+    corpus = corpus.subset(u for u in corpus.utterances if int(u.speaker) <= 8)
+    fs, key = features(corpus, cfg, progress=False)
+    return cfg, corpus, fs, key
+
+
+def test_learns_angry_vs_sad_on_unseen_actors(angry_sad):
+    cfg, corpus, fs, _ = angry_sad
+    cfg.train.pretrain_epochs, cfg.train.finetune_epochs, cfg.train.refresh_every = 2, 10, 5
+    train = [i for i, u in enumerate(fs.utts) if int(u.speaker) <= 6]
+    test = [i for i, u in enumerate(fs.utts) if int(u.speaker) > 6]
+    L, _, D = fs.feats[0].shape
+    ts, attrs, hist = pretrain(fs.subset(train), cfg, L, D, progress=False)
+    assert hist[-1]["distill"] < hist[0]["distill"]  # the student learns to predict its teacher
+    model, _ = finetune(fs.subset(train), None, cfg, L, D, 2, init=ts, attrs=attrs, progress=False)
+    pred = predict_proba(model, fs.subset(test)).argmax(1).numpy()
+    m = metrics(fs.labels[test].numpy(), pred, 2)
+    assert m["ua"] >= 0.8, m  # chance is 0.5
+
+
+def test_checkpoint_roundtrip_and_refusals(tmp_path, angry_sad):
+    cfg, corpus, fs, key = angry_sad
+    cfg.train.finetune_epochs = 1
+    L, _, D = fs.feats[0].shape
+    model, _ = finetune(fs, None, cfg, L, D, 2, progress=False)
+    path = save_checkpoint(tmp_path / "ckpt", model, cfg, corpus.labels, key, L, D)
+    loaded, meta = load_checkpoint(path, key)
+    assert meta["labels"] == ["angry", "sad"] and model_state_equal(model, loaded)
+    assert torch.allclose(predict_proba(model, fs.subset(range(4))), predict_proba(loaded, fs.subset(range(4))))
+    with pytest.raises(EncoderError, match="trained on features of encoder"):
+        load_checkpoint(path, "hubert-large-0123456789ab")
+    (path / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(SeraError, match="corrupt checkpoint weights"):
+        load_checkpoint(path)
+    (path / "config.json").write_text("{")
+    with pytest.raises(SeraError, match="corrupt checkpoint config"):
+        load_checkpoint(path)
+    with pytest.raises(SeraError, match="not a sera checkpoint"):
+        load_checkpoint(tmp_path / "nothing")
+    assert not list(path.glob("*.tmp"))
+
+
+@pytest.mark.slow
+def test_quick_recipe_from_the_command_line(tmp_path, data_root, whisper_path):
+    """What CI checks of `sera train --quick`: it runs, writes its results, and UA is far above chance."""
+    env = {"SERA_DATA": str(data_root), "SERA_ENCODER": str(whisper_path), "SERA_CACHE": str(tmp_path / "cache")}
+    import os
+
+    run = subprocess.run([sys.executable, "-m", "sera.cli", "train", "--corpus", "ravdess", "--out", str(tmp_path / "out"),
+                          "--quick", "--no-progress"], capture_output=True, text=True, env={**os.environ, **env}, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["speaker_independent"] and len(results["per_fold"]) == 2
+    assert results["ua"]["mean"] > 0.35, results["ua"]  # 8 classes: chance is 0.125
+    assert (tmp_path / "out" / "confusion.png").stat().st_size > 1000
+    assert "| **all folds** |" in (tmp_path / "out" / "results.md").read_text()
+    clip = str(data_root / "ravdess/Actor_20/03-01-05-02-01-01-20.flac")
+    pred = subprocess.run([sys.executable, "-m", "sera.cli", "predict", "--checkpoint", str(tmp_path / "out" / "checkpoint"),
+                           "--json", clip], capture_output=True, text=True, env={**os.environ, **env}, timeout=300)
+    assert pred.returncode == 0, pred.stderr
+    [item] = json.loads(pred.stdout)
+    assert set(item["top"]) <= set(results["labels"]) and len(item["top"]) == 3
+    assert sum(item["top"].values()) <= 1.0 + 1e-6
