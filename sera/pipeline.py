@@ -5,10 +5,11 @@ from __future__ import annotations
 import copy
 import statistics
 
-from .cache import FeatureCache, extract
+from .cache import FeatureCache, extract, file_digest
 from .config import SeraConfig
-from .data import Corpus, Fold, load_corpus, make_folds
+from .data import Corpus, Fold, Utterance, load_corpus, make_folds
 from .encoders import Encoder, encoder_identity
+from .errors import AudioError
 from .train import FeatureSet, finetune, load_feature_set, pretrain
 
 QUICK_SPEAKERS = 8  # --quick: the first speakers of the corpus, in sorted order
@@ -39,15 +40,21 @@ def features(corpus: Corpus, cfg: SeraConfig, progress: bool = True) -> tuple[Fe
     """Cached features of ``corpus`` (extracting what is missing first) and the encoder's key."""
     key, _ = encoder_identity(cfg.encoder)
     cache = FeatureCache(cfg.cache_dir, key)
-    from .cache import file_digest
-
-    missing = [u for u in corpus.utterances if not cache.has(file_digest(u.path)) and cache.failure(file_digest(u.path)) is None]
+    missing = [u for u in corpus.utterances if _needs_extraction(u, cache)]
     if missing:
         encoder = Encoder(cfg.encoder)
         report = extract(missing, encoder, cache, cfg.audio, progress=progress)
         if progress:
             print(report.summary(), flush=True)
     return load_feature_set(corpus, cache, cfg.model.frame_stride, progress=progress), key
+
+
+def _needs_extraction(u: Utterance, cache: FeatureCache) -> bool:
+    try:
+        digest = file_digest(u.path)
+    except AudioError:
+        return False  # unreadable: load_features reports it as skipped
+    return not cache.has(digest) and cache.failure(digest) is None
 
 
 def train_final(fs: FeatureSet, cfg: SeraConfig, num_classes: int, epochs: int, progress: bool = True):
