@@ -140,6 +140,17 @@ def test_kmeans_finds_clusters_and_refresh_follows_the_teacher():
     assert before.shape == mask.shape
 
 
+def test_refit_keeps_cluster_ids_when_the_data_drifts_a_little():
+    g = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0]])
+    x = torch.cat([c + 0.3 * torch.randn(50, 2, generator=g) for c in centres])
+    attrs = LocalAttributes(4)
+    attrs.fit(x, generator=torch.Generator().manual_seed(0))
+    ids = attrs.assign(x)
+    attrs.fit(x + 0.5, generator=torch.Generator().manual_seed(123))  # drift; another seed would renumber
+    assert torch.equal(attrs.assign(x + 0.5), ids)
+
+
 def test_classifier_outputs_and_ablations():
     feats, mask = _batch()
     for cfg in (CFG, ModelConfig(**{**CFG.__dict__, "pooling": "mean", "transformer": False, "layer_pooling": "last"})):

@@ -9,11 +9,17 @@ from __future__ import annotations
 import torch
 
 
-def kmeans(x: torch.Tensor, k: int, iters: int = 20, generator: torch.Generator | None = None) -> torch.Tensor:
-    """(N, H) -> (k, H) centroids: k-means++ seeding, then Lloyd iterations. Deterministic given the generator."""
+def kmeans(x: torch.Tensor, k: int, iters: int = 20, generator: torch.Generator | None = None,
+           init: torch.Tensor | None = None) -> torch.Tensor:
+    """(N, H) -> (k, H) centroids: k-means++ seeding (or ``init``), then Lloyd iterations.
+
+    Deterministic given the generator.
+    """
     x = x.float()
     n = x.shape[0]
     k = min(k, n)
+    if init is not None and init.shape == (k, x.shape[1]):
+        return _lloyd(x, init.float().clone(), iters)
     centroids = x[torch.randint(n, (1,), generator=generator)]
     d2 = torch.cdist(x, centroids).squeeze(1) ** 2
     for _ in range(1, k):  # k-means++: next centre drawn with probability proportional to squared distance
@@ -21,6 +27,11 @@ def kmeans(x: torch.Tensor, k: int, iters: int = 20, generator: torch.Generator 
         nxt = x[torch.multinomial(probs, 1, generator=generator)]
         centroids = torch.cat([centroids, nxt])
         d2 = torch.minimum(d2, (torch.cdist(x, nxt).squeeze(1)) ** 2)
+    return _lloyd(x, centroids, iters)
+
+
+def _lloyd(x: torch.Tensor, centroids: torch.Tensor, iters: int) -> torch.Tensor:
+    k = centroids.shape[0]
     for _ in range(iters):
         ids = torch.cdist(x, centroids).argmin(1)
         sums = torch.zeros_like(centroids).index_add_(0, ids, x)
@@ -38,7 +49,9 @@ class LocalAttributes:
         self.refits = 0
 
     def fit(self, frames: torch.Tensor, generator: torch.Generator | None = None) -> None:
-        self.centroids = kmeans(frames, self.k, generator=generator)
+        """Refit; later fits start from the current centroids so that cluster ids keep their
+        meaning as the teacher moves (otherwise each refit would renumber the student's targets)."""
+        self.centroids = kmeans(frames, self.k, generator=generator, init=self.centroids)
         self.refits += 1
 
     def assign(self, frames: torch.Tensor) -> torch.Tensor:
