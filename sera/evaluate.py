@@ -18,7 +18,7 @@ from sklearn.metrics import confusion_matrix, f1_score
 from .config import SeraConfig
 from .data import Corpus, Fold
 from .io import atomic_write_text
-from .train import FeatureSet, finetune, predict_proba, pretrain, unweighted_accuracy
+from .train import FeatureSet, finetune, predict_proba, pretrain, unweighted_accuracy, uses_stage1
 
 
 def metrics(y: np.ndarray, pred: np.ndarray, num_classes: int) -> dict:
@@ -60,7 +60,7 @@ def run_fold(fs: FeatureSet, fold: Fold, cfg: SeraConfig, num_classes: int, prog
     L, _, D = fs.feats[0].shape
     init = attrs = None
     t0 = time.perf_counter()
-    if cfg.train.stage1 and (cfg.train.distill or cfg.train.attributes) and cfg.train.pretrain_epochs > 0:
+    if uses_stage1(cfg):
         init, attrs, _ = pretrain(fs.subset(train_idx), cfg, L, D, progress=progress)
     t1 = time.perf_counter()
     fit_idx, val_idx = carve_validation(fs, train_idx, cfg.train.val_speakers, cfg.seed)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import copy
 import statistics
 
-from .cache import FeatureCache, extract, file_digest
+from .cache import FeatureCache, extract
 from .config import SeraConfig
-from .data import Corpus, Fold, Utterance, load_corpus, make_folds
+from .data import Corpus, Fold, load_corpus, make_folds
 from .encoders import Encoder, encoder_identity
-from .errors import AudioError
-from .train import FeatureSet, finetune, load_feature_set, pretrain
+from .errors import CacheError
+from .train import FeatureSet, finetune, load_feature_set, pretrain, uses_stage1
 
 QUICK_SPEAKERS = 8  # --quick: the first speakers of the corpus, in sorted order
 QUICK_FOLDS = 2  # --quick: only the first folds
@@ -37,31 +37,23 @@ def corpus_and_folds(cfg: SeraConfig) -> tuple[Corpus, list[Fold]]:
 
 
 def features(corpus: Corpus, cfg: SeraConfig, progress: bool = True) -> tuple[FeatureSet, str]:
-    """Cached features of ``corpus`` (extracting what is missing first) and the encoder's key."""
+    """Cached features of ``corpus`` and the encoder's key; what is not cached yet is extracted first."""
     key, _ = encoder_identity(cfg.encoder)
     cache = FeatureCache(cfg.cache_dir, key)
-    missing = [u for u in corpus.utterances if _needs_extraction(u, cache)]
-    if missing:
-        encoder = Encoder(cfg.encoder)
-        report = extract(missing, encoder, cache, cfg.audio, progress=progress)
+    try:
+        return load_feature_set(corpus, cache, cfg.model.frame_stride, progress=progress), key
+    except CacheError:  # some utterances never extracted: extract (cached ones are skipped), then load
+        report = extract(corpus.utterances, Encoder(cfg.encoder), cache, cfg.audio, progress=progress)
         if progress:
             print(report.summary(), flush=True)
-    return load_feature_set(corpus, cache, cfg.model.frame_stride, progress=progress), key
-
-
-def _needs_extraction(u: Utterance, cache: FeatureCache) -> bool:
-    try:
-        digest = file_digest(u.path)
-    except AudioError:
-        return False  # unreadable: load_features reports it as skipped
-    return not cache.has(digest) and cache.failure(digest) is None
+        return load_feature_set(corpus, cache, cfg.model.frame_stride, progress=progress), key
 
 
 def train_final(fs: FeatureSet, cfg: SeraConfig, num_classes: int, epochs: int, progress: bool = True):
     """Both stages on every speaker, stage 2 for a fixed number of epochs (chosen by cross-validation)."""
     L, _, D = fs.feats[0].shape
     init = attrs = None
-    if cfg.train.stage1 and (cfg.train.distill or cfg.train.attributes) and cfg.train.pretrain_epochs > 0:
+    if uses_stage1(cfg):
         init, attrs, _ = pretrain(fs, cfg, L, D, progress=progress)
     model, _ = finetune(fs, None, cfg, L, D, num_classes, init=init, attrs=attrs, epochs=epochs, progress=progress)
     return model

@@ -100,8 +100,15 @@ def _schedule(step: int, total: int, warmup: float) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - w) / max(1, total - w))))
 
 
-def device_of(cfg: SeraConfig) -> torch.device:
+def training_device() -> torch.device:
+    """CUDA when present, else the CPU: no flag needed."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def uses_stage1(cfg: SeraConfig) -> bool:
+    """Stage 1 runs unless switched off, left with no loss term, or given no epochs."""
+    tc = cfg.train
+    return tc.stage1 and (tc.distill or tc.attributes) and tc.pretrain_epochs > 0
 
 
 # --- stage 1 ---------------------------------------------------------------------------------
@@ -132,7 +139,7 @@ def pretrain(
 ) -> tuple[TeacherStudent, LocalAttributes, list[dict]]:
     """Stage 1: the student learns from the EMA teacher on unlabelled frames. Returns model, clusters, history."""
     tc, mc = cfg.train, cfg.model
-    device = device_of(cfg)
+    device = training_device()
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     model = TeacherStudent(mc, num_layers, dim).to(device)
@@ -207,7 +214,7 @@ def finetune(
     Without ``val`` it trains a fixed number of ``epochs`` (the final model on all speakers).
     """
     tc, mc = cfg.train, cfg.model
-    device = device_of(cfg)
+    device = training_device()
     torch.manual_seed(cfg.seed + 1)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     model = EmotionClassifier(mc, num_layers, dim, num_classes).to(device)
