@@ -16,16 +16,21 @@ from . import __version__
 from .config import ModelConfig, SeraConfig, _build
 from .errors import EncoderError, SeraError
 from .io import atomic_write, atomic_write_text
-from .model import EmotionClassifier
+from .model import EmotionClassifier, LocalAttributes, TeacherStudent
+
+
+def _write(path: Path, state: dict[str, torch.Tensor], meta: dict) -> Path:
+    state = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    atomic_write(path / "model.safetensors", lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"}))
+    atomic_write_text(path / "config.json", json.dumps(meta, indent=2))  # written last: marks the folder complete
+    return path
 
 
 def save_checkpoint(path: str | Path, model: EmotionClassifier, cfg: SeraConfig, labels: list[str],
                     encoder_key: str, num_layers: int, dim: int, extra: dict | None = None) -> Path:
-    path = Path(path)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    atomic_write(path / "model.safetensors", lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"}))
     meta = {
         "sera_version": __version__,
+        "kind": "classifier",
         "encoder": {"name": cfg.encoder.name, "key": encoder_key, "whisper_padded": cfg.encoder.whisper_padded},
         "num_layers": num_layers,
         "dim": dim,
@@ -34,8 +39,62 @@ def save_checkpoint(path: str | Path, model: EmotionClassifier, cfg: SeraConfig,
         "audio": cfg.audio.__dict__,
         **(extra or {}),
     }
-    atomic_write_text(path / "config.json", json.dumps(meta, indent=2))  # written last: marks the folder complete
-    return path
+    return _write(Path(path), model.state_dict(), meta)
+
+
+def save_adapter(path: str | Path, model: TeacherStudent, attrs: LocalAttributes, cfg: SeraConfig,
+                 encoder_key: str, num_layers: int, dim: int, extra: dict | None = None) -> Path:
+    """Stage 1's result: teacher and student, their heads, and the local-attribute centroids."""
+    state = dict(model.state_dict())
+    if attrs.centroids is not None:
+        state["attributes.centroids"] = attrs.centroids
+    meta = {
+        "sera_version": __version__,
+        "kind": "adapter",
+        "encoder": {"name": cfg.encoder.name, "key": encoder_key, "whisper_padded": cfg.encoder.whisper_padded},
+        "num_layers": num_layers,
+        "dim": dim,
+        "labels": [],
+        "model": cfg.model.__dict__,
+        "attribute_refits": attrs.refits,
+        **(extra or {}),
+    }
+    return _write(Path(path), state, meta)
+
+
+def _check_encoder(path: Path, meta: dict, encoder_key: str | None) -> None:
+    if encoder_key is not None and meta["encoder"]["key"] != encoder_key:
+        raise EncoderError(
+            f"{path}: checkpoint was trained on features of encoder {meta['encoder']['name']!r} "
+            f"({meta['encoder']['key']}), not on the encoder given ({encoder_key}); use the same --encoder"
+        )
+
+
+def _load_state(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path / "model.safetensors"))
+    except Exception as e:
+        raise SeraError(f"{path / 'model.safetensors'}: corrupt checkpoint weights ({e})") from None
+
+
+def load_adapter(path: str | Path, encoder_key: str | None = None) -> tuple[TeacherStudent, LocalAttributes, dict]:
+    """Stage 1's teacher-student pair and centroids; refuses another encoder's adapter or a classifier."""
+    path = Path(path)
+    meta = read_checkpoint_config(path)
+    if meta.get("kind") != "adapter":
+        raise SeraError(f"{path}: a {meta.get('kind', 'classifier')} checkpoint, not a stage 1 adapter (sera pretrain)")
+    _check_encoder(path, meta, encoder_key)
+    mcfg = _build(ModelConfig, meta["model"], f"{path}/config.json:model")
+    model = TeacherStudent(mcfg, meta["num_layers"], meta["dim"])
+    state = _load_state(path)
+    attrs = LocalAttributes(mcfg.num_attributes)
+    attrs.centroids = state.pop("attributes.centroids", None)
+    attrs.refits = int(meta.get("attribute_refits", 0))
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise SeraError(f"{path}: weights do not match the checkpoint's config ({str(e).splitlines()[0]})") from None
+    return model, attrs, meta
 
 
 def read_checkpoint_config(path: str | Path) -> dict:
@@ -54,17 +113,12 @@ def load_checkpoint(path: str | Path, encoder_key: str | None = None) -> tuple[E
     """The classifier in eval mode and its config; refuses a checkpoint made for another encoder."""
     path = Path(path)
     meta = read_checkpoint_config(path)
-    if encoder_key is not None and meta["encoder"]["key"] != encoder_key:
-        raise EncoderError(
-            f"{path}: checkpoint was trained on features of encoder {meta['encoder']['name']!r} "
-            f"({meta['encoder']['key']}), not on the encoder given ({encoder_key}); use the same --encoder"
-        )
+    if meta.get("kind", "classifier") != "classifier":
+        raise SeraError(f"{path}: a stage 1 adapter (no classifier head); fine-tune it first with sera finetune")
+    _check_encoder(path, meta, encoder_key)
     mcfg = _build(ModelConfig, meta["model"], f"{path}/config.json:model")
     model = EmotionClassifier(mcfg, meta["num_layers"], meta["dim"], len(meta["labels"]))
-    try:
-        state = load_file(str(path / "model.safetensors"))
-    except Exception as e:
-        raise SeraError(f"{path / 'model.safetensors'}: corrupt checkpoint weights ({e})") from None
+    state = _load_state(path)
     try:
         model.load_state_dict(state)
     except RuntimeError as e:

@@ -29,7 +29,12 @@ def _common(p: argparse.ArgumentParser, corpus: bool = True) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> SeraConfig:
-    cfg = SeraConfig.load(args.config) if getattr(args, "config", None) else SeraConfig()
+    if getattr(args, "config", None) and getattr(args, "preset", None):
+        raise SeraError("give --config or --preset, not both")
+    if getattr(args, "preset", None):
+        cfg = SeraConfig.preset(args.preset)
+    else:
+        cfg = SeraConfig.load(args.config) if getattr(args, "config", None) else SeraConfig()
     for flag, (section, name) in {
         "data": ("data", "root"), "corpus": ("data", "corpus"), "classes": ("data", "classes"),
         "encoder": ("encoder", "name"), "cache": (None, "cache_dir"), "seed": (None, "seed"),
@@ -46,32 +51,20 @@ def config_from_args(args: argparse.Namespace) -> SeraConfig:
     return cfg
 
 
-def _apply_sets(cfg: SeraConfig, items: list[str]) -> None:
-    """``--set section.name=value`` for any config field, parsed as JSON when it can be."""
+def parse_sets(items: list[str]) -> dict:
+    """``--set section.name=value`` flags -> {"section.name": value}, values parsed as JSON when they can be."""
     import json
 
-    from .config import _build
-
-    d = cfg.to_dict()
+    out = {}
     for item in items:
         key, eq, raw = item.partition("=")
         if not eq:
             raise SeraError(f"--set {item}: expected section.name=value, e.g. train.lr=0.001")
         try:
-            value = json.loads(raw)
+            out[key] = json.loads(raw)
         except json.JSONDecodeError:
-            value = raw
-        *path, name = key.split(".")
-        node = d
-        for part in path:
-            if not isinstance(node.get(part), dict):
-                raise SeraError(f"--set {item}: no config section {part!r}")
-            node = node[part]
-        if name not in node:
-            raise SeraError(f"--set {item}: unknown setting {key!r}")
-        node[name] = value
-    new = _build(SeraConfig, d, "config")
-    cfg.__dict__.update(new.__dict__)
+            out[key] = raw
+    return out
 
 
 ABLATIONS = {  # flag: (section, field, value, help)
@@ -85,51 +78,135 @@ ABLATIONS = {  # flag: (section, field, value, help)
 
 
 def _training_flags(p: argparse.ArgumentParser) -> None:
+    from .config import PRESETS
+
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (results, checkpoint)")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="a named setting, e.g. paper-iemocap: HuBERT large on "
+                   "IEMOCAP, 4 classes, leave-one-session-out (flags given with it override it)")
     p.add_argument("--quick", action="store_true", help="a few speakers, 2 folds, 1 seed, few epochs (CI)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.NAME=VALUE",
                    help="any config field, e.g. --set train.seeds=1 --set model.width=128")
     for flag, (_, _, _, text) in ABLATIONS.items():
         p.add_argument("--" + flag.replace("_", "-"), action="store_true", help=text)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--fresh", action="store_true", help="start over instead of resuming an unfinished run in --out")
 
 
 def training_config(args: argparse.Namespace) -> SeraConfig:
     from .pipeline import apply_quick
 
-    cfg = config_from_args(args)
-    _apply_sets(cfg, args.set)
+    cfg = config_from_args(args).updated(parse_sets(args.set))
     for flag, (section, name, value, _) in ABLATIONS.items():
         if getattr(args, flag):
             setattr(getattr(cfg, section), name, value)
     return apply_quick(cfg) if args.quick else cfg
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    """Cross-validation over the corpus's folds, then a final checkpoint on every speaker."""
+def _out(args: argparse.Namespace):
+    """The output folder; ``--fresh`` forgets an unfinished run kept there."""
+    import shutil
     from pathlib import Path
 
+    out = Path(args.out)
+    if getattr(args, "fresh", False):
+        shutil.rmtree(out / "state", ignore_errors=True)
+    return out
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Cross-validation over the corpus's folds, then a final checkpoint on every speaker.
+
+    Finished folds and stage 1 results are kept in OUT/state, so a rerun after an interruption
+    resumes where it stopped."""
     from .checkpoint import save_checkpoint
     from .evaluate import cross_validate, write_results
-    from .pipeline import corpus_and_folds, features, final_epochs, train_final
+    from .pipeline import corpus_and_folds, features, final_epochs, train_final, unlabelled_features
 
     cfg = training_config(args)
     progress = not args.no_progress
+    out = _out(args)
     corpus, folds = corpus_and_folds(cfg)
     print(corpus.summary(), flush=True)
     fs, key = features(corpus, cfg, progress)
-    results = cross_validate(fs, corpus, folds, cfg, progress)
-    out = Path(args.out)
+    unlabelled = unlabelled_features(cfg, progress)
+    results = cross_validate(fs, corpus, folds, cfg, progress, unlabelled, out / "state")
     write_results(results, out, f"sera on {corpus.name}" + (" (quick)" if cfg.train.quick else ""))
     print((out / "results.md").read_text())
     if args.command == "train" and not args.no_final:
         epochs = final_epochs(results["best_epochs"])
         print(f"final model on all {len(corpus.speakers)} speakers, stage 2 for {epochs} epochs", flush=True)
-        model = train_final(fs, cfg, len(corpus.labels), epochs, progress)
+        model = train_final(fs, cfg, len(corpus.labels), epochs, progress, unlabelled, out / "state")
         L, _, D = fs.feats[0].shape
         save_checkpoint(out / "checkpoint", model, cfg, corpus.labels, key, L, D,
-                        {"trained_on": corpus.name, "cv_ua": results["ua"]})
+                        {"trained_on": corpus.name, "cv_ua": results["ua"], "stage2_epochs": epochs})
         print(f"checkpoint: {out / 'checkpoint'}")
+    return 0
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    """Stage 1 alone on a corpus's audio (no labels used), saved as OUT/adapter."""
+    import json
+
+    from .checkpoint import save_adapter
+    from .io import atomic_write_text
+    from .pipeline import corpus_and_folds, features, unlabelled_features
+    from .train import pretrain
+
+    cfg = training_config(args)
+    progress = not args.no_progress
+    out = _out(args)
+    corpus, _ = corpus_and_folds(cfg)
+    print(corpus.summary(), flush=True)
+    fs, key = features(corpus, cfg, progress)
+    cfg_other = cfg.train.pretrain_corpora
+    unlabelled = unlabelled_features(cfg, progress) if cfg_other else None
+    pool = fs + unlabelled if unlabelled else fs
+    L, _, D = pool.feats[0].shape
+    model, attrs, history = pretrain(pool, cfg, L, D, progress=progress)
+    save_adapter(out / "adapter", model, attrs, cfg, key, L, D, {"pretrained_on": [corpus.name, *cfg_other.split(",")]})
+    atomic_write_text(out / "pretrain_history.json", json.dumps(history, indent=2))
+    last = history[-1] if history else {}
+    print("stage 1: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in last.items()))
+    print(f"adapter: {out / 'adapter'} (fine-tune it with: sera finetune --adapter {out / 'adapter'} ...)")
+    return 0
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    """Stage 2 alone: one model on the corpus, early-stopped on held-out speakers, saved as OUT/checkpoint."""
+    import json
+
+    from .checkpoint import load_adapter, save_checkpoint
+    from .config import ModelConfig, _build
+    from .evaluate import carve_validation
+    from .io import atomic_write_text
+    from .pipeline import corpus_and_folds, features
+    from .train import finetune
+
+    cfg = training_config(args)
+    progress = not args.no_progress
+    out = _out(args)
+    init = attrs = None
+    if args.adapter:  # the adapter fixes the model's shape; read it before the features
+        from .checkpoint import read_checkpoint_config
+
+        cfg.model = _build(ModelConfig, read_checkpoint_config(args.adapter)["model"], f"{args.adapter}/config.json")
+    corpus, _ = corpus_and_folds(cfg)
+    print(corpus.summary(), flush=True)
+    fs, key = features(corpus, cfg, progress)
+    if args.adapter:
+        init, attrs, _ = load_adapter(args.adapter, key)
+    fit, val = carve_validation(fs, list(range(len(fs))), cfg.train.val_speakers, cfg.seed)
+    L, _, D = fs.feats[0].shape
+    model, history = finetune(fs.subset(fit), fs.subset(val) if val else None, cfg, L, D, len(corpus.labels),
+                              init=init, attrs=attrs, progress=progress)
+    best = max(history, key=lambda r: r.get("val_ua", 0.0))
+    save_checkpoint(out / "checkpoint", model, cfg, corpus.labels, key, L, D,
+                    {"trained_on": corpus.name, "adapter": args.adapter, "val_ua": best.get("val_ua")})
+    atomic_write_text(out / "finetune_history.json", json.dumps(history, indent=2))
+    if "val_ua" in best:
+        print(f"best validation UA {best['val_ua']:.3f} at epoch {best['epoch']} "
+              f"({len({fs.utts[i].speaker for i in val})} held-out speakers)")
+    print(f"checkpoint: {out / 'checkpoint'}")
     return 0
 
 
@@ -203,6 +280,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-final", action="store_true", help="skip the final checkpoint")
     p = add("evaluate", cmd_train, "cross-validate both stages on a corpus's folds (results only, no checkpoint)")
     _training_flags(p)
+    p = add("pretrain", cmd_pretrain, "stage 1 only: train the teacher-student adapter on a corpus's audio, "
+            "no labels used (add other corpora with --set train.pretrain_corpora=emodb)")
+    _training_flags(p)
+    p = add("finetune", cmd_finetune, "stage 2 only: adapter (from sera pretrain, or fresh) + SAP + classifier "
+            "on a corpus's labels, early-stopped on held-out speakers")
+    _training_flags(p)
+    p.add_argument("--adapter", metavar="DIR", help="stage 1 result (OUT/adapter of sera pretrain)")
     p = sub.add_parser("predict", help="emotion probabilities for audio files from a checkpoint",
                        description="emotion probabilities for audio files from a checkpoint")
     p.add_argument("files", nargs="+", metavar="FILE")

@@ -17,8 +17,9 @@ from sklearn.metrics import confusion_matrix, f1_score
 
 from .config import SeraConfig
 from .data import Corpus, Fold
+from .errors import SeraError
 from .io import atomic_write_text
-from .train import FeatureSet, finetune, predict_proba, pretrain, unweighted_accuracy, uses_stage1
+from .train import FeatureSet, finetune, predict_proba, stage1, unweighted_accuracy, uses_stage1
 
 
 def metrics(y: np.ndarray, pred: np.ndarray, num_classes: int) -> dict:
@@ -46,14 +47,18 @@ class FoldResult:
     seed: int
     metrics: dict
     best_epoch: int
+    val_ua: float | None  # best validation UA (the early-stopping signal; what tuning may look at)
     stage1_seconds: float
     stage2_seconds: float
     stage1_epoch_seconds: float
     stage2_epoch_seconds: float
 
 
-def run_fold(fs: FeatureSet, fold: Fold, cfg: SeraConfig, num_classes: int, progress: bool = True) -> FoldResult:
-    """Stage 1 on the training folds' audio (never the test fold's), stage 2, then the test fold once."""
+def run_fold(fs: FeatureSet, fold: Fold, cfg: SeraConfig, num_classes: int, progress: bool = True,
+             unlabelled: FeatureSet | None = None, state: Path | None = None) -> FoldResult:
+    """Stage 1 on the training folds' audio (plus ``unlabelled`` audio of other corpora, never the
+    test fold's), stage 2, then the test fold once. With ``state``, stage 1's result is kept there
+    and reused by a rerun."""
     test_ids = fold.test_ids
     train_idx = [i for i, u in enumerate(fs.utts) if u.id not in test_ids]
     test_idx = [i for i, u in enumerate(fs.utts) if u.id in test_ids]
@@ -61,7 +66,8 @@ def run_fold(fs: FeatureSet, fold: Fold, cfg: SeraConfig, num_classes: int, prog
     init = attrs = None
     t0 = time.perf_counter()
     if uses_stage1(cfg):
-        init, attrs, _ = pretrain(fs.subset(train_idx), cfg, L, D, progress=progress)
+        init, attrs = stage1(fs.subset(train_idx) + unlabelled if unlabelled else fs.subset(train_idx), cfg,
+                             progress, state / "adapter" if state else None)
     t1 = time.perf_counter()
     fit_idx, val_idx = carve_validation(fs, train_idx, cfg.train.val_speakers, cfg.seed)
     model, history = finetune(fs.subset(fit_idx), fs.subset(val_idx) if val_idx else None, cfg, L, D, num_classes,
@@ -69,28 +75,65 @@ def run_fold(fs: FeatureSet, fold: Fold, cfg: SeraConfig, num_classes: int, prog
     t2 = time.perf_counter()
     test = fs.subset(test_idx)
     pred = predict_proba(model, test).argmax(1).numpy()
-    best = max(history, key=lambda r: r.get("val_ua", 0.0))["epoch"] if val_idx else len(history)
+    best = max(history, key=lambda r: r.get("val_ua", 0.0)) if val_idx else {"epoch": len(history)}
     return FoldResult(
-        fold.name, cfg.seed, metrics(test.labels.numpy(), pred, num_classes), best, t1 - t0, t2 - t1,
+        fold.name, cfg.seed, metrics(test.labels.numpy(), pred, num_classes), best["epoch"], best.get("val_ua"),
+        t1 - t0, t2 - t1,
         (t1 - t0) / max(1, cfg.train.pretrain_epochs) if init is not None else 0.0, (t2 - t1) / max(1, len(history)),
     )
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out.update(_flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
+    return out
+
+
+def check_state(state: Path, cfg: SeraConfig) -> None:
+    """A run folder resumes only with the settings it was started with."""
+    path = state / "config.json"
+    now = json.loads(json.dumps(cfg.to_dict()))
+    if path.is_file():
+        a, b = _flatten(json.loads(path.read_text())), _flatten(now)
+        diff = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+        if diff:
+            raise SeraError(f"{state.parent}: holds an unfinished run with other settings ({', '.join(diff[:5])}); "
+                            "use another --out, or --fresh to start over")
+    else:
+        atomic_write_text(path, json.dumps(now, indent=2))
 
 
 def _mean_std(values: list[float]) -> dict:
     return {"mean": float(np.mean(values)), "std": float(np.std(values))}
 
 
-def cross_validate(fs: FeatureSet, corpus: Corpus, folds: list[Fold], cfg: SeraConfig, progress: bool = True) -> dict:
-    """Every fold for ``cfg.train.seeds`` seeds; returns the results dictionary written to results.json."""
+def cross_validate(fs: FeatureSet, corpus: Corpus, folds: list[Fold], cfg: SeraConfig, progress: bool = True,
+                   unlabelled: FeatureSet | None = None, state: Path | None = None) -> dict:
+    """Every fold for ``cfg.train.seeds`` seeds; returns the results dictionary written to results.json.
+
+    With a ``state`` folder each finished fold (and each stage 1) is kept, so a rerun after an
+    interruption picks up where it stopped and ends with the same results.
+    """
     C = len(corpus.labels)
+    if state is not None:
+        check_state(state, cfg)
     runs: list[FoldResult] = []
     for s in range(cfg.train.seeds):
         seeded = copy.deepcopy(cfg)
         seeded.seed = cfg.seed + s
         for fold in folds:
-            if progress:
-                print(f"seed {seeded.seed}, fold {fold.name}", flush=True)
-            r = run_fold(fs, fold, seeded, C, progress)
+            where = state / f"seed{seeded.seed}-{fold.name}" if state is not None else None
+            if where is not None and (where / "result.json").is_file():
+                r = FoldResult(**json.loads((where / "result.json").read_text()))
+                if progress:
+                    print(f"seed {seeded.seed}, fold {fold.name}: done before (resumed)", flush=True)
+            else:
+                if progress:
+                    print(f"seed {seeded.seed}, fold {fold.name}", flush=True)
+                r = run_fold(fs, fold, seeded, C, progress, unlabelled, where)
+                if where is not None:
+                    atomic_write_text(where / "result.json", json.dumps(r.__dict__))
             runs.append(r)
             if progress:
                 m = r.metrics
@@ -116,6 +159,7 @@ def cross_validate(fs: FeatureSet, corpus: Corpus, folds: list[Fold], cfg: SeraC
         "runs": [r.__dict__ for r in runs],
         "confusion": confusion,
         "best_epochs": [r.best_epoch for r in runs],
+        "val_ua": float(np.mean(vals)) if (vals := [r.val_ua for r in runs if r.val_ua is not None]) else None,
         "timing": {
             "stage1_seconds_per_epoch": float(np.mean([r.stage1_epoch_seconds for r in runs])),
             "stage2_seconds_per_epoch": float(np.mean([r.stage2_epoch_seconds for r in runs])),

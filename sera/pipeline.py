@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import copy
 import statistics
+from pathlib import Path
 
 from .cache import FeatureCache, extract
 from .config import SeraConfig
 from .data import Corpus, Fold, load_corpus, make_folds
 from .encoders import Encoder, encoder_identity
-from .errors import CacheError
-from .train import FeatureSet, finetune, load_feature_set, pretrain, uses_stage1
+from .errors import CacheError, SeraError
+from .train import FeatureSet, finetune, load_feature_set, stage1, uses_stage1
 
 QUICK_SPEAKERS = 8  # --quick: the first speakers of the corpus, in sorted order
 QUICK_FOLDS = 2  # --quick: only the first folds
@@ -49,12 +50,28 @@ def features(corpus: Corpus, cfg: SeraConfig, progress: bool = True) -> tuple[Fe
         return load_feature_set(corpus, cache, cfg.model.frame_stride, progress=progress), key
 
 
-def train_final(fs: FeatureSet, cfg: SeraConfig, num_classes: int, epochs: int, progress: bool = True):
+def unlabelled_features(cfg: SeraConfig, progress: bool = True) -> FeatureSet | None:
+    """Audio of the corpora in ``train.pretrain_corpora``: more material for stage 1, labels unused."""
+    names = [n.strip() for n in cfg.train.pretrain_corpora.split(",") if n.strip()]
+    sets = []
+    for name in names:
+        if name == cfg.data.corpus:
+            raise SeraError(f"train.pretrain_corpora: {name} is the corpus being evaluated; stage 1 already sees "
+                            "its training folds, and all of it would leak the test folds")
+        other = copy.deepcopy(cfg)
+        other.data.corpus, other.data.classes = name, ""
+        sets.append(features(load_corpus(other.data), other, progress)[0])
+    return sum(sets[1:], sets[0]) if sets else None
+
+
+def train_final(fs: FeatureSet, cfg: SeraConfig, num_classes: int, epochs: int, progress: bool = True,
+                unlabelled: FeatureSet | None = None, state: Path | None = None):
     """Both stages on every speaker, stage 2 for a fixed number of epochs (chosen by cross-validation)."""
     L, _, D = fs.feats[0].shape
     init = attrs = None
     if uses_stage1(cfg):
-        init, attrs, _ = pretrain(fs, cfg, L, D, progress=progress)
+        init, attrs = stage1(fs + unlabelled if unlabelled else fs, cfg, progress,
+                             state / "final" / "adapter" if state else None)
     model, _ = finetune(fs, None, cfg, L, D, num_classes, init=init, attrs=attrs, epochs=epochs, progress=progress)
     return model
 

@@ -7,8 +7,9 @@ held in memory as float16, and batched by length so that little compute goes to 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -16,6 +17,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .cache import FeatureCache, load_features
+from .checkpoint import load_adapter, save_adapter
 from .config import SeraConfig
 from .data import Corpus, Utterance
 from .model import EmotionClassifier, LocalAttributes, TeacherStudent, span_mask
@@ -37,6 +39,7 @@ class FeatureSet:
     feats: list[torch.Tensor]  # each (L, T_i, D)
     labels: torch.Tensor  # (N,) class ids
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    key: str = ""  # the encoder identity the features came from (checkpoints record it)
 
     def __len__(self) -> int:
         return len(self.utts)
@@ -46,14 +49,21 @@ class FeatureSet:
         return np.array([f.shape[1] for f in self.feats])
 
     def subset(self, idx: list[int] | np.ndarray) -> "FeatureSet":
-        return FeatureSet([self.utts[i] for i in idx], [self.feats[i] for i in idx], self.labels[list(idx)])
+        return FeatureSet([self.utts[i] for i in idx], [self.feats[i] for i in idx], self.labels[list(idx)], key=self.key)
+
+    def __add__(self, other: "FeatureSet") -> "FeatureSet":
+        """Pool two sets (stage 1 on several corpora; their labels are not used there)."""
+        if self.key != other.key:
+            raise ValueError(f"features of two encoders ({self.key}, {other.key}) cannot be pooled")
+        return FeatureSet(self.utts + other.utts, self.feats + other.feats, torch.cat([self.labels, other.labels]),
+                          self.skipped + other.skipped, self.key)
 
 
 def load_feature_set(corpus: Corpus, cache: FeatureCache, stride: int, progress: bool = False) -> FeatureSet:
     utts, feats, skipped = load_features(corpus.utterances, cache, progress=progress)
     index = {c: i for i, c in enumerate(corpus.labels)}
     labels = torch.tensor([index[u.label] for u in utts], dtype=torch.long)
-    return FeatureSet(utts, [reduce_frames(f, stride) for f in feats], labels, skipped)
+    return FeatureSet(utts, [reduce_frames(f, stride) for f in feats], labels, skipped, cache.encoder_key)
 
 
 def collate(fs: FeatureSet, idx: list[int], max_frames: int | None = None, generator: torch.Generator | None = None):
@@ -100,9 +110,27 @@ def _schedule(step: int, total: int, warmup: float) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - w) / max(1, total - w))))
 
 
-def training_device() -> torch.device:
-    """CUDA when present, else the CPU: no flag needed."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def make_accelerator():
+    """Hugging Face Accelerate runs the same loop on a CPU, a GPU (CUDA when present, no flag
+    needed) or several processes (``torchrun`` / ``accelerate launch``; gloo on CPUs)."""
+    from accelerate import Accelerator, DistributedDataParallelKwargs
+
+    # ablations leave some heads unused, which plain DDP refuses
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+    return Accelerator(cpu=not torch.cuda.is_available(), kwargs_handlers=[ddp])
+
+
+def rank_batches(batches: list[list[int]], acc) -> list[list[int]]:
+    """This process's share of an epoch's batches; every rank gets the same count (DDP needs it)."""
+    n = len(batches) // acc.num_processes * acc.num_processes or len(batches)
+    return batches[acc.process_index : n : acc.num_processes]
+
+
+def _generators(seed: int, acc) -> tuple[torch.Generator, torch.Generator]:
+    """A generator shared by every rank (batch order, k-means samples) and one of this rank's own
+    (crops, masks), so that ranks see different batches but agree on everything else."""
+    return (torch.Generator().manual_seed(seed),
+            torch.Generator().manual_seed(seed + 7919 * acc.process_index + 1))
 
 
 def uses_stage1(cfg: SeraConfig) -> bool:
@@ -139,48 +167,66 @@ def pretrain(
 ) -> tuple[TeacherStudent, LocalAttributes, list[dict]]:
     """Stage 1: the student learns from the EMA teacher on unlabelled frames. Returns model, clusters, history."""
     tc, mc = cfg.train, cfg.model
-    device = training_device()
+    acc = make_accelerator()
+    device = acc.device
     torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
+    shared, local = _generators(cfg.seed, acc)
     model = TeacherStudent(mc, num_layers, dim).to(device)
     attrs = LocalAttributes(mc.num_attributes)
-    params = [p for n, p in model.named_parameters() if p.requires_grad]
+    params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
-    n_batches = len(length_batches(fs.lengths, tc.batch_size))
+    wrapped, opt = acc.prepare(model, opt)
+    n_batches = len(rank_batches(length_batches(fs.lengths, tc.batch_size), acc))
     total = max(1, tc.pretrain_epochs * n_batches)
     history, step = [], 0
-    bar = tqdm(total=total, desc="stage 1", unit="step", disable=not progress, dynamic_ncols=True, mininterval=1.0)
+    bar = tqdm(total=total, desc="stage 1", unit="step", disable=not (progress and acc.is_main_process),
+               dynamic_ncols=True, mininterval=1.0)
     for epoch in range(tc.pretrain_epochs):
-        sums: dict[str, float] = {}
-        for idx in length_batches(fs.lengths, tc.batch_size, gen):
+        sums = torch.zeros(2, device=device)  # distill, attributes
+        for idx in rank_batches(length_batches(fs.lengths, tc.batch_size, shared), acc):
             if tc.attributes and step % tc.refresh_every == 0:
-                refit_attributes(model, attrs, fs, cfg, gen, device)
-            feats, mask, _ = collate(fs, idx, mc.max_frames, gen)
+                refit_attributes(model, attrs, fs, cfg, shared, device)
+            feats, mask, _ = collate(fs, idx, mc.max_frames, local)
             feats, mask = feats.to(device), mask.to(device)
-            time_mask = span_mask(mask.cpu(), mc.mask_prob, mc.mask_span, gen).to(device)
+            time_mask = span_mask(mask.cpu(), mc.mask_prob, mc.mask_span, local).to(device)
             targets, tframes = model.teacher_frames(feats, mask)
             ids = attrs.assign(tframes) if tc.attributes else None
             model.student.train()
-            losses = model(feats, mask, time_mask, targets if tc.distill else None, ids)
+            losses = wrapped(feats, mask, time_mask, targets if tc.distill else None, ids)
             loss = tc.distill_weight * losses.get("distill", 0.0) + tc.attribute_weight * losses.get("attributes", 0.0)
             for g in opt.param_groups:
                 g["lr"] = tc.lr * _schedule(step, total, tc.warmup)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            acc.backward(loss)
+            acc.clip_grad_norm_(params, 1.0)
             opt.step()
             model.ema_update(tc.ema_start + (tc.ema_end - tc.ema_start) * step / max(1, total - 1))
-            for k, v in losses.items():
-                sums[k] = sums.get(k, 0.0) + float(v.detach())
+            sums += torch.stack([losses.get(k, torch.zeros((), device=device)).detach() for k in ("distill", "attributes")])
             step += 1
             bar.update(1)
-        record = {"epoch": epoch + 1, **{k: v / n_batches for k, v in sums.items()}, "kmeans_refits": attrs.refits}
+        sums = acc.reduce(sums, "mean") / n_batches  # mean over this epoch's steps and the ranks
+        record = {"epoch": epoch + 1, **{k: float(v) for k, v, on in zip(("distill", "attributes"), sums,
+                                                                          (tc.distill, tc.attributes)) if on},
+                  "kmeans_refits": attrs.refits}
         history.append(record)
         bar.set_postfix_str(" ".join(f"{k} {v:.3f}" for k, v in record.items() if k not in ("epoch", "kmeans_refits")))
         if log:
             log({"stage": 1, **record})
     bar.close()
     return model, attrs, history
+
+
+def stage1(fs: FeatureSet, cfg: SeraConfig, progress: bool = True,
+           saved: Path | None = None) -> tuple[TeacherStudent, LocalAttributes]:
+    """Stage 1, or its saved result when ``saved`` holds one (an interrupted run resumes there)."""
+    if saved is not None and (saved / "config.json").is_file():
+        init, attrs, _ = load_adapter(saved, fs.key)
+        return init, attrs
+    L, _, D = fs.feats[0].shape
+    init, attrs, _ = pretrain(fs, cfg, L, D, progress=progress)
+    if saved is not None:
+        save_adapter(saved, init, attrs, cfg, fs.key, L, D)
+    return init, attrs
 
 
 # --- stage 2 ---------------------------------------------------------------------------------
@@ -214,12 +260,13 @@ def finetune(
     Without ``val`` it trains a fixed number of ``epochs`` (the final model on all speakers).
     """
     tc, mc = cfg.train, cfg.model
-    device = training_device()
+    acc = make_accelerator()
+    device = acc.device
     torch.manual_seed(cfg.seed + 1)
-    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    shared, local = _generators(cfg.seed + 1, acc)
     model = EmotionClassifier(mc, num_layers, dim, num_classes).to(device)
     if init is not None:
-        model.backbone.load_state_dict(init.student.state_dict())
+        model.backbone.load_state_dict(getattr(init, tc.finetune_from).state_dict())
     use_attr = attrs is not None and attrs.centroids is not None and tc.finetune_attribute_weight > 0
     if use_attr:
         model.attribute_head.load_state_dict(init.attribute_head.state_dict())
@@ -228,20 +275,22 @@ def finetune(
         counts = torch.bincount(train.labels, minlength=num_classes).float()
         weight = (counts.sum() / counts.clamp_min(1) / num_classes).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    wrapped, opt = acc.prepare(model, opt)
     epochs = epochs or tc.finetune_epochs
-    n_batches = len(length_batches(train.lengths, tc.batch_size))
+    n_batches = len(rank_batches(length_batches(train.lengths, tc.batch_size), acc))
     total = max(1, epochs * n_batches)
     best = (-1.0, 0, None)  # (val UA, epoch, state)
     history, step = [], 0
-    bar = tqdm(total=epochs, desc="stage 2", unit="epoch", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=epochs, desc="stage 2", unit="epoch", disable=not (progress and acc.is_main_process),
+               dynamic_ncols=True)
     for epoch in range(epochs):
         model.train()
-        total_loss = 0.0
-        for idx in length_batches(train.lengths, tc.batch_size, gen):
-            feats, mask, y = collate(train, idx, mc.max_frames, gen)
+        total_loss = torch.zeros((), device=device)
+        for idx in rank_batches(length_batches(train.lengths, tc.batch_size, shared), acc):
+            feats, mask, y = collate(train, idx, mc.max_frames, local)
             feats, mask, y = feats.to(device), mask.to(device), y.to(device)
-            time_mask = span_mask(mask.cpu(), tc.finetune_mask_prob, mc.mask_span, gen).to(device)
-            logits, frames = model(feats, mask, time_mask if tc.finetune_mask_prob > 0 else None)
+            time_mask = span_mask(mask.cpu(), tc.finetune_mask_prob, mc.mask_span, local).to(device)
+            logits, frames = wrapped(feats, mask, time_mask if tc.finetune_mask_prob > 0 else None)
             loss = F.cross_entropy(logits, y, weight=weight, label_smoothing=tc.label_smoothing)
             if use_attr:
                 sel = time_mask & mask
@@ -250,13 +299,13 @@ def finetune(
             for g in opt.param_groups:
                 g["lr"] = tc.lr * _schedule(step, total, tc.warmup)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            acc.backward(loss)
+            acc.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
-            total_loss += float(loss.detach())
+            total_loss += loss.detach()
             step += 1
-        record = {"epoch": epoch + 1, "loss": total_loss / n_batches}
-        if val is not None and len(val):
+        record = {"epoch": epoch + 1, "loss": float(acc.reduce(total_loss, "mean")) / n_batches}
+        if val is not None and len(val):  # every rank scores the same model on all of val: same decision
             pred = predict_proba(model, val).argmax(1).numpy()
             record["val_ua"] = unweighted_accuracy(val.labels.numpy(), pred, num_classes)
             if record["val_ua"] > best[0]:

@@ -68,3 +68,9 @@ def save_random_encoder(kind: str, folder: Path, **overrides) -> Path:
 @pytest.fixture(scope="session")
 def tiny_hubert(tmp_path_factory) -> Path:
     return save_random_encoder("hubert", tmp_path_factory.mktemp("hubert"), feat_extract_norm="layer", do_stable_layer_norm=True)
+
+
+@pytest.fixture(scope="session")
+def feature_cache(tmp_path_factory) -> Path:
+    """One feature cache for the tests that extract real corpus clips: each clip is encoded once."""
+    return tmp_path_factory.mktemp("feature-cache")

@@ -16,7 +16,7 @@ def sera(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 def test_help_lists_commands():
     out = sera("--help")
     assert out.returncode == 0
-    for command in ("info", "extract"):
+    for command in ("info", "extract", "train", "evaluate", "pretrain", "finetune", "predict"):
         assert command in out.stdout
 
 
@@ -51,3 +51,10 @@ def test_user_errors_are_one_clear_line(tmp_path):
     assert out.returncode == 2 and "unknown setting(s) corpuss" in out.stderr
     out = sera("info", "--corpus", "nosuch", "--debug")
     assert out.returncode != 0 and "Traceback" in out.stderr
+
+
+def test_paper_preset_and_bad_settings(tmp_path):
+    out = sera("train", "--preset", "paper-iemocap", "--data", str(tmp_path), "--out", str(tmp_path / "o"))
+    assert out.returncode == 2 and "IEMOCAP" in out.stderr  # the preset points at IEMOCAP, which is not here
+    out = sera("train", "--set", "model.widht=3", "--out", str(tmp_path / "o"))
+    assert out.returncode == 2 and "model.widht: unknown setting" in out.stderr

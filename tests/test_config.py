@@ -23,3 +23,20 @@ def test_bad_config_is_named(tmp_path):
         SeraConfig.load(tmp_path / "broken.json")
     assert SeraConfig.from_dict({"audio": {"max_seconds": 5}}).audio.max_seconds == 5
     assert DataConfig().speaker_dependent is False
+
+
+def test_settings_and_presets():
+    from sera.config import PAPER_ENCODER
+
+    cfg = SeraConfig().updated({"model.width": 128, "train.lr": 1})
+    assert cfg.model.width == 128 and cfg.train.lr == 1.0
+    with pytest.raises(SeraError, match="unknown setting"):
+        SeraConfig().updated({"model.widht": 128})
+    with pytest.raises(SeraError, match="expected int"):
+        SeraConfig().updated({"model.width": "wide"})
+    with pytest.raises(SeraError, match="not one of"):
+        SeraConfig().updated({"model.pooling": "max"})
+    paper = SeraConfig.preset("paper-iemocap")
+    assert paper.encoder.name == PAPER_ENCODER and paper.data.corpus == "iemocap" and paper.model.layers == 3
+    with pytest.raises(SeraError, match="unknown preset"):
+        SeraConfig.preset("nope")

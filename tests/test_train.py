@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from toy import small_cfg, toy_features
 
 from sera.checkpoint import load_checkpoint, model_state_equal, save_checkpoint
 from sera.config import DataConfig, SeraConfig
@@ -14,34 +15,11 @@ from sera.data import load_corpus
 from sera.errors import EncoderError, SeraError
 from sera.evaluate import metrics
 from sera.pipeline import features
-from sera.train import FeatureSet, finetune, predict_proba, pretrain
-
-
-def _toy(n=24, L=3, D=16, seed=0) -> FeatureSet:
-    g = torch.Generator().manual_seed(seed)
-    feats, labels = [], []
-    for i in range(n):
-        y = i % 2
-        h = torch.randn(L, 10 + i % 7, D, generator=g)
-        h[:, :, 0] += 2.0 * y  # a learnable cue
-        feats.append(h.half())
-        labels.append(y)
-    from sera.data import Utterance
-
-    utts = [Utterance(f"u{i}", None, str(labels[i]), f"s{i % 4}", "toy", 1.0) for i in range(n)]
-    return FeatureSet(utts, feats, torch.tensor(labels))
-
-
-def _small_cfg() -> SeraConfig:
-    cfg = SeraConfig()
-    cfg.model.width, cfg.model.heads, cfg.model.num_attributes = 32, 4, 8
-    cfg.train.pretrain_epochs, cfg.train.finetune_epochs, cfg.train.batch_size = 2, 2, 8
-    cfg.train.refresh_every, cfg.train.kmeans_frames = 2, 200
-    return cfg
+from sera.train import finetune, predict_proba, pretrain
 
 
 def test_a_seed_makes_a_run_repeat_exactly():
-    fs, cfg = _toy(), _small_cfg()
+    fs, cfg = toy_features(), small_cfg()
     runs = []
     for _ in range(2):
         ts, attrs, hist1 = pretrain(fs, cfg, 3, 16, progress=False)
@@ -67,10 +45,10 @@ def test_metrics_on_known_inputs():
 
 
 @pytest.fixture(scope="module")
-def angry_sad(data_root, whisper_path, tmp_path_factory):
+def angry_sad(data_root, whisper_path, feature_cache):
     cfg = SeraConfig(data=DataConfig(root=str(data_root), corpus="ravdess", classes="angry,sad"))
     cfg.encoder.name = str(whisper_path)
-    cfg.cache_dir = str(tmp_path_factory.mktemp("cache"))
+    cfg.cache_dir = str(feature_cache)
     corpus = load_corpus(cfg.data)
     corpus = corpus.subset(u for u in corpus.utterances if int(u.speaker) <= 8)
     fs, key = features(corpus, cfg, progress=False)
@@ -114,9 +92,9 @@ def test_checkpoint_roundtrip_and_refusals(tmp_path, angry_sad):
 
 
 @pytest.mark.slow
-def test_quick_recipe_from_the_command_line(tmp_path, data_root, whisper_path):
+def test_quick_recipe_from_the_command_line(tmp_path, data_root, whisper_path, feature_cache):
     """What CI checks of `sera train --quick`: it runs, writes its results, and UA is far above chance."""
-    env = {"SERA_DATA": str(data_root), "SERA_ENCODER": str(whisper_path), "SERA_CACHE": str(tmp_path / "cache")}
+    env = {"SERA_DATA": str(data_root), "SERA_ENCODER": str(whisper_path), "SERA_CACHE": str(feature_cache)}
     import os
 
     run = subprocess.run([sys.executable, "-m", "sera.cli", "train", "--corpus", "ravdess", "--out", str(tmp_path / "out"),
@@ -134,3 +112,54 @@ def test_quick_recipe_from_the_command_line(tmp_path, data_root, whisper_path):
     [item] = json.loads(pred.stdout)
     assert set(item["top"]) <= set(results["labels"]) and len(item["top"]) == 3
     assert sum(item["top"].values()) <= 1.0 + 1e-6
+    # a rerun finds every fold done and resumes instead of training again
+    rerun = subprocess.run([sys.executable, "-m", "sera.cli", "train", "--corpus", "ravdess", "--out", str(tmp_path / "out"),
+                            "--quick", "--no-progress"], capture_output=True, text=True, env={**os.environ, **env}, timeout=900)
+    assert rerun.returncode == 0 and rerun.stdout.count("done before (resumed)") == 2, rerun.stderr[-2000:]
+    assert json.loads((tmp_path / "out" / "results.json").read_text())["ua"] == results["ua"]
+
+
+def test_an_interrupted_cross_validation_resumes_with_the_same_results(tmp_path):
+    from sera.data import Corpus, Fold
+    from sera.evaluate import cross_validate
+
+    fs, cfg = toy_features(), small_cfg()
+    corpus = Corpus("toy", fs.utts, ["0", "1"])
+    folds = [Fold(f"s{k}", frozenset(u.id for u in fs.utts if u.speaker == f"s{k}")) for k in range(2)]
+    first = cross_validate(fs, corpus, folds, cfg, progress=False, state=tmp_path / "state")
+    assert {p.name for p in (tmp_path / "state").iterdir()} == {"config.json", "seed0-s0", "seed0-s1"}
+    # as if killed during fold s1's stage 2: its stage 1 is kept, its result is not
+    (tmp_path / "state" / "seed0-s1" / "result.json").unlink()
+    again = cross_validate(fs, corpus, folds, cfg, progress=False, state=tmp_path / "state")
+    assert [r["metrics"] for r in again["runs"]] == [r["metrics"] for r in first["runs"]]
+    assert again["runs"][1]["stage1_seconds"] < first["runs"][1]["stage1_seconds"]  # stage 1 was loaded
+    uninterrupted = cross_validate(fs, corpus, folds, cfg, progress=False)
+    assert [r["metrics"] for r in uninterrupted["runs"]] == [r["metrics"] for r in first["runs"]]
+    cfg.train.lr = 1e-3
+    with pytest.raises(SeraError, match=r"other settings \(train.lr\)"):
+        cross_validate(fs, corpus, folds, cfg, progress=False, state=tmp_path / "state")
+
+
+def test_pretrain_then_finetune_commands(tmp_path, data_root, whisper_path, feature_cache):
+    """Stage 1 and stage 2 as separate commands: the adapter feeds the fine-tuning, then predict."""
+    import os
+
+    env = {**os.environ, "SERA_DATA": str(data_root), "SERA_ENCODER": str(whisper_path),
+           "SERA_CACHE": str(feature_cache)}
+    common = ["--corpus", "ravdess", "--classes", "angry,sad", "--quick", "--no-progress"]
+
+    def sera(*args):
+        return subprocess.run([sys.executable, "-m", "sera.cli", *args], capture_output=True, text=True, env=env,
+                              timeout=600)
+
+    pre = sera("pretrain", *common, "--out", str(tmp_path / "pre"), "--set", "model.width=64")
+    assert pre.returncode == 0, pre.stderr[-3000:]
+    adapter = tmp_path / "pre" / "adapter"
+    assert json.loads((adapter / "config.json").read_text())["kind"] == "adapter"
+    fine = sera("finetune", *common, "--adapter", str(adapter), "--out", str(tmp_path / "fine"))
+    assert fine.returncode == 0, fine.stderr[-3000:]
+    assert "best validation UA" in fine.stdout
+    meta = json.loads((tmp_path / "fine" / "checkpoint" / "config.json").read_text())
+    assert meta["model"]["width"] == 64 and meta["labels"] == ["angry", "sad"]  # the adapter's shape was kept
+    wrong = sera("predict", "--checkpoint", str(adapter), str(data_root / "ravdess/Actor_01/03-01-05-01-01-01-01.flac"))
+    assert wrong.returncode == 2 and "adapter" in wrong.stderr and "sera finetune" in wrong.stderr
