@@ -59,6 +59,7 @@ class ModelConfig:
     dropout: float = 0.1  # in attention, feed-forward and before the classifier
     frame_stride: int = 2  # average this many encoder frames (50 -> 25 per s): half the compute
     max_frames: int = 500  # training crops longer clips to this many frames (20 s at 25 per s)
+    layer_norm: bool = True  # normalise each encoder layer before WAP (layers differ wildly in scale)
     layer_pooling: str = "wap"  # "wap" (learned layer weights) or "last" (ablation: last layer only)
     transformer: bool = True  # False: WAP -> projection only (ablation)
     pooling: str = "sap"  # "sap" (attentive mean + std) or "mean" (ablation)

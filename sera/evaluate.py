@@ -91,9 +91,11 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 
 
 def check_state(state: Path, cfg: SeraConfig) -> None:
-    """A run folder resumes only with the settings it was started with."""
+    """A run folder resumes only with the settings it was started with (more or fewer seeds is
+    fine: each seed's runs are kept apart)."""
     path = state / "config.json"
     now = json.loads(json.dumps(cfg.to_dict()))
+    now["train"].pop("seeds")
     if path.is_file():
         a, b = _flatten(json.loads(path.read_text())), _flatten(now)
         diff = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))

@@ -40,7 +40,7 @@ class Block(nn.Module):
 class WAPTransformer(nn.Module):
     def __init__(self, cfg: ModelConfig, num_layers: int, dim: int):
         super().__init__()
-        self.wap = WeightedAveragePooling(num_layers, last_only=cfg.layer_pooling == "last")
+        self.wap = WeightedAveragePooling(num_layers, last_only=cfg.layer_pooling == "last", normalise=cfg.layer_norm)
         self.norm_in = nn.LayerNorm(dim)
         self.proj = nn.Linear(dim, cfg.width)
         self.mask_embedding = nn.Parameter(torch.randn(cfg.width) * 0.02)  # stands in for masked frames

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 
 class WeightedAveragePooling(nn.Module):
     """(B, L, T, D) -> (B, T, D): one learned weight per encoder layer, softmax-normalised.
 
-    ``last_only`` is the ablation that keeps just the final layer (no weights learned).
+    ``last_only`` is the ablation that keeps just the final layer (no weights learned). With
+    ``normalise`` each layer is layer-normed first (as S3PRL's featurizer can): encoder layers
+    differ in scale (several-fold in HuBERT-style models), and the largest would otherwise
+    dominate whatever the weights say.
     """
 
-    def __init__(self, num_layers: int, last_only: bool = False):
+    def __init__(self, num_layers: int, last_only: bool = False, normalise: bool = True):
         super().__init__()
-        self.last_only = last_only
+        self.last_only, self.normalise = last_only, normalise
         self.logits = nn.Parameter(torch.zeros(num_layers))  # uniform weights at the start
 
     @property
@@ -26,6 +30,8 @@ class WeightedAveragePooling(nn.Module):
         return torch.softmax(self.logits, dim=0)
 
     def forward(self, layers: torch.Tensor) -> torch.Tensor:
+        if self.normalise:
+            layers = F.layer_norm(layers, layers.shape[-1:])
         if self.last_only:
             return layers[:, -1]
         return torch.einsum("bltd,l->btd", layers, self.weights.to(layers.dtype))

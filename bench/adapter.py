@@ -1,0 +1,108 @@
+"""The adapter issue's figures: RAVDESS (8 classes, 4 folds) and EmoDB (7 classes, 5 folds) with the
+full method over several seeds, the ablation table on RAVDESS, seconds per epoch of both stages,
+and trainable parameters against the encoder's.
+
+    python bench/adapter.py [--parts ravdess,emodb,ablations] [--seeds 3] [--ablation-seeds 1] [--quick]
+
+Each part's runs keep their state under bench/runs/ (a rerun resumes) and its figures are merged
+into bench/results/adapter.json and adapter.md as soon as the part ends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from common import RESULTS, save
+
+from sera.config import SeraConfig
+from sera.encoders import Encoder
+from sera.evaluate import cross_validate
+from sera.model import EmotionClassifier, TeacherStudent
+from sera.pipeline import apply_quick, corpus_and_folds, features, unlabelled_features
+
+ABLATIONS = {  # name: settings (the same switches as the CLI's ablation flags)
+    "full method": {},
+    "no stage 1": {"train.stage1": False},
+    "stage 1 without local attributes": {"train.attributes": False},
+    "stage 1 without self-distillation": {"train.distill": False},
+    "mean pooling instead of SAP": {"model.pooling": "mean"},
+    "last layer instead of WAP": {"model.layer_pooling": "last"},
+    "WAP without the Transformer": {"model.transformer": False},
+}
+RUNS = Path(__file__).resolve().parent / "runs"
+
+
+def run(corpus_name: str, settings: dict, seeds: int, quick: bool, tag: str) -> dict:
+    cfg = SeraConfig().updated({"data.corpus": corpus_name, "train.seeds": seeds, **settings})
+    cfg = apply_quick(cfg) if quick else cfg
+    corpus, folds = corpus_and_folds(cfg)
+    fs, _ = features(corpus, cfg)
+    t = time.perf_counter()
+    res = cross_validate(fs, corpus, folds, cfg, unlabelled=unlabelled_features(cfg),
+                         state=RUNS / f"{corpus_name}-{tag}{'-quick' if quick else ''}" / "state")
+    summary = {k: res[k] for k in ("ua", "wa", "f1", "per_seed", "per_fold", "val_ua", "best_epochs", "timing", "labels")}
+    return {**summary, "settings": settings, "seeds": seeds, "wall_minutes": (time.perf_counter() - t) / 60}
+
+
+def parameters(cfg: SeraConfig) -> dict:
+    encoder = Encoder(cfg.encoder)
+    L, D = encoder.num_layers, encoder.dim
+    count = lambda m: sum(p.numel() for p in m.parameters() if p.requires_grad)  # noqa: E731
+    return {"encoder": encoder.num_parameters(), "stage1_trainable": count(TeacherStudent(cfg.model, L, D)),
+            "stage2_trainable": count(EmotionClassifier(cfg.model, L, D, 8))}
+
+
+def markdown(r: dict) -> str:
+    pct = lambda d: f"{100 * d['mean']:.1f} ± {100 * d['std']:.1f}"  # noqa: E731
+    lines = ["# Adapter figures (`bench/adapter.py`)", "",
+             f"whisper-tiny.en, speaker-independent folds, this machine ({r['machine']['cpu_cores']} cores); "
+             f"commit {r['commit'][:10]}. UA / WA / macro-F1 in %, mean ± std over seeds.", ""]
+    main = [(k, v) for k, v in r.get("parts", {}).items() if k in ("ravdess", "emodb")]
+    if main:
+        lines += ["| corpus | seeds | UA | WA | macro-F1 | stage 1 s/epoch | stage 2 s/epoch |", "|---|---|---|---|---|---|---|"]
+        lines += [f"| {k} | {v['seeds']} | {pct(v['ua'])} | {pct(v['wa'])} | {pct(v['f1'])} | "
+                  f"{v['timing']['stage1_seconds_per_epoch']:.1f} | {v['timing']['stage2_seconds_per_epoch']:.1f} |"
+                  for k, v in main]
+    abl = r.get("parts", {}).get("ablations")
+    if abl:
+        lines += ["", "Ablations on RAVDESS (8 classes, 4 folds):", "", "| variant | seeds | UA | WA | macro-F1 |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {k} | {v['seeds']} | {pct(v['ua'])} | {pct(v['wa'])} | {pct(v['f1'])} |" for k, v in abl.items()]
+    if "parameters" in r:
+        p = r["parameters"]
+        lines += ["", f"Trainable parameters: stage 1 {p['stage1_trainable'] / 1e6:.2f} M, stage 2 "
+                  f"{p['stage2_trainable'] / 1e6:.2f} M; frozen encoder {p['encoder'] / 1e6:.1f} M "
+                  f"({100 * p['stage2_trainable'] / p['encoder']:.0f}% of it)."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--parts", default="ravdess,emodb,ablations")
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--ablation-seeds", type=int, default=1)
+    ap.add_argument("--quick", action="store_true", help="a few speakers, few epochs: checks the harness only")
+    args = ap.parse_args()
+    name = "adapter-quick" if args.quick else "adapter"
+    path = RESULTS / f"{name}.json"
+    result = json.loads(path.read_text()) if path.is_file() else {}
+    parts = result.get("parts", {})
+    for part in args.parts.split(","):
+        if part in ("ravdess", "emodb"):
+            parts[part] = run(part, {}, args.seeds, args.quick, "full")
+        elif part == "ablations":
+            parts["ablations"] = {k: run("ravdess", v, args.ablation_seeds, args.quick,
+                                         "full" if not v else k.replace(" ", "-"))
+                                  for k, v in ABLATIONS.items()}
+        else:
+            raise SystemExit(f"unknown part {part!r}")
+        saved = save(name, {"parts": parts, "parameters": parameters(SeraConfig())})
+        (RESULTS / f"{name}.md").write_text(markdown(json.loads(saved.read_text())))
+        print(markdown(json.loads(saved.read_text())), flush=True)
+
+
+if __name__ == "__main__":
+    main()
