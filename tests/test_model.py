@@ -25,9 +25,12 @@ def test_wap_weights_sum_to_one_and_mix_layers():
     with torch.no_grad():
         wap.logits.copy_(torch.tensor([0.5, -1.0, 2.0, 0.0]))
     assert wap.weights.sum().item() == pytest.approx(1.0)
-    x = torch.randn(2, 4, 5, 3)
-    torch.testing.assert_close(wap(x), (x * wap.weights[None, :, None, None]).sum(1))
-    last = WeightedAveragePooling(4, last_only=True)
+    x = torch.randn(2, 4, 5, 3) * torch.tensor([1.0, 10.0, 100.0, 0.1])[None, :, None, None]
+    normed = torch.nn.functional.layer_norm(x, (3,))  # each layer brought to one scale first
+    torch.testing.assert_close(wap(x), (normed * wap.weights[None, :, None, None]).sum(1))
+    raw = WeightedAveragePooling(4, normalise=False)
+    torch.testing.assert_close(raw(x), x.mean(1))  # uniform weights at the start
+    last = WeightedAveragePooling(4, last_only=True, normalise=False)
     assert torch.equal(last(x), x[:, -1]) and last.weights.tolist() == [0, 0, 0, 1]
 
 
