@@ -219,12 +219,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
     out = []
     for path in args.files:
         pred = predictor.predict_file(path)
-        out.append({"file": path, "label": pred.label, "top": dict(pred.top(args.top_k))})
+        item = {"file": path, "label": pred.label, "top": dict(pred.top(args.top_k))}
+        if len(pred.windows) > 1:  # long audio: the emotion timeline, one entry per window
+            item["timeline"] = [{"start": float(a), "end": float(b), "label": pred.labels[int(p.argmax())],
+                                 "probability": float(p.max())}
+                                for (a, b), p in zip(pred.windows, pred.window_probabilities)]
+        out.append(item)
     if args.json:
         print(json.dumps(out, indent=2))
     else:
         for item in out:
             print(item["file"] + ": " + ", ".join(f"{k} {v:.3f}" for k, v in item["top"].items()))
+            for w in item.get("timeline", []):
+                print(f"  {w['start']:7.1f}-{w['end']:7.1f} s  {w['label']} {w['probability']:.3f}")
     return 0
 
 

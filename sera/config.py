@@ -29,6 +29,8 @@ class AudioConfig:
     sample_rate: int = 16_000  # every supported encoder expects 16 kHz mono input
     max_seconds: float = 60.0  # corpus clips longer than this are refused (predict windows long audio)
     max_megabytes: float = 512.0  # files larger than this are refused before they are decoded
+    window_seconds: float = 10.0  # predict: longer audio runs in windows this long (flat memory, a timeline)
+    predict_max_seconds: float = 3600.0  # predict refuses recordings longer than this
     silence_peak: float = 1e-4  # a clip whose peak |amplitude| stays below this counts as silent
 
 

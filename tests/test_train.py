@@ -163,3 +163,31 @@ def test_pretrain_then_finetune_commands(tmp_path, data_root, whisper_path, feat
     assert meta["model"]["width"] == 64 and meta["labels"] == ["angry", "sad"]  # the adapter's shape was kept
     wrong = sera("predict", "--checkpoint", str(adapter), str(data_root / "ravdess/Actor_01/03-01-05-01-01-01-01.flac"))
     assert wrong.returncode == 2 and "adapter" in wrong.stderr and "sera finetune" in wrong.stderr
+
+
+def test_predictor_windows_long_audio(tmp_path, angry_sad):
+    from sera.audio import load_audio
+    from sera.predict import Predictor
+
+    cfg, corpus, fs, key = angry_sad
+    cfg.train.finetune_epochs = 1
+    L, _, D = fs.feats[0].shape
+    model, _ = finetune(fs, None, cfg, L, D, 2, progress=False)
+    save_checkpoint(tmp_path / "ckpt", model, cfg, corpus.labels, key, L, D)
+    predictor = Predictor(tmp_path / "ckpt")
+    clips = [load_audio(u.path) for u in corpus.utterances[:7]]
+    short = predictor.predict_wave(clips[0])
+    assert set(short.probabilities) == {"angry", "sad"} and sum(short.probabilities.values()) == pytest.approx(1, abs=1e-5)
+    assert short.windows.shape == (1, 2) and short.attention.sum() == pytest.approx(1, abs=1e-4)
+    assert abs(len(short.attention) - clips[0].size / 16_000 * short.frame_rate) <= 1
+    long = np.concatenate(clips)  # about 25 s: 10 s windows, the remainder joins the last if short
+    pred = predictor.predict_wave(long)
+    spans = predictor.windows(long.size)
+    assert len(spans) >= 2 and spans[0] == (0, 160_000) and spans[-1][1] == long.size
+    assert pred.window_probabilities.shape == (len(spans), 2)
+    np.testing.assert_allclose(pred.window_probabilities.sum(1), 1, atol=1e-5)
+    first = predictor.predict_wave(long[:160_000])  # a window is scored exactly as that piece alone
+    np.testing.assert_allclose(pred.window_probabilities[0], first.window_probabilities[0], atol=1e-5)
+    lengths = np.diff(pred.windows, axis=1)[:, 0]
+    expected = (pred.window_probabilities * lengths[:, None]).sum(0) / lengths.sum()
+    assert pred.probabilities[pred.labels[0]] == pytest.approx(expected[0], abs=1e-6)
