@@ -26,19 +26,22 @@ def _write(path: Path, state: dict[str, torch.Tensor], meta: dict) -> Path:
     return path
 
 
-def save_checkpoint(path: str | Path, model: EmotionClassifier, cfg: SeraConfig, labels: list[str],
-                    encoder_key: str, num_layers: int, dim: int, extra: dict | None = None) -> Path:
-    meta = {
+def _meta(kind: str, cfg: SeraConfig, encoder_key: str, num_layers: int, dim: int, labels: list[str]) -> dict:
+    return {
         "sera_version": __version__,
-        "kind": "classifier",
+        "kind": kind,
         "encoder": {"name": cfg.encoder.name, "key": encoder_key, "whisper_padded": cfg.encoder.whisper_padded},
         "num_layers": num_layers,
         "dim": dim,
         "labels": labels,
         "model": cfg.model.__dict__,
         "audio": cfg.audio.__dict__,
-        **(extra or {}),
     }
+
+
+def save_checkpoint(path: str | Path, model: EmotionClassifier, cfg: SeraConfig, labels: list[str],
+                    encoder_key: str, num_layers: int, dim: int, extra: dict | None = None) -> Path:
+    meta = {**_meta("classifier", cfg, encoder_key, num_layers, dim, labels), **(extra or {})}
     return _write(Path(path), model.state_dict(), meta)
 
 
@@ -48,17 +51,7 @@ def save_adapter(path: str | Path, model: TeacherStudent, attrs: LocalAttributes
     state = dict(model.state_dict())
     if attrs.centroids is not None:
         state["attributes.centroids"] = attrs.centroids
-    meta = {
-        "sera_version": __version__,
-        "kind": "adapter",
-        "encoder": {"name": cfg.encoder.name, "key": encoder_key, "whisper_padded": cfg.encoder.whisper_padded},
-        "num_layers": num_layers,
-        "dim": dim,
-        "labels": [],
-        "model": cfg.model.__dict__,
-        "attribute_refits": attrs.refits,
-        **(extra or {}),
-    }
+    meta = {**_meta("adapter", cfg, encoder_key, num_layers, dim, []), "attribute_refits": attrs.refits, **(extra or {})}
     return _write(Path(path), state, meta)
 
 

@@ -113,6 +113,18 @@ def _out(args: argparse.Namespace):
     return out
 
 
+def _prepare(args: argparse.Namespace, cfg: SeraConfig | None = None):
+    """What every training command starts with: config, output folder, corpus (and folds), features."""
+    from .pipeline import corpus_and_folds, features
+
+    cfg = cfg or training_config(args)
+    out = _out(args)
+    corpus, folds = corpus_and_folds(cfg)
+    print(corpus.summary(), flush=True)
+    fs, key = features(corpus, cfg, not args.no_progress)
+    return cfg, out, corpus, folds, fs, key
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Cross-validation over the corpus's folds, then a final checkpoint on every speaker.
 
@@ -120,14 +132,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     resumes where it stopped."""
     from .checkpoint import save_checkpoint
     from .evaluate import cross_validate, write_results
-    from .pipeline import corpus_and_folds, features, final_epochs, train_final, unlabelled_features
+    from .pipeline import final_epochs, train_final, unlabelled_features
 
-    cfg = training_config(args)
     progress = not args.no_progress
-    out = _out(args)
-    corpus, folds = corpus_and_folds(cfg)
-    print(corpus.summary(), flush=True)
-    fs, key = features(corpus, cfg, progress)
+    cfg, out, corpus, folds, fs, key = _prepare(args)
     unlabelled = unlabelled_features(cfg, progress)
     results = cross_validate(fs, corpus, folds, cfg, progress, unlabelled, out / "state")
     write_results(results, out, f"sera on {corpus.name}" + (" (quick)" if cfg.train.quick else ""))
@@ -149,15 +157,11 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
     from .checkpoint import save_adapter
     from .io import atomic_write_text
-    from .pipeline import corpus_and_folds, features, unlabelled_features
+    from .pipeline import unlabelled_features
     from .train import pretrain
 
-    cfg = training_config(args)
     progress = not args.no_progress
-    out = _out(args)
-    corpus, _ = corpus_and_folds(cfg)
-    print(corpus.summary(), flush=True)
-    fs, key = features(corpus, cfg, progress)
+    cfg, out, corpus, _, fs, key = _prepare(args)
     cfg_other = cfg.train.pretrain_corpora
     unlabelled = unlabelled_features(cfg, progress) if cfg_other else None
     pool = fs + unlabelled if unlabelled else fs
@@ -179,20 +183,16 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     from .config import ModelConfig, _build
     from .evaluate import carve_validation
     from .io import atomic_write_text
-    from .pipeline import corpus_and_folds, features
     from .train import finetune
 
     cfg = training_config(args)
     progress = not args.no_progress
-    out = _out(args)
     init = attrs = None
     if args.adapter:  # the adapter fixes the model's shape; read it before the features
         from .checkpoint import read_checkpoint_config
 
         cfg.model = _build(ModelConfig, read_checkpoint_config(args.adapter)["model"], f"{args.adapter}/config.json")
-    corpus, _ = corpus_and_folds(cfg)
-    print(corpus.summary(), flush=True)
-    fs, key = features(corpus, cfg, progress)
+    cfg, out, corpus, _, fs, key = _prepare(args, cfg)
     if args.adapter:
         init, attrs, _ = load_adapter(args.adapter, key)
     fit, val = carve_validation(fs, list(range(len(fs))), cfg.train.val_speakers, cfg.seed)

@@ -1,9 +1,7 @@
 """The frozen upstream: Whisper equivalence with transformers, and random-config HuBERT-family models."""
 
 import copy
-import math
 
-import numpy as np
 import pytest
 import torch
 
