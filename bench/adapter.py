@@ -90,19 +90,22 @@ def main() -> None:
     path = RESULTS / f"{name}.json"
     result = json.loads(path.read_text()) if path.is_file() else {}
     parts = result.get("parts", {})
+    def publish() -> None:  # after every run, so that a stopped benchmark keeps what it measured
+        saved = save(name, {"parts": parts, "parameters": parameters(SeraConfig())})
+        (RESULTS / f"{name}.md").write_text(markdown(json.loads(saved.read_text())))
+
     for part in args.parts.split(","):
         if part in ("ravdess", "emodb"):
             parts[part] = run(part, {}, args.seeds, args.quick, "full")
         elif part == "ablations":
-            parts["ablations"] = {k: run("ravdess", v, args.ablation_seeds, args.quick,
-                                         "full" if not v else k.replace(" ", "-"))
-                                  for k, v in ABLATIONS.items()}
+            table = parts.setdefault("ablations", {})
+            for k, v in ABLATIONS.items():
+                table[k] = run("ravdess", v, args.ablation_seeds, args.quick, "full" if not v else k.replace(" ", "-"))
+                publish()
         else:
             raise SystemExit(f"unknown part {part!r}")
-        saved = save(name, {"parts": parts, "parameters": parameters(SeraConfig())})
-        (RESULTS / f"{name}.md").write_text(markdown(json.loads(saved.read_text())))
-        print(markdown(json.loads(saved.read_text())), flush=True)
-
+        publish()
+    print((RESULTS / f"{name}.md").read_text(), flush=True)
 
 if __name__ == "__main__":
     main()

@@ -22,7 +22,7 @@ from common import RESULTS, git_commit  # noqa: E402
 from sera.cli import parse_sets  # noqa: E402
 from sera.config import SeraConfig  # noqa: E402
 from sera.evaluate import cross_validate  # noqa: E402
-from sera.pipeline import corpus_and_folds, features  # noqa: E402
+from sera.pipeline import corpus_and_folds, features, unlabelled_features  # noqa: E402
 
 
 def main() -> None:
@@ -42,7 +42,8 @@ def main() -> None:
         if stride not in loaded:
             loaded[stride] = features(corpus, cfg, progress=False)[0]
         t0 = time.perf_counter()
-        res = cross_validate(loaded[stride], corpus, folds, cfg, progress=False)
+        res = cross_validate(loaded[stride], corpus, folds, cfg, progress=False,
+                             unlabelled=unlabelled_features(cfg, progress=False))
         line = {"setting": setting, "corpus": args.corpus, "folds": len(folds), "val_ua": res["val_ua"],
                 "test_ua": res["ua"]["mean"], "per_fold_val": [r["val_ua"] for r in res["runs"]],
                 "best_epochs": res["best_epochs"], "minutes": (time.perf_counter() - t0) / 60,
