@@ -137,7 +137,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     progress = not args.no_progress
     cfg, out, corpus, folds, fs, key = _prepare(args)
     unlabelled = unlabelled_features(cfg, progress)
-    results = cross_validate(fs, corpus, folds, cfg, progress, unlabelled, out / "state")
+    results = cross_validate(fs, corpus, folds, cfg, progress, unlabelled, out / "state", report=True)
     write_results(results, out, f"sera on {corpus.name}" + (" (quick)" if cfg.train.quick else ""))
     print((out / "results.md").read_text())
     if args.command == "train" and not args.no_final:

@@ -111,12 +111,14 @@ def _mean_std(values: list[float]) -> dict:
 
 
 def cross_validate(fs: FeatureSet, corpus: Corpus, folds: list[Fold], cfg: SeraConfig, progress: bool = True,
-                   unlabelled: FeatureSet | None = None, state: Path | None = None) -> dict:
+                   unlabelled: FeatureSet | None = None, state: Path | None = None, report: bool | None = None) -> dict:
     """Every fold for ``cfg.train.seeds`` seeds; returns the results dictionary written to results.json.
 
     With a ``state`` folder each finished fold (and each stage 1) is kept, so a rerun after an
-    interruption picks up where it stopped and ends with the same results.
+    interruption picks up where it stopped and ends with the same results. ``report`` prints a
+    line per fold (default: with ``progress``, which also shows progress bars).
     """
+    report = progress if report is None else report
     C = len(corpus.labels)
     if state is not None:
         check_state(state, cfg)
@@ -128,16 +130,16 @@ def cross_validate(fs: FeatureSet, corpus: Corpus, folds: list[Fold], cfg: SeraC
             where = state / f"seed{seeded.seed}-{fold.name}" if state is not None else None
             if where is not None and (where / "result.json").is_file():
                 r = FoldResult(**json.loads((where / "result.json").read_text()))
-                if progress:
+                if report:
                     print(f"seed {seeded.seed}, fold {fold.name}: done before (resumed)", flush=True)
             else:
-                if progress:
+                if report:
                     print(f"seed {seeded.seed}, fold {fold.name}", flush=True)
                 r = run_fold(fs, fold, seeded, C, progress, unlabelled, where)
                 if where is not None:
                     atomic_write_text(where / "result.json", json.dumps(r.__dict__))
             runs.append(r)
-            if progress:
+            if report:
                 m = r.metrics
                 print(f"  UA {m['ua']:.3f}  WA {m['wa']:.3f}  F1 {m['f1']:.3f}  (best epoch {r.best_epoch})", flush=True)
     per_seed = []
