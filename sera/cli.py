@@ -157,17 +157,16 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
     from .checkpoint import save_adapter
     from .io import atomic_write_text
-    from .pipeline import unlabelled_features
+    from .pipeline import pretrain_corpora, unlabelled_features
     from .train import pretrain
 
     progress = not args.no_progress
     cfg, out, corpus, _, fs, key = _prepare(args)
-    cfg_other = cfg.train.pretrain_corpora
-    unlabelled = unlabelled_features(cfg, progress) if cfg_other else None
-    pool = fs + unlabelled if unlabelled else fs
+    unlabelled = unlabelled_features(cfg, progress)
+    pool = fs + unlabelled if unlabelled is not None else fs
     L, _, D = pool.feats[0].shape
     model, attrs, history = pretrain(pool, cfg, L, D, progress=progress)
-    save_adapter(out / "adapter", model, attrs, cfg, key, L, D, {"pretrained_on": [corpus.name, *cfg_other.split(",")]})
+    save_adapter(out / "adapter", model, attrs, cfg, key, L, D, {"pretrained_on": [corpus.name, *pretrain_corpora(cfg)]})
     atomic_write_text(out / "pretrain_history.json", json.dumps(history, indent=2))
     last = history[-1] if history else {}
     print("stage 1: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in last.items()))

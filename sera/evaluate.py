@@ -66,8 +66,7 @@ def run_fold(fs: FeatureSet, fold: Fold, cfg: SeraConfig, num_classes: int, prog
     init = attrs = None
     t0 = time.perf_counter()
     if uses_stage1(cfg):
-        init, attrs = stage1(fs.subset(train_idx) + unlabelled if unlabelled else fs.subset(train_idx), cfg,
-                             progress, state / "adapter" if state else None)
+        init, attrs = stage1(fs.subset(train_idx), cfg, progress, state / "adapter" if state else None, unlabelled)
     t1 = time.perf_counter()
     fit_idx, val_idx = carve_validation(fs, train_idx, cfg.train.val_speakers, cfg.seed)
     model, history = finetune(fs.subset(fit_idx), fs.subset(val_idx) if val_idx else None, cfg, L, D, num_classes,

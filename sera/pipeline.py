@@ -50,11 +50,14 @@ def features(corpus: Corpus, cfg: SeraConfig, progress: bool = True) -> tuple[Fe
         return load_feature_set(corpus, cache, cfg.model.frame_stride, progress=progress), key
 
 
+def pretrain_corpora(cfg: SeraConfig) -> list[str]:
+    return [n.strip() for n in cfg.train.pretrain_corpora.split(",") if n.strip()]
+
+
 def unlabelled_features(cfg: SeraConfig, progress: bool = True) -> FeatureSet | None:
     """Audio of the corpora in ``train.pretrain_corpora``: more material for stage 1, labels unused."""
-    names = [n.strip() for n in cfg.train.pretrain_corpora.split(",") if n.strip()]
     sets = []
-    for name in names:
+    for name in pretrain_corpora(cfg):
         if name == cfg.data.corpus:
             raise SeraError(f"train.pretrain_corpora: {name} is the corpus being evaluated; stage 1 already sees "
                             "its training folds, and all of it would leak the test folds")
@@ -70,8 +73,7 @@ def train_final(fs: FeatureSet, cfg: SeraConfig, num_classes: int, epochs: int, 
     L, _, D = fs.feats[0].shape
     init = attrs = None
     if uses_stage1(cfg):
-        init, attrs = stage1(fs + unlabelled if unlabelled else fs, cfg, progress,
-                             state / "final" / "adapter" if state else None)
+        init, attrs = stage1(fs, cfg, progress, state / "final" / "adapter" if state else None, unlabelled)
     model, _ = finetune(fs, None, cfg, L, D, num_classes, init=init, attrs=attrs, epochs=epochs, progress=progress)
     return model
 

@@ -216,12 +216,14 @@ def pretrain(
     return model, attrs, history
 
 
-def stage1(fs: FeatureSet, cfg: SeraConfig, progress: bool = True,
-           saved: Path | None = None) -> tuple[TeacherStudent, LocalAttributes]:
-    """Stage 1, or its saved result when ``saved`` holds one (an interrupted run resumes there)."""
+def stage1(fs: FeatureSet, cfg: SeraConfig, progress: bool = True, saved: Path | None = None,
+           unlabelled: FeatureSet | None = None) -> tuple[TeacherStudent, LocalAttributes]:
+    """Stage 1 on ``fs`` (plus ``unlabelled`` audio of other corpora), or its saved result when
+    ``saved`` holds one (an interrupted run resumes there)."""
     if saved is not None and (saved / "config.json").is_file():
         init, attrs, _ = load_adapter(saved, fs.key)
         return init, attrs
+    fs = fs + unlabelled if unlabelled is not None else fs
     L, _, D = fs.feats[0].shape
     init, attrs, _ = pretrain(fs, cfg, L, D, progress=progress)
     if saved is not None:
