@@ -43,9 +43,11 @@ reproduce: install
 bench: install
 	$(BIN)/python bench/extract_speed.py $(BENCH_ARGS)
 
+CHECKPOINT ?= runs/ravdess/checkpoint
 demo: install
-	@test -f app.py || { echo "app.py (the Gradio demo) is not built yet: see the open demo issue"; exit 1; }
-	$(BIN)/python app.py
+	@test -f $(CHECKPOINT)/config.json || { echo "no checkpoint at $(CHECKPOINT): building it first (make reproduce)"; \
+		$(MAKE) --no-print-directory reproduce; }
+	$(BIN)/python app.py --checkpoint $(CHECKPOINT)
 
 clean:
 	rm -rf $(VENV) cache runs .pytest_cache

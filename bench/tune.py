@@ -35,10 +35,10 @@ def main() -> None:
     base.data.corpus = args.corpus
     corpus, folds = corpus_and_folds(base)
     folds = folds[: args.folds] if args.folds else folds
-    loaded: dict[int, object] = {}
+    loaded: dict[tuple[int, str], object] = {}
     for setting in args.settings:
         cfg = base.updated(parse_sets(setting.split()))
-        stride = cfg.model.frame_stride
+        stride = (cfg.model.frame_stride, cfg.data.normalise)
         if stride not in loaded:
             loaded[stride] = features(corpus, cfg, progress=False)[0]
         t0 = time.perf_counter()

@@ -17,6 +17,7 @@ from .config import ModelConfig, SeraConfig, _build
 from .errors import EncoderError, SeraError
 from .io import atomic_write, atomic_write_text
 from .model import EmotionClassifier, LocalAttributes, TeacherStudent
+from .normalise import Stats
 
 
 def _write(path: Path, state: dict[str, torch.Tensor], meta: dict) -> Path:
@@ -34,15 +35,24 @@ def _meta(kind: str, cfg: SeraConfig, encoder_key: str, num_layers: int, dim: in
         "num_layers": num_layers,
         "dim": dim,
         "labels": labels,
+        "normalise": cfg.data.normalise,
         "model": cfg.model.__dict__,
         "audio": cfg.audio.__dict__,
     }
 
 
 def save_checkpoint(path: str | Path, model: EmotionClassifier, cfg: SeraConfig, labels: list[str],
-                    encoder_key: str, num_layers: int, dim: int, extra: dict | None = None) -> Path:
+                    encoder_key: str, num_layers: int, dim: int, extra: dict | None = None,
+                    reference: Stats | None = None, attributes: LocalAttributes | None = None) -> Path:
+    """``reference``: speaker-normalisation statistics for clips of unknown speakers (sera/normalise.py);
+    ``attributes``: the local attributes of the model's frames (train.final_attributes), for pictures."""
     meta = {**_meta("classifier", cfg, encoder_key, num_layers, dim, labels), **(extra or {})}
-    return _write(Path(path), model.state_dict(), meta)
+    state = dict(model.state_dict())
+    if reference is not None:
+        state |= {"normalise.mean": reference.mean, "normalise.std": reference.std}
+    if attributes is not None and attributes.centroids is not None:
+        state["attributes.centroids"] = attributes.centroids
+    return _write(Path(path), state, meta)
 
 
 def save_adapter(path: str | Path, model: TeacherStudent, attrs: LocalAttributes, cfg: SeraConfig,
@@ -112,12 +122,22 @@ def load_checkpoint(path: str | Path, encoder_key: str | None = None) -> tuple[E
     mcfg = _build(ModelConfig, meta["model"], f"{path}/config.json:model")
     model = EmotionClassifier(mcfg, meta["num_layers"], meta["dim"], len(meta["labels"]))
     state = _load_state(path)
+    for extra in ("normalise.mean", "normalise.std", "attributes.centroids"):
+        state.pop(extra, None)
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
         raise SeraError(f"{path}: weights do not match the checkpoint's config ({str(e).splitlines()[0]})") from None
     model.eval()
     return model, meta
+
+
+def load_extras(path: str | Path) -> tuple[Stats | None, torch.Tensor | None]:
+    """What a classifier checkpoint keeps besides the model: the speaker-normalisation reference
+    statistics and the local-attribute centroids (k, H), each None when absent."""
+    state = _load_state(Path(path))
+    reference = Stats(state["normalise.mean"], state["normalise.std"]) if "normalise.mean" in state else None
+    return reference, state.get("attributes.centroids")
 
 
 def model_state_equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:

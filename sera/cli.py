@@ -143,10 +143,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.command == "train" and not args.no_final:
         epochs = final_epochs(results["best_epochs"])
         print(f"final model on all {len(corpus.speakers)} speakers, stage 2 for {epochs} epochs", flush=True)
-        model = train_final(fs, cfg, len(corpus.labels), epochs, progress, unlabelled, out / "state")
+        model, attrs = train_final(fs, cfg, len(corpus.labels), epochs, progress, unlabelled, out / "state")
         L, _, D = fs.feats[0].shape
         save_checkpoint(out / "checkpoint", model, cfg, corpus.labels, key, L, D,
-                        {"trained_on": corpus.name, "cv_ua": results["ua"], "stage2_epochs": epochs})
+                        {"trained_on": corpus.name, "cv_ua": results["ua"], "stage2_epochs": epochs}, fs.reference,
+                        attrs)
         print(f"checkpoint: {out / 'checkpoint'}")
     return 0
 
@@ -182,7 +183,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     from .config import ModelConfig, _build
     from .evaluate import carve_validation
     from .io import atomic_write_text
-    from .train import finetune
+    from .train import final_attributes, finetune
 
     cfg = training_config(args)
     progress = not args.no_progress
@@ -190,7 +191,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     if args.adapter:  # the adapter fixes the model's shape; read it before the features
         from .checkpoint import read_checkpoint_config
 
-        cfg.model = _build(ModelConfig, read_checkpoint_config(args.adapter)["model"], f"{args.adapter}/config.json")
+        adapter_meta = read_checkpoint_config(args.adapter)
+        cfg.model = _build(ModelConfig, adapter_meta["model"], f"{args.adapter}/config.json")
+        cfg.data.normalise = adapter_meta.get("normalise", "none")  # the features it was trained on
     cfg, out, corpus, _, fs, key = _prepare(args, cfg)
     if args.adapter:
         init, attrs, _ = load_adapter(args.adapter, key)
@@ -200,7 +203,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
                               init=init, attrs=attrs, progress=progress)
     best = max(history, key=lambda r: r.get("val_ua", 0.0))
     save_checkpoint(out / "checkpoint", model, cfg, corpus.labels, key, L, D,
-                    {"trained_on": corpus.name, "adapter": args.adapter, "val_ua": best.get("val_ua")})
+                    {"trained_on": corpus.name, "adapter": args.adapter, "val_ua": best.get("val_ua")}, fs.reference,
+                    final_attributes(model, fs, cfg, attrs))
     atomic_write_text(out / "finetune_history.json", json.dumps(history, indent=2))
     if "val_ua" in best:
         print(f"best validation UA {best['val_ua']:.3f} at epoch {best['epoch']} "
@@ -216,8 +220,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     predictor = Predictor(args.checkpoint, encoder=args.encoder)
     out = []
-    for path in args.files:
-        pred = predictor.predict_file(path)
+    for path, pred in zip(args.files, predictor.predict_files(args.files, args.same_speaker)):
         item = {"file": path, "label": pred.label, "top": dict(pred.top(args.top_k))}
         if len(pred.windows) > 1:  # long audio: the emotion timeline, one entry per window
             item["timeline"] = [{"start": float(a), "end": float(b), "label": pred.labels[int(p.argmax())],
@@ -299,6 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, metavar="DIR")
     p.add_argument("--encoder", metavar="ID|PATH", help="encoder folder if it moved (must be the same encoder)")
     p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--same-speaker", action="store_true",
+                   help="the files are one speaker: standardise them with their own statistics (speaker-normalised "
+                   "checkpoints; best with several clips of varied emotion)")
     p.add_argument("--json", action="store_true", help="JSON output")
     p.add_argument("--debug", action="store_true", help="show full tracebacks")
     p.set_defaults(fn=cmd_predict)

@@ -42,6 +42,10 @@ class DataConfig:
     num_folds: int = 5  # folds for corpora without a standard speaker split
     speaker_dependent: bool = False  # random utterance split; every result then says so
     allow_outside_root: bool = False  # let manifest paths point outside their folder
+    normalise: str = "speaker"  # "speaker": standardise features per speaker (sera/normalise.py), "none"
+
+    def __post_init__(self) -> None:
+        _choice("data.normalise", self.normalise, ("speaker", "none"))
 
 
 @dataclass
@@ -110,12 +114,22 @@ class TrainConfig:
 
 
 @dataclass
+class DemoConfig:
+    checkpoint: str = _env("SERA_CHECKPOINT", "runs/ravdess/checkpoint")  # what `make reproduce` writes
+    max_seconds: float = 300.0  # longest clip the web demo accepts (longer ones run in windows)
+    max_megabytes: float = 25.0  # largest upload the web demo accepts
+    examples: int = 4  # example clips offered from the data folder, one per emotion (none committed)
+    port: int = 7860  # Gradio's usual port
+
+
+@dataclass
 class SeraConfig:
     audio: AudioConfig = field(default_factory=AudioConfig)
     data: DataConfig = field(default_factory=DataConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    demo: DemoConfig = field(default_factory=DemoConfig)
     cache_dir: str = _env("SERA_CACHE", str(Path.home() / ".cache" / "sera"))  # cached features
     seed: int = 0  # one seed makes a CPU run repeat exactly
 

@@ -95,6 +95,7 @@ def check_state(state: Path, cfg: SeraConfig) -> None:
     path = state / "config.json"
     now = json.loads(json.dumps(cfg.to_dict()))
     now["train"].pop("seeds")
+    now.pop("demo")  # the web demo's settings do not touch training
     if path.is_file():
         a, b = _flatten(json.loads(path.read_text())), _flatten(now)
         diff = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))

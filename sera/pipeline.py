@@ -11,7 +11,8 @@ from .config import SeraConfig
 from .data import Corpus, Fold, load_corpus, make_folds
 from .encoders import Encoder, encoder_identity
 from .errors import CacheError, SeraError
-from .train import FeatureSet, finetune, load_feature_set, stage1, uses_stage1
+from .normalise import normalise
+from .train import FeatureSet, final_attributes, finetune, load_feature_set, stage1, uses_stage1
 
 QUICK_SPEAKERS = 8  # --quick: the first speakers of the corpus, in sorted order
 QUICK_FOLDS = 2  # --quick: only the first folds
@@ -42,12 +43,13 @@ def features(corpus: Corpus, cfg: SeraConfig, progress: bool = True) -> tuple[Fe
     key, _ = encoder_identity(cfg.encoder)
     cache = FeatureCache(cfg.cache_dir, key)
     try:
-        return load_feature_set(corpus, cache, cfg.model.frame_stride, progress=progress), key
+        fs = load_feature_set(corpus, cache, cfg.model.frame_stride, progress=progress)
     except CacheError:  # some utterances never extracted: extract (cached ones are skipped), then load
         report = extract(corpus.utterances, Encoder(cfg.encoder), cache, cfg.audio, progress=progress)
         if progress:
             print(report.summary(), flush=True)
-        return load_feature_set(corpus, cache, cfg.model.frame_stride, progress=progress), key
+        fs = load_feature_set(corpus, cache, cfg.model.frame_stride, progress=progress)
+    return normalise(fs, cfg.data.normalise), key
 
 
 def pretrain_corpora(cfg: SeraConfig) -> list[str]:
@@ -69,13 +71,15 @@ def unlabelled_features(cfg: SeraConfig, progress: bool = True) -> FeatureSet | 
 
 def train_final(fs: FeatureSet, cfg: SeraConfig, num_classes: int, epochs: int, progress: bool = True,
                 unlabelled: FeatureSet | None = None, state: Path | None = None):
-    """Both stages on every speaker, stage 2 for a fixed number of epochs (chosen by cross-validation)."""
+    """Both stages on every speaker, stage 2 for a fixed number of epochs (chosen by cross-validation).
+
+    Returns the classifier and its frames' local attributes (for the pictures)."""
     L, _, D = fs.feats[0].shape
     init = attrs = None
     if uses_stage1(cfg):
         init, attrs = stage1(fs, cfg, progress, state / "final" / "adapter" if state else None, unlabelled)
     model, _ = finetune(fs, None, cfg, L, D, num_classes, init=init, attrs=attrs, epochs=epochs, progress=progress)
-    return model
+    return model, final_attributes(model, fs, cfg, attrs)
 
 
 def final_epochs(best_epochs: list[int]) -> int:

@@ -3,6 +3,10 @@
 The encoder loads once; each clip runs encoder -> frame-rate reduction -> adapter -> SAP -> head.
 Audio longer than ``AudioConfig.window_seconds`` runs window by window, so time grows linearly
 and memory stays flat with the length; the windows also give an emotion timeline.
+
+A checkpoint trained on speaker-normalised features (``data.normalise = "speaker"``) standardises
+a clip with its speaker's statistics when several clips of that speaker are given together
+(``predict_files(..., same_speaker=True)``), and with the checkpoint's reference statistics otherwise.
 """
 
 from __future__ import annotations
@@ -14,9 +18,11 @@ import numpy as np
 import torch
 
 from .audio import load_audio, prepare_audio
-from .checkpoint import load_checkpoint, read_checkpoint_config
+from .checkpoint import load_checkpoint, load_extras, read_checkpoint_config
 from .config import AudioConfig, EncoderConfig
 from .encoders import Encoder
+from .errors import SeraError
+from .normalise import Stats
 from .train import reduce_frames
 
 
@@ -29,6 +35,7 @@ class Prediction:
     windows: np.ndarray  # (W, 2) start and end second of each window (one row for a short clip)
     window_probabilities: np.ndarray  # (W, C) class probabilities per window, columns in ``labels`` order
     labels: list[str]  # the checkpoint's label order
+    attributes: np.ndarray  # (T,) local-attribute cluster id of each frame (empty if the checkpoint has none)
 
     @property
     def label(self) -> str:
@@ -50,6 +57,10 @@ class Predictor:
         self.stride = int(self.meta["model"]["frame_stride"])
         self.audio_cfg = AudioConfig(**{k: v for k, v in self.meta.get("audio", {}).items()
                                         if k in AudioConfig.__dataclass_fields__})
+        self.speaker_normalised = self.meta.get("normalise", "none") == "speaker"
+        self.reference, self.centroids = load_extras(checkpoint)
+        if self.speaker_normalised and self.reference is None:
+            raise SeraError(f"{checkpoint}: trained on speaker-normalised features but holds no reference statistics")
 
     def windows(self, n_samples: int, sr: int = 16_000) -> list[tuple[int, int]]:
         """Consecutive windows of ``window_seconds``; a short remainder (under half a window) joins the last."""
@@ -60,30 +71,58 @@ class Predictor:
         return list(zip(bounds[:-1], bounds[1:]))
 
     @torch.inference_mode()
-    def _window(self, wave: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """One window -> class probabilities (C,) and SAP attention (T,)."""
+    def _features(self, wave: np.ndarray) -> torch.Tensor:
+        """One window -> frame-rate reduced encoder features (L, T, D), float32 on the CPU."""
         [hidden] = self.encoder([wave])
-        feats = reduce_frames(hidden, self.stride).float().unsqueeze(0).to(self.encoder.device)  # (1, L, T, D)
+        return reduce_frames(hidden, self.stride).float().cpu()
+
+    @torch.inference_mode()
+    def _classify(self, feats: torch.Tensor, speaker: Stats | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One window's features -> class probabilities (C,), SAP attention (T,) and cluster ids (T,)."""
+        if self.speaker_normalised:
+            feats = (speaker or self.reference).apply(feats)
+        feats = feats.unsqueeze(0).to(self.encoder.device)  # (1, L, T, D)
         mask = torch.ones(1, feats.shape[2], dtype=torch.bool, device=feats.device)
         logits, frames = self.model(feats, mask)
         pool = self.model.pool
         attention = pool.attention(frames, mask)[0].cpu().numpy() if hasattr(pool, "attention") else np.zeros(0)
-        return logits.softmax(-1)[0].float().cpu().numpy(), attention
+        clusters = (torch.cdist(frames[0].float(), self.centroids.to(frames.device)).argmin(1).cpu().numpy()
+                    if self.centroids is not None else np.zeros(0, dtype=np.int64))
+        return logits.softmax(-1)[0].float().cpu().numpy(), attention, clusters
 
-    def predict_wave(self, wave: np.ndarray, sr: int = 16_000, name: str = "<audio>") -> Prediction:
+    def _encode(self, wave: np.ndarray, sr: int, name: str) -> tuple[list[tuple[int, int]], list[torch.Tensor]]:
         wave = prepare_audio(wave, sr, name, self.audio_cfg, self.audio_cfg.predict_max_seconds)
+        spans = self.windows(wave.size, self.audio_cfg.sample_rate)
+        return spans, [self._features(wave[a:b]) for a, b in spans]
+
+    def predict_wave(self, wave: np.ndarray, sr: int = 16_000, name: str = "<audio>",
+                     speaker: Stats | None = None) -> Prediction:
+        """``speaker``: the speaker's normalisation statistics where known (``Stats.of`` their features)."""
+        return self._predict(*self._encode(wave, sr, name), speaker)
+
+    def _predict(self, spans: list[tuple[int, int]], feats: list[torch.Tensor], speaker: Stats | None) -> Prediction:
         sr = self.audio_cfg.sample_rate
-        spans = self.windows(wave.size, sr)
-        results = [self._window(wave[a:b]) for a, b in spans]
-        probs = np.stack([p for p, _ in results])  # (W, C)
+        results = [self._classify(f, speaker) for f in feats]
+        probs = np.stack([r[0] for r in results])  # (W, C)
         lengths = np.array([b - a for a, b in spans], dtype=np.float64)
         mean = (probs * lengths[:, None]).sum(0) / lengths.sum()
         order = np.argsort(-mean)
         return Prediction(
-            {self.labels[i]: float(mean[i]) for i in order}, np.concatenate([a for _, a in results]),
+            {self.labels[i]: float(mean[i]) for i in order}, np.concatenate([r[1] for r in results]),
             self.encoder.frame_rate / self.stride, self.model.backbone.wap.weights.detach().cpu().numpy(),
-            np.array(spans, dtype=np.float64) / sr, probs, list(self.labels),
+            np.array(spans, dtype=np.float64) / sr, probs, list(self.labels), np.concatenate([r[2] for r in results]),
         )
 
-    def predict_file(self, path: str | Path) -> Prediction:
-        return self.predict_wave(load_audio(path, self.audio_cfg, self.audio_cfg.predict_max_seconds), 16_000, str(path))
+    def predict_file(self, path: str | Path, speaker: Stats | None = None) -> Prediction:
+        return self.predict_wave(self._load(path), 16_000, str(path), speaker)
+
+    def _load(self, path: str | Path) -> np.ndarray:
+        return load_audio(path, self.audio_cfg, self.audio_cfg.predict_max_seconds)
+
+    def predict_files(self, paths: list[str | Path], same_speaker: bool = False) -> list[Prediction]:
+        """With ``same_speaker``, the clips are standardised with their pooled statistics (one encoder pass each)."""
+        if not (same_speaker and self.speaker_normalised):
+            return [self.predict_file(p) for p in paths]  # one at a time: memory stays flat
+        encoded = [self._encode(self._load(p), 16_000, str(p)) for p in paths]
+        speaker = Stats.of([f for _, feats in encoded for f in feats])
+        return [self._predict(spans, feats, speaker) for spans, feats in encoded]

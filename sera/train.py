@@ -21,6 +21,7 @@ from .checkpoint import load_adapter, save_adapter
 from .config import SeraConfig
 from .data import Corpus, Utterance
 from .model import EmotionClassifier, LocalAttributes, TeacherStudent, span_mask
+from .normalise import Stats
 
 
 def reduce_frames(h: torch.Tensor, stride: int) -> torch.Tensor:
@@ -40,6 +41,7 @@ class FeatureSet:
     labels: torch.Tensor  # (N,) class ids
     skipped: list[tuple[str, str]] = field(default_factory=list)
     key: str = ""  # the encoder identity the features came from (checkpoints record it)
+    reference: "Stats | None" = None  # speaker-normalised: statistics for a clip of an unknown speaker
 
     def __len__(self) -> int:
         return len(self.utts)
@@ -49,14 +51,15 @@ class FeatureSet:
         return np.array([f.shape[1] for f in self.feats])
 
     def subset(self, idx: list[int] | np.ndarray) -> "FeatureSet":
-        return FeatureSet([self.utts[i] for i in idx], [self.feats[i] for i in idx], self.labels[list(idx)], key=self.key)
+        return FeatureSet([self.utts[i] for i in idx], [self.feats[i] for i in idx], self.labels[list(idx)],
+                          key=self.key, reference=self.reference)
 
     def __add__(self, other: "FeatureSet") -> "FeatureSet":
         """Pool two sets (stage 1 on several corpora; their labels are not used there)."""
         if self.key != other.key:
             raise ValueError(f"features of two encoders ({self.key}, {other.key}) cannot be pooled")
         return FeatureSet(self.utts + other.utts, self.feats + other.feats, torch.cat([self.labels, other.labels]),
-                          self.skipped + other.skipped, self.key)
+                          self.skipped + other.skipped, self.key, self.reference)
 
 
 def load_feature_set(corpus: Corpus, cache: FeatureCache, stride: int, progress: bool = False) -> FeatureSet:
@@ -143,9 +146,9 @@ def uses_stage1(cfg: SeraConfig) -> bool:
 
 
 @torch.no_grad()
-def refit_attributes(model: TeacherStudent, attrs: LocalAttributes, fs: FeatureSet, cfg: SeraConfig,
-                     generator: torch.Generator, device: torch.device) -> None:
-    """k-means on teacher frames of a random sample of utterances (about ``kmeans_frames`` frames)."""
+def sample_frames(frames_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], fs: FeatureSet, cfg: SeraConfig,
+                  generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """(about ``kmeans_frames``, H) output frames of a random sample of utterances."""
     order = torch.randperm(len(fs), generator=generator).tolist()
     picked, frames = [], 0
     for i in order:
@@ -156,9 +159,29 @@ def refit_attributes(model: TeacherStudent, attrs: LocalAttributes, fs: FeatureS
     collected = []
     for b in length_batches(fs.lengths[picked], cfg.train.batch_size):
         feats, mask, _ = collate(fs, [picked[j] for j in b])
-        _, out = model.teacher_frames(feats.to(device), mask.to(device))
+        out = frames_of(feats.to(device), mask.to(device))
         collected.append(out[mask.to(device)].cpu())
-    attrs.fit(torch.cat(collected)[: cfg.train.kmeans_frames], generator=generator)
+    return torch.cat(collected)[: cfg.train.kmeans_frames]
+
+
+def refit_attributes(model: TeacherStudent, attrs: LocalAttributes, fs: FeatureSet, cfg: SeraConfig,
+                     generator: torch.Generator, device: torch.device) -> None:
+    """k-means on the teacher's frames."""
+    attrs.fit(sample_frames(lambda f, m: model.teacher_frames(f, m)[1], fs, cfg, generator, device), generator)
+
+
+def final_attributes(model: EmotionClassifier, fs: FeatureSet, cfg: SeraConfig,
+                     stage1: LocalAttributes | None = None) -> LocalAttributes:
+    """Local attributes of a fine-tuned model's frames, kept in its checkpoint for the pictures (the
+    cluster timeline). Started from stage 1's centroids, so a cluster keeps its stage 1 meaning."""
+    attrs = LocalAttributes(cfg.model.num_attributes)
+    if stage1 is not None and stage1.centroids is not None:
+        attrs.centroids = stage1.centroids.clone()
+    device = next(model.parameters()).device
+    model.eval()
+    frames = sample_frames(lambda f, m: model(f, m)[1], fs, cfg, torch.Generator().manual_seed(cfg.seed), device)
+    attrs.fit(frames, torch.Generator().manual_seed(cfg.seed))
+    return attrs
 
 
 def pretrain(

@@ -74,3 +74,25 @@ def tiny_hubert(tmp_path_factory) -> Path:
 def feature_cache(tmp_path_factory) -> Path:
     """One feature cache for the tests that extract real corpus clips: each clip is encoded once."""
     return tmp_path_factory.mktemp("feature-cache")
+
+
+@pytest.fixture(scope="session")
+def demo_checkpoint(tmp_path_factory, data_root, whisper_path, feature_cache) -> Path:
+    """A small real checkpoint (RAVDESS, 4 emotions, actors 1-4, a few epochs) for predict and the app."""
+    from sera.checkpoint import save_checkpoint
+    from sera.config import DataConfig, SeraConfig
+    from sera.data import load_corpus
+    from sera.pipeline import features
+    from sera.train import final_attributes, finetune
+
+    cfg = SeraConfig(data=DataConfig(root=str(data_root), corpus="ravdess", classes="angry,happy,neutral,sad"))
+    cfg.encoder.name, cfg.cache_dir = str(whisper_path), str(feature_cache)
+    cfg.train.finetune_epochs = 3
+    corpus = load_corpus(cfg.data)
+    corpus = corpus.subset(u for u in corpus.utterances if int(u.speaker) <= 4)
+    fs, key = features(corpus, cfg, progress=False)
+    L, _, D = fs.feats[0].shape
+    model, _ = finetune(fs, None, cfg, L, D, len(corpus.labels), progress=False)
+    path = tmp_path_factory.mktemp("demo") / "checkpoint"
+    return save_checkpoint(path, model, cfg, corpus.labels, key, L, D, {"trained_on": "ravdess (test)"},
+                           fs.reference, final_attributes(model, fs, cfg))

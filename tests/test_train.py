@@ -9,13 +9,13 @@ import pytest
 import torch
 from toy import small_cfg, toy_features
 
-from sera.checkpoint import load_checkpoint, model_state_equal, save_checkpoint
+from sera.checkpoint import load_extras, load_checkpoint, model_state_equal, save_checkpoint
 from sera.config import DataConfig, SeraConfig
 from sera.data import load_corpus
 from sera.errors import EncoderError, SeraError
 from sera.evaluate import metrics
 from sera.pipeline import features
-from sera.train import finetune, predict_proba, pretrain
+from sera.train import final_attributes, finetune, predict_proba, pretrain
 
 
 def test_a_seed_makes_a_run_repeat_exactly():
@@ -74,9 +74,10 @@ def test_checkpoint_roundtrip_and_refusals(tmp_path, angry_sad):
     cfg.train.finetune_epochs = 1
     L, _, D = fs.feats[0].shape
     model, _ = finetune(fs, None, cfg, L, D, 2, progress=False)
-    path = save_checkpoint(tmp_path / "ckpt", model, cfg, corpus.labels, key, L, D)
+    path = save_checkpoint(tmp_path / "ckpt", model, cfg, corpus.labels, key, L, D, reference=fs.reference)
     loaded, meta = load_checkpoint(path, key)
     assert meta["labels"] == ["angry", "sad"] and model_state_equal(model, loaded)
+    assert meta["normalise"] == "speaker" and torch.equal(load_extras(path)[0].std, fs.reference.std)
     assert torch.allclose(predict_proba(model, fs.subset(range(4))), predict_proba(loaded, fs.subset(range(4))))
     with pytest.raises(EncoderError, match="trained on features of encoder"):
         load_checkpoint(path, "hubert-large-0123456789ab")
@@ -173,13 +174,16 @@ def test_predictor_windows_long_audio(tmp_path, angry_sad):
     cfg.train.finetune_epochs = 1
     L, _, D = fs.feats[0].shape
     model, _ = finetune(fs, None, cfg, L, D, 2, progress=False)
-    save_checkpoint(tmp_path / "ckpt", model, cfg, corpus.labels, key, L, D)
+    attrs = final_attributes(model, fs, cfg)
+    save_checkpoint(tmp_path / "ckpt", model, cfg, corpus.labels, key, L, D, reference=fs.reference, attributes=attrs)
     predictor = Predictor(tmp_path / "ckpt")
     clips = [load_audio(u.path) for u in corpus.utterances[:7]]
     short = predictor.predict_wave(clips[0])
     assert set(short.probabilities) == {"angry", "sad"} and sum(short.probabilities.values()) == pytest.approx(1, abs=1e-5)
     assert short.windows.shape == (1, 2) and short.attention.sum() == pytest.approx(1, abs=1e-4)
     assert abs(len(short.attention) - clips[0].size / 16_000 * short.frame_rate) <= 1
+    assert short.attributes.shape == short.attention.shape and short.attributes.max() < cfg.model.num_attributes
+    assert len(set(short.attributes.tolist())) > 1  # a clip moves through several local attributes
     long = np.concatenate(clips)  # about 25 s: 10 s windows, the remainder joins the last if short
     pred = predictor.predict_wave(long)
     spans = predictor.windows(long.size)
@@ -191,3 +195,23 @@ def test_predictor_windows_long_audio(tmp_path, angry_sad):
     lengths = np.diff(pred.windows, axis=1)[:, 0]
     expected = (pred.window_probabilities * lengths[:, None]).sum(0) / lengths.sum()
     assert pred.probabilities[pred.labels[0]] == pytest.approx(expected[0], abs=1e-6)
+
+
+def test_predict_normalises_clips_of_one_speaker_as_training_did(tmp_path, angry_sad):
+    """The features of one speaker's clips, standardised with their pooled statistics, are what the
+    model saw in training; alone, a clip falls back to the checkpoint's reference statistics."""
+    from sera.predict import Predictor
+
+    cfg, corpus, fs, key = angry_sad
+    cfg.train.finetune_epochs = 2
+    L, _, D = fs.feats[0].shape
+    model, _ = finetune(fs, None, cfg, L, D, 2, progress=False)
+    save_checkpoint(tmp_path / "ckpt", model, cfg, corpus.labels, key, L, D, reference=fs.reference)
+    predictor = Predictor(tmp_path / "ckpt")
+    idx = [i for i, u in enumerate(fs.utts) if u.speaker == "07"]
+    expected = predict_proba(model, fs.subset(idx)).numpy()  # (N, 2): features normalised over the speaker
+    together = predictor.predict_files([fs.utts[i].path for i in idx], same_speaker=True)
+    got = np.array([[p.probabilities[c] for c in corpus.labels] for p in together])
+    np.testing.assert_allclose(got, expected, atol=0.02)  # the cache keeps float16 features
+    alone = predictor.predict_files([fs.utts[i].path for i in idx[:3]])  # the reference statistics instead
+    assert all(not np.allclose(a.attention, t.attention, atol=1e-3) for a, t in zip(alone, together))

@@ -1,0 +1,130 @@
+"""sera's web demo: upload or record a clip, see its emotion and why.
+
+    python app.py [--checkpoint DIR] [--port N]      (or: make demo)
+
+``demo`` is built when this module is imported, so the file also runs unchanged as a Hugging Face
+Space: there, set SERA_CHECKPOINT (and SERA_ENCODER if the encoder is a local folder). The
+model loads once; every request reuses it. All the work is sera's (predict.py, plots.py):
+this file only lays out the page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import gradio as gr
+import matplotlib.pyplot as plt
+
+from sera import plots
+from sera.audio import load_audio
+from sera.config import SeraConfig
+from sera.data import load_corpus
+from sera.errors import AudioError, SeraError
+from sera.predict import Predictor
+
+HOW_TO_TRAIN = """No model to serve yet ({problem}).
+
+Make the default one (about 15 minutes on a laptop CPU, RAVDESS from `SERA_DATA`) and serve it:
+
+    make demo
+
+or train your own and point the demo at it:
+
+    sera train --corpus ravdess --out runs/ravdess
+    python app.py --checkpoint runs/ravdess/checkpoint
+"""
+
+
+def example_clips(cfg: SeraConfig, labels: list[str], corpus: str = "ravdess") -> dict[str, str]:
+    """One clip per emotion the model knows, from the data folder when it is there (no corpus
+    audio is committed): label -> path."""
+    try:
+        utterances = load_corpus(replace(cfg.data, corpus=corpus, classes="")).utterances
+    except SeraError:
+        return {}
+    first: dict[str, str] = {}
+    for u in sorted(utterances, key=lambda u: u.id):
+        if u.label in labels:
+            first.setdefault(u.label, str(u.path))
+    return dict(list(first.items())[: cfg.demo.examples])
+
+
+def build_demo(cfg: SeraConfig | None = None) -> gr.Blocks:
+    cfg = cfg or SeraConfig()
+    try:
+        predictor = Predictor(cfg.demo.checkpoint)
+    except SeraError as e:  # the page still opens and says how to make a model
+        with gr.Blocks(title="sera") as page:
+            gr.Markdown("# sera: speech emotion recognition\n\n" + HOW_TO_TRAIN.format(problem=e))
+        return page
+    audio_cfg = replace(predictor.audio_cfg, max_megabytes=cfg.demo.max_megabytes)
+
+    def classify(path: str | None):
+        if not path:
+            raise gr.Error("No audio yet: upload a file or record a clip first.")
+        try:
+            wave = load_audio(path, audio_cfg, cfg.demo.max_seconds)
+            pred = predictor.predict_wave(wave, audio_cfg.sample_rate, Path(path).name)
+        except AudioError as e:  # the upload's temporary path means nothing to the visitor: name the file only
+            raise gr.Error(f"{Path(e.path).name}: {e.problem}") from None
+        except SeraError as e:
+            raise gr.Error(str(e)) from None
+        figures = [plots.attention_figure(wave, audio_cfg.sample_rate, pred), plots.attributes_figure(pred),
+                   plots.layer_weights_figure(pred.layer_weights)]
+        long = len(pred.windows) > 1
+        timeline = plots.timeline_figure(pred) if long else None
+        for fig in [*figures, timeline]:
+            if fig is not None:
+                plt.close(fig)  # gradio still renders a closed figure; pyplot forgets it (no leak per request)
+        return pred.probabilities, *figures, gr.update(value=timeline, visible=long)
+
+    trained_on = predictor.meta.get("trained_on", "?")
+    with gr.Blocks(title="sera: speech emotion recognition") as page:
+        gr.Markdown(
+            f"# sera: speech emotion recognition\n"
+            f"Frozen `{Path(predictor.meta['encoder']['name']).name}` encoder + sera adapter, trained on "
+            f"**{trained_on}** ({', '.join(predictor.labels)}). Upload or record a clip (up to "
+            f"{cfg.demo.max_seconds:g} s); clips over {predictor.audio_cfg.window_seconds:g} s are scored window "
+            f"by window. Acted English speech is what the model knows best."
+        )
+        with gr.Row():
+            with gr.Column(scale=1):
+                audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="clip", elem_id="clip")
+                button = gr.Button("Classify", variant="primary")
+                label = gr.Label(num_top_classes=min(4, len(predictor.labels)), label="emotion", elem_id="emotion")
+            with gr.Column(scale=2):
+                attention = gr.Plot(label="where the model listened (SAP attention)", elem_id="attention-plot")
+                attributes = gr.Plot(label="local attributes over time", elem_id="attributes-plot")
+                with gr.Row():
+                    layers = gr.Plot(label="which encoder layers (WAP weights)", elem_id="layers-plot")
+                timeline = gr.Plot(label="emotion over time", visible=False, elem_id="timeline-plot")
+        examples = example_clips(cfg, predictor.labels)
+        if examples:
+            gr.Examples([[p] for p in examples.values()], inputs=audio, label="examples from the data folder",
+                        example_labels=[f"{label}: {Path(p).name}" for label, p in examples.items()])
+        gr.on([button.click, audio.upload, audio.stop_recording], classify, inputs=audio,
+              outputs=[label, attention, attributes, layers, timeline], api_name="classify")
+    return page
+
+
+def config_from_argv(argv: list[str]) -> SeraConfig:
+    ap = argparse.ArgumentParser(description="sera's Gradio demo")
+    ap.add_argument("--checkpoint", metavar="DIR", help="a checkpoint folder (default: SERA_CHECKPOINT or "
+                    "runs/ravdess/checkpoint)")
+    ap.add_argument("--port", type=int)
+    args, _ = ap.parse_known_args(argv)  # a Space's or a notebook's own arguments are not ours
+    cfg = SeraConfig()
+    cfg.demo.checkpoint = args.checkpoint or cfg.demo.checkpoint
+    cfg.demo.port = args.port or cfg.demo.port
+    return cfg
+
+
+CONFIG = config_from_argv(sys.argv[1:] if __name__ == "__main__" else [])
+demo = build_demo(CONFIG)
+
+if __name__ == "__main__":
+    # gradio's own cap stops a runaway upload early; below it, sera's limit gives the clear message
+    demo.launch(server_port=CONFIG.demo.port, max_file_size=f"{int(4 * CONFIG.demo.max_megabytes)}mb")

@@ -1,0 +1,71 @@
+"""Speaker normalisation: standardise each encoder layer's features per speaker.
+
+A frozen encoder's features carry the speaker's voice as much as the emotion, and with a few
+dozen training speakers a model cannot learn to tell the two apart. Standardising every
+feature per speaker (mean 0, std 1 over all that speaker's frames) leaves what differs between
+the speaker's own clips, which is largely what the speaker expresses. It needs only unlabelled
+audio of the speaker, so it is applied to test speakers too: the usual speaker-normalised SER
+protocol. It assumes each speaker's clips span several emotions, as in an acted corpus.
+
+A single clip of an unknown speaker has no statistics of its own; it is standardised with the
+training set's reference statistics instead (mean of all frames, typical within-speaker std),
+which works less well: give a few clips of the same speaker where you can.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+
+if TYPE_CHECKING:
+    from .train import FeatureSet
+
+MODES = ("speaker", "none")
+
+
+@dataclass
+class Stats:
+    mean: torch.Tensor  # (L, D)
+    std: torch.Tensor  # (L, D)
+
+    @classmethod
+    def of(cls, feats: list[torch.Tensor]) -> "Stats":
+        """Per layer and feature over every frame of ``feats`` (each (L, T, D)), in float64."""
+        n = sum(f.shape[1] for f in feats)
+        total = sum(f.double().sum(1) for f in feats)  # (L, D)
+        squares = sum(f.double().pow(2).sum(1) for f in feats)
+        mean = total / n
+        var = (squares / n - mean.pow(2)).clamp_min(0)
+        return cls(mean.float(), var.sqrt().float().clamp_min(1e-3))
+
+    def apply(self, h: torch.Tensor) -> torch.Tensor:
+        """(…, L, T, D) standardised; float16 input stays float16 (it is how the cache stores features)."""
+        mean, std = self.mean.to(h.device).unsqueeze(-2), self.std.to(h.device).unsqueeze(-2)
+        return ((h.float() - mean) / std).to(h.dtype)
+
+
+def speaker_stats(fs: "FeatureSet") -> dict[str, Stats]:
+    groups: dict[str, list[torch.Tensor]] = defaultdict(list)
+    for u, f in zip(fs.utts, fs.feats):
+        groups[u.speaker].append(f)
+    return {s: Stats.of(feats) for s, feats in groups.items()}
+
+
+def reference_stats(per_speaker: dict[str, Stats]) -> Stats:
+    """For clips without a speaker: the mean of the speakers' means and of their stds."""
+    stats = list(per_speaker.values())
+    return Stats(torch.stack([s.mean for s in stats]).mean(0), torch.stack([s.std for s in stats]).mean(0))
+
+
+def normalise(fs: "FeatureSet", mode: str) -> "FeatureSet":
+    """``fs`` with its features standardised per speaker; ``.reference`` set for checkpoints."""
+    if mode == "none":
+        return fs
+    if mode != "speaker":
+        raise ValueError(f"normalise mode {mode!r}: choose one of {', '.join(MODES)}")
+    per_speaker = speaker_stats(fs)
+    feats = [per_speaker[u.speaker].apply(f) for u, f in zip(fs.utts, fs.feats)]
+    return type(fs)(fs.utts, feats, fs.labels, fs.skipped, fs.key, reference_stats(per_speaker))

@@ -1,0 +1,34 @@
+from dataclasses import replace
+
+import pytest
+import torch
+
+from sera.normalise import Stats, normalise
+from toy import toy_features
+
+
+def test_stats_are_the_mean_and_std_over_all_frames():
+    feats = [torch.randn(3, t, 5) for t in (4, 7, 9)]
+    stats = Stats.of(feats)
+    flat = torch.cat(feats, dim=1)  # (L, T, D)
+    torch.testing.assert_close(stats.mean, flat.mean(1))
+    torch.testing.assert_close(stats.std, flat.std(1, unbiased=False))
+
+
+def test_each_speaker_is_standardised_and_a_speaker_offset_is_removed():
+    fs = toy_features(n=24, D=8)
+    fs.utts = [replace(u, speaker=f"s{i // 2 % 4}") for i, u in enumerate(fs.utts)]  # both classes per speaker
+    offsets = {s: 5 * torch.randn(8) for s in {u.speaker for u in fs.utts}}  # a voice: one shift per speaker
+    fs.feats = [(f.float() + offsets[u.speaker]).half() for u, f in zip(fs.utts, fs.feats)]
+    out = normalise(fs, "speaker")
+    for s in offsets:
+        stats = Stats.of([f.float() for u, f in zip(out.utts, out.feats) if u.speaker == s])
+        assert stats.mean.abs().max() < 0.01 and (stats.std - 1).abs().max() < 0.01
+    # the learnable cue (feature 0, +2 for class 1) survives, the speaker offsets do not
+    means = torch.stack([f.float().mean((0, 1)) for f in out.feats])  # (N, D)
+    gap = means[out.labels == 1, 0].mean() - means[out.labels == 0, 0].mean()
+    assert gap > 1.0
+    assert out.reference is not None and out.reference.mean.shape == (3, 8)
+    assert normalise(fs, "none") is fs
+    with pytest.raises(ValueError, match="normalise mode"):
+        normalise(fs, "utterance")
