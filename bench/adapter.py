@@ -23,9 +23,10 @@ from sera.evaluate import cross_validate
 from sera.model import EmotionClassifier, TeacherStudent
 from sera.pipeline import apply_quick, corpus_and_folds, features, unlabelled_features
 
-ABLATIONS = {  # name: settings (the same switches as the CLI's ablation flags)
+ABLATIONS = {  # name: settings (the same switches as the CLI's ablation flags), most telling first
     "full method": {},
     "no stage 1": {"train.stage1": False},
+    "no speaker normalisation": {"data.normalise": "none"},
     "stage 1 without local attributes": {"train.attributes": False},
     "stage 1 without self-distillation": {"train.distill": False},
     "mean pooling instead of SAP": {"model.pooling": "mean"},

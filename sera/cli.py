@@ -74,6 +74,7 @@ ABLATIONS = {  # flag: (section, field, value, help)
     "mean_pooling": ("model", "pooling", "mean", "ablation: mean pooling instead of SAP"),
     "last_layer": ("model", "layer_pooling", "last", "ablation: last encoder layer instead of WAP"),
     "no_transformer": ("model", "transformer", False, "ablation: WAP without the Transformer"),
+    "no_speaker_norm": ("data", "normalise", "none", "ablation: features not standardised per speaker"),
 }
 
 
@@ -219,6 +220,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .predict import Predictor
 
     predictor = Predictor(args.checkpoint, encoder=args.encoder)
+    if predictor.speaker_normalised and not args.same_speaker:
+        print("note: this checkpoint expects speaker-normalised features; each clip is standardised with "
+              "reference statistics. Several clips of one speaker with --same-speaker do better.", file=sys.stderr)
     out = []
     for path, pred in zip(args.files, predictor.predict_files(args.files, args.same_speaker)):
         item = {"file": path, "label": pred.label, "top": dict(pred.top(args.top_k))}

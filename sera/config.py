@@ -102,6 +102,7 @@ class TrainConfig:
     finetune_from: str = "teacher"  # stage 2 starts from stage 1's EMA "teacher" (better on validation) or "student"
     finetune_mask_prob: float = 0.15  # stage 2: frames masked as augmentation
     finetune_attribute_weight: float = 0.0  # stage 2: keep the local-attribute loss as an auxiliary term
+    finetune_backbone_lr: float = 1.0  # stage 2: learning rate of a stage 1 backbone, as a fraction of lr
     label_smoothing: float = 0.1  # stage 2 cross-entropy label smoothing
     class_weighting: bool = False  # weight classes by inverse frequency
     patience: int = 6  # stage 2 epochs without validation UA gain before stopping

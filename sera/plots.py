@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import sys
+
 import matplotlib
 
-matplotlib.use("Agg")
+if "ipykernel" not in sys.modules:  # scripts, servers and tests draw off-screen; notebooks keep their inline backend
+    matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -62,21 +65,41 @@ def attention_figure(wave: np.ndarray, sr: int, pred: Prediction):
 
 def attributes_figure(pred: Prediction):
     """Each frame's local attribute (k-means cluster of the adapter's frames) as a coloured strip."""
-    fig, ax = plt.subplots(figsize=(8, 1.6))
-    ids = pred.attributes
+    return cluster_timeline_figure(pred.attributes, pred.frame_rate)
+
+
+def cluster_timeline_figure(ids: np.ndarray, frame_rate: float, wave: np.ndarray | None = None, sr: int = 16_000,
+                            title: str = ""):
+    """Cluster ids over time as a coloured strip (runs of 3+ frames labelled), under the clip's
+    log-mel spectrogram when ``wave`` is given."""
+    panels = 2 if wave is not None else 1
+    fig, axes = plt.subplots(panels, 1, figsize=(8, 1.6 + 2.2 * (panels - 1)), sharex=True, squeeze=False,
+                             gridspec_kw={"height_ratios": [3, 1][-panels:]})
+    ax = axes[-1, 0]
+    if wave is not None:
+        _spectrogram(axes[0, 0], wave, sr)
     if ids.size:
-        seconds = ids.size / pred.frame_rate
+        seconds = ids.size / frame_rate
         ax.imshow(ids[None, :], aspect="auto", cmap="tab20", interpolation="nearest", extent=(0, seconds, 0, 1),
                   vmin=0, vmax=max(19, int(ids.max())))
-        for x, k in _runs(ids, pred.frame_rate):
+        for x, k in _runs(ids, frame_rate):
             ax.text(x, 0.5, str(k), ha="center", va="center", fontsize=7)
         ax.set_xlabel("time (s)")
-        ax.set_title(f"local attributes over time ({len(set(ids.tolist()))} distinct clusters)")
+        axes[0, 0].set_title(title or f"local attributes over time ({len(set(ids.tolist()))} distinct clusters)",
+                             fontsize=10)
     else:
         ax.text(0.5, 0.5, "this checkpoint keeps no local attributes", ha="center", va="center")
     ax.set_yticks([])
     fig.tight_layout()
     return fig
+
+
+def _spectrogram(ax, wave: np.ndarray, sr: int) -> None:
+    import librosa
+
+    mel = librosa.power_to_db(librosa.feature.melspectrogram(y=wave, sr=sr, n_mels=64, hop_length=160), ref=np.max)
+    ax.imshow(mel, origin="lower", aspect="auto", extent=(0, wave.size / sr, 0, 64), cmap="magma")
+    ax.set_ylabel("mel band")
 
 
 def _runs(ids: np.ndarray, rate: float, min_frames: int = 3) -> list[tuple[float, int]]:
@@ -113,5 +136,85 @@ def timeline_figure(pred: Prediction):
     ax.set_ylim(0, 1)
     ax.legend(fontsize=7, ncol=4, loc="upper right")
     ax.set_title("emotion over time, window by window")
+    fig.tight_layout()
+    return fig
+
+
+def umap_2d(x: np.ndarray, seed: int = 0, neighbours: int = 15) -> np.ndarray:
+    """(N, F) -> (N, 2) UMAP embedding of standardised rows; a fixed seed makes it repeat."""
+    import umap
+
+    x = (x - x.mean(0)) / (x.std(0) + 1e-6)
+    return umap.UMAP(n_neighbors=neighbours, random_state=seed, n_jobs=1).fit_transform(x)
+
+
+def scatter_by(ax, xy: np.ndarray, groups: list[str], title: str, legend: bool = True) -> None:
+    """Points coloured by group, one legend entry per group."""
+    names = sorted(set(groups))
+    cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
+    groups_arr = np.asarray(groups)
+    for i, name in enumerate(names):
+        m = groups_arr == name
+        ax.scatter(xy[m, 0], xy[m, 1], s=6, color=cmap(i % cmap.N), label=name, alpha=0.8, linewidths=0)
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("UMAP 1")
+    ax.set_ylabel("UMAP 2")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if legend:
+        ax.legend(fontsize=6, markerscale=2, ncol=2 if len(names) > 8 else 1, loc="best")
+
+
+def umap_figure(points: dict[str, np.ndarray], colour_by: dict[str, list[str]], seed: int = 0):
+    """A grid of UMAP pictures: one row per representation in ``points`` ((N, F) each), one column
+    per colouring in ``colour_by`` (e.g. emotion and speaker)."""
+    rows, cols = len(points), len(colour_by)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.6 * rows), squeeze=False)
+    for r, (name, x) in enumerate(points.items()):
+        xy = umap_2d(x, seed)
+        for c, (what, groups) in enumerate(colour_by.items()):
+            scatter_by(axes[r, c], xy, groups, f"{name}, coloured by {what}", legend=r == 0)
+    fig.tight_layout()
+    return fig
+
+
+def waveform_spectrogram_figure(wave: np.ndarray, sr: int, title: str = ""):
+    """Waveform above its log-mel spectrogram (librosa), on one time axis."""
+    fig, (a, b) = plt.subplots(2, 1, figsize=(7, 3.6), sharex=True, gridspec_kw={"height_ratios": [1, 2]})
+    t = np.arange(wave.size) / sr
+    a.plot(t, wave, lw=0.4, color="0.3")
+    a.set_ylabel("amplitude")
+    a.set_title(title, fontsize=10)
+    _spectrogram(b, wave, sr)
+    b.set_xlabel("time (s)")
+    fig.tight_layout()
+    return fig
+
+
+def curves_figure(history: list[dict], keys: list[str], title: str = "", x: str = "epoch"):
+    """Training curves: one line per logged key."""
+    fig, ax = plt.subplots(figsize=(5.5, 3))
+    for k in keys:
+        pts = [(h[x], h[k]) for h in history if k in h]
+        if pts:
+            ax.plot(*zip(*pts), marker="o", ms=3, label=k)
+    ax.set_xlabel(x)
+    ax.set_ylabel("value")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def heatmap_figure(table: np.ndarray, rows: list[str], cols: list[str], title: str, xlabel: str, ylabel: str):
+    """A table of shares (e.g. emotion by cluster) as a heat map."""
+    fig, ax = plt.subplots(figsize=(min(14, 1.5 + 0.25 * len(cols)), 1.2 + 0.35 * len(rows)))
+    im = ax.imshow(table, aspect="auto", cmap="viridis")
+    ax.set_yticks(range(len(rows)), rows)
+    ax.set_xticks(range(len(cols)), cols, rotation=90, fontsize=6)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    fig.colorbar(im, ax=ax, fraction=0.03)
     fig.tight_layout()
     return fig

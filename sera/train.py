@@ -231,6 +231,8 @@ def pretrain(
         record = {"epoch": epoch + 1, **{k: float(v) for k, v, on in zip(("distill", "attributes"), sums,
                                                                           (tc.distill, tc.attributes)) if on},
                   "kmeans_refits": attrs.refits}
+        if attrs.changed:  # how much the last refit moved the targets as the teacher moves
+            record["attributes_changed"] = attrs.changed[-1]
         history.append(record)
         bar.set_postfix_str(" ".join(f"{k} {v:.3f}" for k, v in record.items() if k not in ("epoch", "kmeans_refits")))
         if log:
@@ -270,6 +272,30 @@ def predict_proba(model: EmotionClassifier, fs: FeatureSet, batch_size: int = 64
     return probs
 
 
+@torch.no_grad()
+def frame_features(backbone: torch.nn.Module, fs: FeatureSet, after: str = "adapter",
+                   batch_size: int = 64) -> list[torch.Tensor]:
+    """Each utterance's frames (T_i, H) after WAP alone (``"wap"``, H = encoder width) or after the
+    whole WAP-Transformer (``"adapter"``): what the pictures and probes look at."""
+    if after not in ("wap", "adapter"):
+        raise ValueError(f"after={after!r}: choose wap or adapter")
+    backbone.eval()
+    device = next(backbone.parameters()).device
+    out: list[torch.Tensor] = [torch.empty(0)] * len(fs)
+    for idx in length_batches(fs.lengths, batch_size):
+        feats, mask, _ = collate(fs, idx)
+        feats, mask = feats.to(device), mask.to(device)
+        frames = backbone.wap(feats) if after == "wap" else backbone(feats, mask)[0]  # (B, T, H)
+        for b, i in enumerate(idx):
+            out[i] = frames[b, : int(mask[b].sum())].float().cpu()
+    return out
+
+
+def embed(backbone: torch.nn.Module, fs: FeatureSet, after: str = "adapter") -> np.ndarray:
+    """(N, H) utterance vectors: ``frame_features`` averaged over time."""
+    return np.stack([f.mean(0).numpy() for f in frame_features(backbone, fs, after)])
+
+
 def unweighted_accuracy(y: np.ndarray, pred: np.ndarray, num_classes: int) -> float:
     recalls = [float((pred[y == c] == c).mean()) for c in range(num_classes) if (y == c).any()]
     return float(np.mean(recalls)) if recalls else 0.0
@@ -299,7 +325,11 @@ def finetune(
     if tc.class_weighting:
         counts = torch.bincount(train.labels, minlength=num_classes).float()
         weight = (counts.sum() / counts.clamp_min(1) / num_classes).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    backbone_lr = tc.finetune_backbone_lr if init is not None else 1.0  # gentler on what stage 1 learned
+    backbone = [p for n, p in model.named_parameters() if n.startswith("backbone.")]
+    rest = [p for n, p in model.named_parameters() if not n.startswith("backbone.")]
+    opt = torch.optim.AdamW([{"params": backbone, "scale": backbone_lr}, {"params": rest, "scale": 1.0}],
+                            lr=tc.lr, weight_decay=tc.weight_decay)
     wrapped, opt = acc.prepare(model, opt)
     epochs = epochs or tc.finetune_epochs
     n_batches = len(rank_batches(length_batches(train.lengths, tc.batch_size), acc))
@@ -322,7 +352,7 @@ def finetune(
                 ids = attrs.assign(frames.detach()[sel])
                 loss = loss + tc.finetune_attribute_weight * F.cross_entropy(model.attribute_head(frames[sel]), ids)
             for g in opt.param_groups:
-                g["lr"] = tc.lr * _schedule(step, total, tc.warmup)
+                g["lr"] = tc.lr * g["scale"] * _schedule(step, total, tc.warmup)
             opt.zero_grad(set_to_none=True)
             acc.backward(loss)
             acc.clip_grad_norm_(model.parameters(), 1.0)

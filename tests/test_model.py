@@ -140,6 +140,8 @@ def test_kmeans_finds_clusters_and_refresh_follows_the_teacher():
     attrs.fit(frames[mask], generator=torch.Generator().manual_seed(0))
     assert attrs.refits == 2
     assert (attrs.assign(frames)[mask] != stale[mask]).any()
+    changed = (attrs.assign(frames)[mask] != stale[mask]).float().mean()
+    assert attrs.changed == [pytest.approx(float(changed))]  # the refit's record of the moved targets
     assert before.shape == mask.shape
 
 
@@ -151,7 +153,7 @@ def test_refit_keeps_cluster_ids_when_the_data_drifts_a_little():
     attrs.fit(x, generator=torch.Generator().manual_seed(0))
     ids = attrs.assign(x)
     attrs.fit(x + 0.5, generator=torch.Generator().manual_seed(123))  # drift; another seed would renumber
-    assert torch.equal(attrs.assign(x + 0.5), ids)
+    assert torch.equal(attrs.assign(x + 0.5), ids) and attrs.changed == [0.0]
 
 
 def test_classifier_outputs_and_ablations():

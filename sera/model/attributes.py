@@ -47,11 +47,15 @@ class LocalAttributes:
         self.k = k
         self.centroids: torch.Tensor | None = None  # (k, H)
         self.refits = 0
+        self.changed: list[float] = []  # per refit: share of the fitted frames whose cluster id changed
 
     def fit(self, frames: torch.Tensor, generator: torch.Generator | None = None) -> None:
         """Refit; later fits start from the current centroids so that cluster ids keep their
         meaning as the teacher moves (otherwise each refit would renumber the student's targets)."""
+        before = self.assign(frames) if self.centroids is not None else None
         self.centroids = kmeans(frames, self.k, generator=generator, init=self.centroids)
+        if before is not None:
+            self.changed.append(float((self.assign(frames) != before).float().mean()))
         self.refits += 1
 
     def assign(self, frames: torch.Tensor) -> torch.Tensor:

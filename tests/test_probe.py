@@ -1,0 +1,17 @@
+import numpy as np
+
+from sera.data import Fold
+from sera.probe import as_matrix, probe_cv, utterance_embeddings
+from toy import toy_features
+
+
+def test_probe_finds_a_linear_cue_on_unseen_speakers_and_not_in_noise():
+    fs = toy_features(n=48, D=8)  # class 1 has +2 on feature 0; speakers s0..s3
+    folds = [Fold(f"s{k}", frozenset(u.id for u in fs.utts if u.speaker == f"s{k}")) for k in range(4)]
+    emb = utterance_embeddings(fs)
+    assert emb.shape == (48, 3, 8)
+    np.testing.assert_allclose(emb[5, 1], fs.feats[5][1].float().mean(0).numpy(), rtol=1e-6)
+    res = probe_cv(as_matrix(emb), fs, folds, 2)
+    assert res["ua"] > 0.9 and len(res["per_fold_ua"]) == 4
+    noise = np.random.default_rng(0).standard_normal((48, 24))  # no cue: about chance
+    assert probe_cv(noise, fs, folds, 2)["ua"] < 0.75
