@@ -90,19 +90,21 @@ class Predictor:
                     if self.centroids is not None else np.zeros(0, dtype=np.int64))
         return logits.softmax(-1)[0].float().cpu().numpy(), attention, clusters
 
-    def _encode(self, wave: np.ndarray, sr: int, name: str) -> tuple[list[tuple[int, int]], list[torch.Tensor]]:
+    def _spans(self, wave: np.ndarray, sr: int, name: str) -> tuple[np.ndarray, list[tuple[int, int]]]:
         wave = prepare_audio(wave, sr, name, self.audio_cfg, self.audio_cfg.predict_max_seconds)
-        spans = self.windows(wave.size, self.audio_cfg.sample_rate)
-        return spans, [self._features(wave[a:b]) for a, b in spans]
+        return wave, self.windows(wave.size, self.audio_cfg.sample_rate)
 
     def predict_wave(self, wave: np.ndarray, sr: int = 16_000, name: str = "<audio>",
                      speaker: Stats | None = None) -> Prediction:
-        """``speaker``: the speaker's normalisation statistics where known (``Stats.of`` their features)."""
-        return self._predict(*self._encode(wave, sr, name), speaker)
+        """``speaker``: the speaker's normalisation statistics where known (``Stats.of`` their features).
 
-    def _predict(self, spans: list[tuple[int, int]], feats: list[torch.Tensor], speaker: Stats | None) -> Prediction:
+        Each window is encoded and classified before the next is read: memory stays flat."""
+        wave, spans = self._spans(wave, sr, name)
+        return self._assemble(spans, [self._classify(self._features(wave[a:b]), speaker) for a, b in spans])
+
+    def _assemble(self, spans: list[tuple[int, int]], results: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
+                  ) -> Prediction:
         sr = self.audio_cfg.sample_rate
-        results = [self._classify(f, speaker) for f in feats]
         probs = np.stack([r[0] for r in results])  # (W, C)
         lengths = np.array([b - a for a, b in spans], dtype=np.float64)
         mean = (probs * lengths[:, None]).sum(0) / lengths.sum()
@@ -123,6 +125,9 @@ class Predictor:
         """With ``same_speaker``, the clips are standardised with their pooled statistics (one encoder pass each)."""
         if not (same_speaker and self.speaker_normalised):
             return [self.predict_file(p) for p in paths]  # one at a time: memory stays flat
-        encoded = [self._encode(self._load(p), 16_000, str(p)) for p in paths]
+        encoded = []  # the speaker's statistics need every clip's features before any clip is classified
+        for p in paths:
+            wave, spans = self._spans(self._load(p), 16_000, str(p))
+            encoded.append((spans, [self._features(wave[a:b]) for a, b in spans]))
         speaker = Stats.of([f for _, feats in encoded for f in feats])
-        return [self._predict(spans, feats, speaker) for spans, feats in encoded]
+        return [self._assemble(spans, [self._classify(f, speaker) for f in feats]) for spans, feats in encoded]
