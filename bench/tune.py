@@ -38,11 +38,11 @@ def main() -> None:
     loaded: dict[tuple[int, str], object] = {}
     for setting in args.settings:
         cfg = base.updated(parse_sets(setting.split()))
-        stride = (cfg.model.frame_stride, cfg.data.normalise)
-        if stride not in loaded:
-            loaded[stride] = features(corpus, cfg, progress=False)[0]
+        which = (cfg.model.frame_stride, cfg.data.normalise)  # the settings that change the features
+        if which not in loaded:
+            loaded[which] = features(corpus, cfg, progress=False)[0]
         t0 = time.perf_counter()
-        res = cross_validate(loaded[stride], corpus, folds, cfg, progress=False,
+        res = cross_validate(loaded[which], corpus, folds, cfg, progress=False,
                              unlabelled=unlabelled_features(cfg, progress=False))
         line = {"setting": setting, "corpus": args.corpus, "folds": len(folds), "val_ua": res["val_ua"],
                 "test_ua": res["ua"]["mean"], "per_fold_val": [r["val_ua"] for r in res["runs"]],

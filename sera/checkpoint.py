@@ -114,30 +114,45 @@ def read_checkpoint_config(path: str | Path) -> dict:
 
 def load_checkpoint(path: str | Path, encoder_key: str | None = None) -> tuple[EmotionClassifier, dict]:
     """The classifier in eval mode and its config; refuses a checkpoint made for another encoder."""
+    model, meta, _, _ = load_classifier(path, encoder_key)
+    return model, meta
+
+
+def load_classifier(path: str | Path, encoder_key: str | None = None, meta: dict | None = None
+                    ) -> tuple[EmotionClassifier, dict, Stats | None, LocalAttributes | None]:
+    """``load_checkpoint`` plus what the checkpoint keeps beside the model (``load_extras``), from one
+    read of the weights; ``meta``: its config when the caller has read it already."""
     path = Path(path)
-    meta = read_checkpoint_config(path)
+    meta = meta or read_checkpoint_config(path)
     if meta.get("kind", "classifier") != "classifier":
         raise SeraError(f"{path}: a stage 1 adapter (no classifier head); fine-tune it first with sera finetune")
     _check_encoder(path, meta, encoder_key)
     mcfg = _build(ModelConfig, meta["model"], f"{path}/config.json:model")
     model = EmotionClassifier(mcfg, meta["num_layers"], meta["dim"], len(meta["labels"]))
     state = _load_state(path)
-    for extra in ("normalise.mean", "normalise.std", "attributes.centroids"):
-        state.pop(extra, None)
+    reference, attributes = _pop_extras(state, mcfg.num_attributes)
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
         raise SeraError(f"{path}: weights do not match the checkpoint's config ({str(e).splitlines()[0]})") from None
     model.eval()
-    return model, meta
+    return model, meta, reference, attributes
+
+
+def _pop_extras(state: dict[str, torch.Tensor], k: int) -> tuple[Stats | None, LocalAttributes | None]:
+    mean, std, centroids = (state.pop(n, None) for n in ("normalise.mean", "normalise.std", "attributes.centroids"))
+    attributes = None
+    if centroids is not None:
+        attributes = LocalAttributes(k)
+        attributes.centroids = centroids
+    return (Stats(mean, std) if mean is not None else None), attributes
 
 
 def load_extras(path: str | Path) -> tuple[Stats | None, torch.Tensor | None]:
     """What a classifier checkpoint keeps besides the model: the speaker-normalisation reference
     statistics and the local-attribute centroids (k, H), each None when absent."""
-    state = _load_state(Path(path))
-    reference = Stats(state["normalise.mean"], state["normalise.std"]) if "normalise.mean" in state else None
-    return reference, state.get("attributes.centroids")
+    reference, attributes = _pop_extras(_load_state(Path(path)), 0)
+    return reference, attributes.centroids if attributes is not None else None
 
 
 def model_state_equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:

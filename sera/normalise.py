@@ -15,7 +15,7 @@ which works less well: give a few clips of the same speaker where you can.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import torch
@@ -68,4 +68,4 @@ def normalise(fs: "FeatureSet", mode: str) -> "FeatureSet":
         raise ValueError(f"normalise mode {mode!r}: choose one of {', '.join(MODES)}")
     per_speaker = speaker_stats(fs)
     feats = [per_speaker[u.speaker].apply(f) for u, f in zip(fs.utts, fs.feats)]
-    return type(fs)(fs.utts, feats, fs.labels, fs.skipped, fs.key, reference_stats(per_speaker))
+    return replace(fs, feats=feats, reference=reference_stats(per_speaker))

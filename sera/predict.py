@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .audio import load_audio, prepare_audio
-from .checkpoint import load_checkpoint, load_extras, read_checkpoint_config
+from .checkpoint import load_classifier, read_checkpoint_config
 from .config import AudioConfig, EncoderConfig
 from .encoders import Encoder
 from .errors import SeraError
@@ -51,14 +51,13 @@ class Predictor:
         enc_cfg = EncoderConfig(name=encoder or meta["encoder"]["name"], whisper_padded=meta["encoder"]["whisper_padded"],
                                 device=device)
         self.encoder = Encoder(enc_cfg)
-        self.model, self.meta = load_checkpoint(checkpoint, self.encoder.key)
+        self.model, self.meta, self.reference, self.attributes = load_classifier(checkpoint, self.encoder.key, meta)
         self.model.to(self.encoder.device)
         self.labels: list[str] = self.meta["labels"]
         self.stride = int(self.meta["model"]["frame_stride"])
         self.audio_cfg = AudioConfig(**{k: v for k, v in self.meta.get("audio", {}).items()
                                         if k in AudioConfig.__dataclass_fields__})
         self.speaker_normalised = self.meta.get("normalise", "none") == "speaker"
-        self.reference, self.centroids = load_extras(checkpoint)
         if self.speaker_normalised and self.reference is None:
             raise SeraError(f"{checkpoint}: trained on speaker-normalised features but holds no reference statistics")
 
@@ -86,8 +85,8 @@ class Predictor:
         logits, frames = self.model(feats, mask)
         pool = self.model.pool
         attention = pool.attention(frames, mask)[0].cpu().numpy() if hasattr(pool, "attention") else np.zeros(0)
-        clusters = (torch.cdist(frames[0].float(), self.centroids.to(frames.device)).argmin(1).cpu().numpy()
-                    if self.centroids is not None else np.zeros(0, dtype=np.int64))
+        clusters = (self.attributes.assign(frames[0]).cpu().numpy() if self.attributes is not None
+                    else np.zeros(0, dtype=np.int64))
         return logits.softmax(-1)[0].float().cpu().numpy(), attention, clusters
 
     def _spans(self, wave: np.ndarray, sr: int, name: str) -> tuple[np.ndarray, list[tuple[int, int]]]:
