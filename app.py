@@ -98,8 +98,7 @@ def build_demo(cfg: SeraConfig | None = None) -> gr.Blocks:
             with gr.Column(scale=2):
                 attention = gr.Plot(label="where the model listened (SAP attention)", elem_id="attention-plot")
                 attributes = gr.Plot(label="local attributes over time", elem_id="attributes-plot")
-                with gr.Row():
-                    layers = gr.Plot(label="which encoder layers (WAP weights)", elem_id="layers-plot")
+                layers = gr.Plot(label="which encoder layers (WAP weights)", elem_id="layers-plot")
                 timeline = gr.Plot(label="emotion over time", visible=False, elem_id="timeline-plot")
         examples = example_clips(cfg, predictor.labels)
         if examples:

@@ -7,7 +7,6 @@ machine, end to end (upload, encoder, adapter, the plots), and the model part al
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import statistics
 import sys
 import time
@@ -28,9 +27,8 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=20)
     args = ap.parse_args()
     clip = args.clip or str(Path(SeraConfig().data.root) / "ravdess/Actor_20/03-01-05-02-01-01-20.flac")
-    spec = importlib.util.spec_from_file_location("sera_app", Path(__file__).resolve().parent.parent / "app.py")
-    app = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(app)
+    import app  # the repository root is on sys.path (above)
+
     cfg = app.config_from_argv(["--checkpoint", args.checkpoint])
     t0 = time.perf_counter()
     demo = app.build_demo(cfg)
