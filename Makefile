@@ -40,8 +40,19 @@ reproduce: install
 	$(BIN)/sera extract --corpus emodb
 	$(BIN)/sera train --corpus ravdess --out runs/ravdess
 
+# make bench: every figure of bench/results (hours on the 2-core CPU; each script resumes or caches).
+# make bench BENCH_ARGS=--quick: the same harness on a few speakers and epochs (minutes; CI runs it).
+QUICK_BENCH := $(findstring --quick,$(BENCH_ARGS))
+BENCH_CHECKPOINT ?= $(if $(QUICK_BENCH),runs/quick/checkpoint,runs/ravdess/checkpoint)
 bench: install
 	$(BIN)/python bench/extract_speed.py $(BENCH_ARGS)
+	$(BIN)/python bench/baselines.py $(BENCH_ARGS)
+	$(BIN)/python bench/adapter.py $(BENCH_ARGS)
+	@test -f $(BENCH_CHECKPOINT)/config.json || { if [ -n "$(QUICK_BENCH)" ]; then \
+		$(BIN)/sera train --corpus ravdess --quick --no-progress --out runs/quick; else $(MAKE) --no-print-directory reproduce; fi; }
+	$(BIN)/python bench/scaling.py --checkpoint $(BENCH_CHECKPOINT) $(BENCH_ARGS)
+	$(BIN)/python bench/demo_latency.py --checkpoint $(BENCH_CHECKPOINT) $(BENCH_ARGS)
+	$(BIN)/python bench/report.py $(BENCH_ARGS)
 
 CHECKPOINT ?= runs/ravdess/checkpoint
 demo: install

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -36,6 +37,7 @@ or train your own and point the demo at it:
     sera train --corpus ravdess --out runs/ravdess
     python app.py --checkpoint runs/ravdess/checkpoint
 """
+PYPLOT = threading.Lock()
 
 
 def example_clips(cfg: SeraConfig, labels: list[str], corpus: str = "ravdess") -> dict[str, str]:
@@ -72,13 +74,14 @@ def build_demo(cfg: SeraConfig | None = None) -> gr.Blocks:
             raise gr.Error(f"{Path(e.path).name}: {e.problem}") from None
         except SeraError as e:
             raise gr.Error(str(e)) from None
-        figures = [plots.attention_figure(wave, audio_cfg.sample_rate, pred), plots.attributes_figure(pred),
-                   plots.layer_weights_figure(pred.layer_weights)]
         long = len(pred.windows) > 1
-        timeline = plots.timeline_figure(pred) if long else None
-        for fig in [*figures, timeline]:
-            if fig is not None:
-                plt.close(fig)  # gradio still renders a closed figure; pyplot forgets it (no leak per request)
+        with PYPLOT:  # pyplot's figure registry is global: one request at a time creates and closes figures
+            figures = [plots.attention_figure(wave, audio_cfg.sample_rate, pred), plots.attributes_figure(pred),
+                       plots.layer_weights_figure(pred.layer_weights)]
+            timeline = plots.timeline_figure(pred) if long else None
+            for fig in [*figures, timeline]:
+                if fig is not None:
+                    plt.close(fig)  # gradio still renders a closed figure; pyplot forgets it (no leak per request)
         return pred.probabilities, *figures, gr.update(value=timeline, visible=long)
 
     trained_on = predictor.meta.get("trained_on", "?")
@@ -106,7 +109,7 @@ def build_demo(cfg: SeraConfig | None = None) -> gr.Blocks:
                         example_labels=[f"{label}: {Path(p).name}" for label, p in examples.items()])
         gr.on([button.click, audio.upload, audio.stop_recording], classify, inputs=audio,
               outputs=[label, attention, attributes, layers, timeline], api_name="classify")
-    return page
+    return page.queue(default_concurrency_limit=cfg.demo.concurrency)
 
 
 def config_from_argv(argv: list[str]) -> SeraConfig:

@@ -1,7 +1,7 @@
 """How fast the web demo answers: a 4 s clip sent over HTTP (gradio_client) to app.py on this
 machine, end to end (upload, encoder, adapter, the plots), and the model part alone.
 
-    python bench/demo_latency.py --checkpoint runs/ravdess/checkpoint [--requests 20]
+    python bench/demo_latency.py --checkpoint runs/ravdess/checkpoint [--requests 20] [--quick]
 """
 
 from __future__ import annotations
@@ -25,7 +25,9 @@ def main() -> None:
     ap.add_argument("--checkpoint", required=True)
     ap.add_argument("--clip", default=None, help="a ~4 s clip (default: a RAVDESS clip from SERA_DATA)")
     ap.add_argument("--requests", type=int, default=20)
+    ap.add_argument("--quick", action="store_true", help="3 requests (CI)")
     args = ap.parse_args()
+    args.requests = 3 if args.quick else args.requests
     clip = args.clip or str(Path(SeraConfig().data.root) / "ravdess/Actor_20/03-01-05-02-01-01-20.flac")
     import app  # the repository root is on sys.path (above)
 
@@ -60,7 +62,7 @@ def main() -> None:
               "startup_seconds": startup, "http_median_seconds": statistics.median(http),
               "http_max_seconds": max(http), "predict_median_seconds": statistics.median(model)}
     print(result)
-    print(save("demo_latency", result))
+    print(save("demo_latency-quick" if args.quick else "demo_latency", result))
 
 
 if __name__ == "__main__":

@@ -50,7 +50,7 @@ def main() -> int:
         "cache_bytes": size, "cache_mb_per_audio_minute": size / 1e6 / (audio / 60),
         "quick": args.quick,
     }
-    path = save("extract_speed" + ("_quick" if args.quick else ""), result)
+    path = save("extract_speed" + ("-quick" if args.quick else ""), result)
     print(f"{len(utts)} files, {audio / 60:.1f} min of audio ({cfg.encoder.name})")
     print(f"  pipeline      {report.wall_seconds:7.1f} s   real-time factor {result['pipeline_rtf']:.4f}")
     print(f"  bare encoder  {bare:7.1f} s   real-time factor {result['bare_encoder_rtf']:.4f}")

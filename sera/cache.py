@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -103,11 +104,14 @@ class ExtractReport:
     audio_seconds: float = 0.0  # of the extracted files
     encoder_seconds: float = 0.0  # time inside the bare encoder forward
     wall_seconds: float = 0.0
+    shares: list[int] = field(default_factory=list)  # files extracted by each process (torchrun)
 
     def summary(self) -> str:
         lines = [
             f"{self.files} files: {self.extracted} extracted, {self.cached} already cached, {len(self.failed)} failed",
         ]
+        if len(self.shares) > 1:
+            lines.append(f"{len(self.shares)} processes extracted {' + '.join(map(str, self.shares))}")
         if self.extracted:
             lines.append(
                 f"{self.audio_seconds / 60:.1f} min of audio in {self.wall_seconds:.1f} s "
@@ -118,6 +122,11 @@ class ExtractReport:
             lines.append("Files that could not be used:")
             lines += [f"  {path}: {problem}" for path, problem in self.failed]
         return "\n".join(lines)
+
+
+def process_share() -> tuple[int, int]:
+    """(rank, number of processes) under ``torchrun`` / ``accelerate launch``; (0, 1) otherwise."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
 def extract(
@@ -131,11 +140,14 @@ def extract(
     """Fill ``cache`` with ``encoder``'s features for every utterance not cached yet.
 
     Broken files are skipped and reported at the end; an interrupted run resumes where it
-    stopped, since each entry is written atomically as soon as it is computed.
+    stopped, since each entry is written atomically as soon as it is computed. Under several
+    processes (``torchrun --nproc_per_node N``) each rank encodes every N-th missing file, all
+    ranks wait for each other, and every rank returns the same combined report.
     """
     start = time.perf_counter()
     utterances = list(utterances)
     report = ExtractReport(files=len(utterances))
+    rank, world = process_share()
     cache.write_identity(encoder.identity)
     todo: list[tuple[Utterance, str]] = []
     for u in utterances:
@@ -148,30 +160,51 @@ def extract(
             report.cached += 1
         else:
             todo.append((u, digest))
+    state = None
+    if world > 1:  # no rank writes before every rank has listed what is missing: the lists agree,
+        from accelerate import PartialState  # so the shares are disjoint and cover them
+
+        state = PartialState(cpu=not torch.cuda.is_available())
+        state.wait_for_everyone()
+    todo = todo[rank::world]
 
     # One thread on purpose: decoding and writing cost ~15% of the encoder forward, and on a small
     # CPU, reader/writer threads oversubscribe torch's OpenMP threads and slow the forward far more.
-    bar = tqdm(total=len(todo), unit="file", desc="extract", disable=not progress, dynamic_ncols=True, mininterval=1.0)
+    bar = tqdm(total=len(todo), unit="file", desc="extract", disable=not progress or rank > 0, dynamic_ncols=True,
+               mininterval=1.0)
+    mine = ExtractReport()  # what this rank did
     for start_i in range(0, len(todo), clips_per_batch):
         batch: list[tuple[Utterance, str, np.ndarray]] = []
         for u, digest in todo[start_i : start_i + clips_per_batch]:
             try:
                 batch.append((u, digest, load_audio(u.path, audio_cfg)))
             except AudioError as e:
-                report.failed.append((str(u.path), e.problem))
+                mine.failed.append((str(u.path), e.problem))
                 cache.mark_failed(digest, e.problem)
         if batch:
             t = time.perf_counter()
             feats = encoder([w for _, _, w in batch])
-            report.encoder_seconds += time.perf_counter() - t
+            mine.encoder_seconds += time.perf_counter() - t
             for (u, digest, wave), f in zip(batch, feats):
                 cache.put(digest, f, str(u.path))
-                report.audio_seconds += len(wave) / 16_000
-            report.extracted += len(batch)
+                mine.audio_seconds += len(wave) / 16_000
+            mine.extracted += len(batch)
         bar.update(len(todo[start_i : start_i + clips_per_batch]))
         elapsed = time.perf_counter() - start
-        bar.set_postfix_str(f"{report.audio_seconds / 60:.1f} min audio, {report.audio_seconds / max(elapsed, 1e-9):.0f}x real time")
+        bar.set_postfix_str(f"{mine.audio_seconds / 60:.1f} min audio, {mine.audio_seconds / max(elapsed, 1e-9):.0f}x real time")
     bar.close()
+    parts = [mine]
+    if state is not None:  # every rank waits until the cache is complete, then all get the combined report
+        from accelerate.utils import gather_object
+
+        state.wait_for_everyone()
+        parts = gather_object([mine])
+    for part in parts:
+        report.shares.append(part.extracted)
+        report.extracted += part.extracted
+        report.failed += part.failed
+        report.audio_seconds += part.audio_seconds
+        report.encoder_seconds = max(report.encoder_seconds, part.encoder_seconds)  # ranks run side by side
     report.wall_seconds = time.perf_counter() - start
     return report
 

@@ -7,7 +7,9 @@ the label names, so a checkpoint is never used with features it was not trained 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -88,28 +90,65 @@ def load_adapter(path: str | Path, encoder_key: str | None = None) -> tuple[Teac
         raise SeraError(f"{path}: a {meta.get('kind', 'classifier')} checkpoint, not a stage 1 adapter (sera pretrain)")
     _check_encoder(path, meta, encoder_key)
     mcfg = _build(ModelConfig, meta["model"], f"{path}/config.json:model")
-    model = TeacherStudent(mcfg, meta["num_layers"], meta["dim"])
     state = _load_state(path)
     attrs = LocalAttributes(mcfg.num_attributes)
     attrs.centroids = state.pop("attributes.centroids", None)
-    attrs.refits = int(meta.get("attribute_refits", 0))
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        raise SeraError(f"{path}: weights do not match the checkpoint's config ({str(e).splitlines()[0]})") from None
+    attrs.refits = meta.get("attribute_refits", 0) if isinstance(meta.get("attribute_refits"), int) else 0
+    model = _instantiate(path, lambda: TeacherStudent(mcfg, meta["num_layers"], meta["dim"]), state)
     return model, attrs, meta
+
+
+def _instantiate(path: Path, make: Callable[[], torch.nn.Module], state: dict[str, torch.Tensor]) -> torch.nn.Module:
+    """Build the model on the meta device, then adopt the file's tensors: whatever sizes a config
+    claims cost no memory, and weights of another shape are refused before anything is allocated."""
+    try:
+        with torch.device("meta"):
+            model = make()
+        model.load_state_dict(state, assign=True)
+    except (RuntimeError, ValueError, TypeError, ZeroDivisionError, AssertionError, OverflowError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise SeraError(f"{path}: weights do not match the checkpoint's config ({first})") from None
+    return model
 
 
 def read_checkpoint_config(path: str | Path) -> dict:
     path = Path(path)
     if not (path / "config.json").is_file() or not (path / "model.safetensors").is_file():
         raise SeraError(f"{path}: not a sera checkpoint (needs config.json and model.safetensors)")
+    where = path / "config.json"
     try:
-        meta = json.loads((path / "config.json").read_text())
-        meta["labels"], meta["num_layers"], meta["dim"], meta["encoder"]["key"]  # noqa: B018 - required keys
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise SeraError(f"{path / 'config.json'}: corrupt checkpoint config ({type(e).__name__}: {e})") from None
+        meta = json.loads(where.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise SeraError(f"{where}: corrupt checkpoint config ({type(e).__name__}: {e})") from None
+    problem = _meta_problem(meta)
+    if problem:
+        raise SeraError(f"{where}: corrupt checkpoint config ({problem})")
     return meta
+
+
+def _meta_problem(meta: Any) -> str | None:
+    """What is wrong with a checkpoint's config.json, if anything: every field code reads is checked
+    here, since a checkpoint may come from anywhere."""
+    def count(v: Any) -> bool:
+        return type(v) is int and v > 0
+
+    if not isinstance(meta, dict):
+        return f"expected a JSON object, got {type(meta).__name__}"
+    enc = meta.get("encoder")
+    checks = {
+        "kind": meta.get("kind", "classifier") in ("classifier", "adapter"),
+        "encoder": isinstance(enc, dict) and isinstance(enc.get("name"), str) and isinstance(enc.get("key"), str)
+        and isinstance(enc.get("whisper_padded", False), bool),
+        "num_layers": count(meta.get("num_layers")),
+        "dim": count(meta.get("dim")),
+        "labels": isinstance(meta.get("labels"), list) and all(isinstance(x, str) for x in meta["labels"])
+        and (bool(meta["labels"]) or meta.get("kind") == "adapter"),
+        "normalise": meta.get("normalise", "none") in ("none", "speaker"),
+        "model": isinstance(meta.get("model"), dict),
+        "audio": isinstance(meta.get("audio", {}), dict),
+    }
+    bad = [name for name, ok in checks.items() if not ok]
+    return f"missing or invalid: {', '.join(bad)}" if bad else None
 
 
 def load_checkpoint(path: str | Path, encoder_key: str | None = None) -> tuple[EmotionClassifier, dict]:
@@ -128,13 +167,10 @@ def load_classifier(path: str | Path, encoder_key: str | None = None, meta: dict
         raise SeraError(f"{path}: a stage 1 adapter (no classifier head); fine-tune it first with sera finetune")
     _check_encoder(path, meta, encoder_key)
     mcfg = _build(ModelConfig, meta["model"], f"{path}/config.json:model")
-    model = EmotionClassifier(mcfg, meta["num_layers"], meta["dim"], len(meta["labels"]))
     state = _load_state(path)
     reference, attributes = _pop_extras(state, mcfg.num_attributes)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        raise SeraError(f"{path}: weights do not match the checkpoint's config ({str(e).splitlines()[0]})") from None
+    model = _instantiate(path, lambda: EmotionClassifier(mcfg, meta["num_layers"], meta["dim"], len(meta["labels"])),
+                         state)
     model.eval()
     return model, meta, reference, attributes
 

@@ -254,18 +254,20 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
-    from .cache import FeatureCache, extract
+    from .cache import FeatureCache, extract, process_share
     from .data import load_corpus
     from .encoders import Encoder
 
     cfg = config_from_args(args)
     corpus = load_corpus(cfg.data)
-    print(corpus.summary(), file=sys.stderr)
+    if process_share()[0] == 0:
+        print(corpus.summary(), file=sys.stderr)
     encoder = Encoder(cfg.encoder)
     cache = FeatureCache(cfg.cache_dir, encoder.key)
     report = extract(corpus.utterances, encoder, cache, cfg.audio, progress=not args.no_progress)
-    print(report.summary())
-    print(f"cache: {cache.dir} ({cache.size_bytes() / 1e9:.2f} GB)")
+    if process_share()[0] == 0:  # under torchrun, rank 0 speaks for all
+        print(report.summary())
+        print(f"cache: {cache.dir} ({cache.size_bytes() / 1e9:.2f} GB)")
     return 0
 
 
@@ -329,6 +331,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"sera {args.command}: interrupted; run it again to resume", file=sys.stderr)
         return 130
+    except Exception as e:  # a bug or an input sera does not check yet: still one line, the trace on request
+        if args.debug:
+            raise
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        print(f"sera {args.command}: unexpected error: {type(e).__name__}: {first} "
+              "(run again with --debug for the full traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

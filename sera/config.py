@@ -121,6 +121,7 @@ class DemoConfig:
     max_megabytes: float = 25.0  # largest upload the web demo accepts
     examples: int = 4  # example clips offered from the data folder, one per emotion (none committed)
     port: int = 7860  # Gradio's usual port
+    concurrency: int = 2  # requests classified at once; the rest wait in Gradio's queue (2 suits a 2-core CPU)
 
 
 @dataclass

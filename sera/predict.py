@@ -19,7 +19,7 @@ import torch
 
 from .audio import load_audio, prepare_audio
 from .checkpoint import load_classifier, read_checkpoint_config
-from .config import AudioConfig, EncoderConfig
+from .config import AudioConfig, EncoderConfig, _build
 from .encoders import Encoder
 from .errors import SeraError
 from .normalise import Stats
@@ -55,8 +55,8 @@ class Predictor:
         self.model.to(self.encoder.device)
         self.labels: list[str] = self.meta["labels"]
         self.stride = int(self.meta["model"]["frame_stride"])
-        self.audio_cfg = AudioConfig(**{k: v for k, v in self.meta.get("audio", {}).items()
-                                        if k in AudioConfig.__dataclass_fields__})
+        known = {k: v for k, v in self.meta.get("audio", {}).items() if k in AudioConfig.__dataclass_fields__}
+        self.audio_cfg = _build(AudioConfig, known, f"{checkpoint}/config.json:audio")
         self.speaker_normalised = self.meta.get("normalise", "none") == "speaker"
         if self.speaker_normalised and self.reference is None:
             raise SeraError(f"{checkpoint}: trained on speaker-normalised features but holds no reference statistics")

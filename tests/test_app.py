@@ -4,7 +4,10 @@ browser with Playwright driving Debian's Chromium."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import socket
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +41,6 @@ def served(demo_checkpoint, data_root):
     cfg.data.root = str(data_root)
     cfg.demo.max_seconds, cfg.demo.max_megabytes = 40.0, 1.0
     demo = app.build_demo(cfg)
-    demo.queue(default_concurrency_limit=2)
     _, url, _ = demo.launch(server_name="127.0.0.1", server_port=_free_port(), prevent_thread_lock=True,
                             quiet=True)
     yield url
@@ -109,6 +111,46 @@ def test_bad_input_shows_a_clear_message_and_the_app_keeps_serving(client, data_
     assert expected in str(err.value) and path.name in str(err.value), str(err.value)
     label, *_ = client.predict(handle_file(str(_clip(data_root))), api_name="/classify")  # still serving
     assert set(_confidences(label)) == LABELS
+
+
+def test_eight_parallel_clients_for_30_seconds(served, data_root):
+    """A bounded load loop on localhost: no request fails and the process's memory stays flat."""
+    import psutil
+    from gradio_client import Client, handle_file
+
+    clip, seconds, clients = handle_file(str(_clip(data_root))), 30.0, 8
+    proc, answered, errors, rss = psutil.Process(), [], [], []
+    start = time.monotonic()
+
+    def visitor():
+        client = Client(served, verbose=False)
+        while time.monotonic() - start < seconds:
+            try:
+                label, *_ = client.predict(clip, api_name="/classify")
+                assert set(_confidences(label)) == LABELS
+                answered.append(time.monotonic() - start)
+            except Exception as e:  # noqa: BLE001 - every failure is collected and reported
+                errors.append(repr(e))
+
+    threads = [threading.Thread(target=visitor) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    while any(t.is_alive() for t in threads):
+        rss.append((time.monotonic() - start, proc.memory_info().rss / 2**20))
+        time.sleep(0.5)
+    for t in threads:
+        t.join()
+    wall = time.monotonic() - start
+    early = max(m for s, m in rss if seconds / 3 <= s < 2 * seconds / 3)  # after warm-up
+    late = max(m for s, m in rss if s >= 2 * seconds / 3)
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "concurrency.json").write_text(json.dumps({
+        "clients": clients, "seconds": round(wall, 1), "requests": len(answered), "errors": len(errors),
+        "requests_per_second": round(len(answered) / wall, 2), "rss_mb_middle_third": round(early),
+        "rss_mb_last_third": round(late)}, indent=2))
+    assert not errors, errors[:3]
+    assert len(answered) >= clients  # every visitor was served
+    assert late - early < 64, f"memory grew from {early:.0f} to {late:.0f} MiB under load"
 
 
 def test_without_a_checkpoint_the_page_says_how_to_make_one(tmp_path):

@@ -11,16 +11,19 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import write_audio
+from test_hardening import same_up_to_rounding
+
 HERE = Path(__file__).resolve().parent
+TORCHRUN = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
+needs_torchrun = pytest.mark.skipif(not Path(TORCHRUN).exists(), reason="torchrun not installed")
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "HF_HUB_OFFLINE": "1"}
 
 
-@pytest.mark.skipif(shutil.which("torchrun") is None and not (Path(sys.executable).parent / "torchrun").exists(),
-                    reason="torchrun not installed")
+@needs_torchrun
 def test_two_cpu_processes_train_in_step(tmp_path):
-    torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    proc = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", str(HERE / "distributed_worker.py"),
-                           str(tmp_path)], env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([TORCHRUN, "--standalone", "--nproc_per_node", "2", str(HERE / "distributed_worker.py"),
+                           str(tmp_path)], env=ENV, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     infos = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     assert [i["world"] for i in infos] == [2, 2] and infos[0]["backend"] == "gloo"
@@ -30,3 +33,29 @@ def test_two_cpu_processes_train_in_step(tmp_path):
         assert torch.allclose(a[k], b[k], atol=1e-6), k
     assert infos[0]["stage1"] == infos[1]["stage1"]  # losses are reduced over ranks before logging
     assert infos[0]["stage2"] == infos[1]["stage2"]
+
+
+@needs_torchrun
+def test_two_processes_extract_a_share_each_into_the_same_cache(tmp_path, tiny_hubert):
+    from sera.cache import FeatureCache
+
+    for i in range(40):
+        write_audio(tmp_path / "data" / ("happy" if i % 2 else "sad") / f"spk{i % 4}_{i}.wav", 1.0 + i % 3, seed=i)
+    args = ["extract", "--corpus", str(tmp_path / "data"), "--encoder", str(tiny_hubert), "--no-progress"]
+    single = subprocess.run([sys.executable, "-m", "sera.cli", *args, "--cache", str(tmp_path / "one")], env=ENV,
+                            capture_output=True, text=True, timeout=300)
+    assert single.returncode == 0, single.stderr
+    two = subprocess.run([TORCHRUN, "--standalone", "--nproc_per_node", "2", "-m", "sera.cli", *args,
+                          "--cache", str(tmp_path / "two")], env=ENV, capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert two.stdout.count("40 files: 40 extracted, 0 already cached, 0 failed") == 1  # rank 0 reports for all
+    assert "2 processes extracted 20 + 20" in two.stdout
+
+    def entries(root: Path) -> dict:
+        key = next((root / "features").iterdir()).name
+        cache = FeatureCache(root, key)
+        return {p.stem: cache.get(p.stem) for p in (root / "features" / key).rglob("*.safetensors")}
+
+    a, b = entries(tmp_path / "one"), entries(tmp_path / "two")
+    assert len(a) == 40 and a.keys() == b.keys()
+    assert all(same_up_to_rounding(a[k], b[k]) for k in a)

@@ -1,0 +1,157 @@
+"""Collect bench/results/*.json into one table and one picture, and put them in the README.
+
+    python bench/report.py [--quick]
+
+Writes bench/results/summary.md and bench/results/ua_by_method.png, and replaces the block
+between the bench markers in README.md (not in --quick mode, which reads the -quick files).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from common import RESULTS  # noqa: E402
+
+ROOT = RESULTS.parent.parent
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+GOALS = {"ravdess": 9.0, "emodb": 3.0}  # points of UA over the best baseline (issue 4)
+CORPORA = {"ravdess": "RAVDESS (8 classes)", "emodb": "EmoDB (7 classes)"}
+
+
+def load(name: str, quick: bool) -> dict:
+    path = RESULTS / f"{name}{'-quick' if quick else ''}.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def pct(m: dict) -> str:
+    """'79.4 ± 0.5' from {"mean", "std"}, or '70.2' from a single figure."""
+    return f"{100 * m['mean']:.1f} ± {100 * m['std']:.1f}" if isinstance(m, dict) else f"{100 * m:.1f}"
+
+
+def rows(baselines: dict, adapter: dict) -> dict[str, dict[str, dict]]:
+    """method -> corpus -> {"ua", "wa", "f1"} (floats or mean/std dicts), baselines first."""
+    table: dict[str, dict[str, dict]] = {}
+    for corpus, methods in baselines.get("within", {}).items():
+        for method, m in methods.items():
+            table.setdefault(method, {})[corpus] = m
+    parts = adapter.get("parts", {})
+    for corpus in CORPORA:
+        if corpus in parts:
+            table.setdefault(f"sera ({parts[corpus]['seeds']} seeds)", {})[corpus] = parts[corpus]
+    for name, r in parts.get("ablations", {}).items():
+        if name != "full method":
+            table.setdefault(f"sera, {name} ({r['seeds']} seed{'s' * (r['seeds'] > 1)})", {})["ravdess"] = r
+    return table
+
+
+def mean(m) -> float:
+    return m["mean"] if isinstance(m, dict) else m
+
+
+def markdown(table: dict, baselines: dict, adapter: dict, scaling: dict, extract: dict, demo: dict) -> str:
+    out = ["UA / WA / macro-F1 in %, speaker-independent folds, whisper-tiny.en, the 2-core CPU "
+           "(sera: mean ± std over seeds; the baselines are deterministic).", "",
+           "| method | " + " | ".join(f"{CORPORA[c]} UA | WA | F1" for c in CORPORA) + " |",
+           "|---" * (1 + 3 * len(CORPORA)) + "|"]
+    for method, by_corpus in table.items():
+        cells = []
+        for c in CORPORA:
+            m = by_corpus.get(c)
+            cells += [pct(m[k]) if m else "" for k in ("ua", "wa", "f1")]
+        out.append(f"| {method} | " + " | ".join(cells) + " |")
+    sera_rows = {c: by[c] for name, by in table.items() if name.startswith("sera (") for c in by}
+    base = {c: max((mean(by[c]["ua"]), name) for name, by in table.items() if not name.startswith("sera") and c in by)
+            for c in CORPORA if any(c in by for name, by in table.items() if not name.startswith("sera"))}
+    if sera_rows and base:
+        out.append("")
+        for c, (best, name) in base.items():
+            if c in sera_rows:
+                gain = 100 * (mean(sera_rows[c]["ua"]) - best)
+                verdict = "met" if gain >= GOALS[c] else "**missed**"
+                out.append(f"- {CORPORA[c]}: sera {gain:+.1f} UA points over the best baseline ({name}, "
+                           f"{100 * best:.1f}); goal +{GOALS[c]:g}: {verdict}.")
+    cross = baselines.get("cross_corpus", {})
+    if cross:
+        out += ["", "Across corpora (train on all of one, test on all of the other; the 6 shared emotions):", "",
+                "| method | " + " | ".join(f"{k} UA" for k in cross) + " |", "|---" * (1 + len(cross)) + "|"]
+        for method in next(iter(cross.values())):
+            out.append(f"| {method} | " + " | ".join(pct(cross[k][method]["ua"]) for k in cross) + " |")
+    speed = []
+    if extract:
+        speed.append(f"| feature extraction, real-time factor | {extract['pipeline_rtf']:.4f} | bare encoder "
+                     f"{extract['bare_encoder_rtf']:.4f} ({extract['pipeline_rtf'] / extract['bare_encoder_rtf']:.2f}×, goal ≤ 1.3×) |")
+    timing = adapter.get("parts", {}).get("ravdess", {}).get("timing")
+    if timing:
+        speed.append(f"| stage 1 / stage 2, seconds per epoch (RAVDESS) | {timing['stage1_seconds_per_epoch']:.1f} / "
+                     f"{timing['stage2_seconds_per_epoch']:.1f} | |")
+    for r in scaling.get("rows", []):
+        speed.append(f"| predict {r['seconds']:.0f} s of audio ({r['windows']} windows) | {r['predict_seconds']:.3f} s | "
+                     f"bare encoder {r['encoder_seconds']:.3f} s (adapter + head "
+                     f"{100 * r['adapter_share_of_encoder']:.0f}% of it); peak RSS {r['peak_rss_mb']:.0f} MB |")
+    if "cli_predict_4s_seconds_with_start" in scaling:
+        speed.append(f"| `sera predict`, 4 s clip, process start included | {scaling['cli_predict_4s_seconds_with_start']:.2f} s | |")
+    if demo:
+        speed.append(f"| web demo, {demo['clip_seconds']:.1f} s clip over HTTP with plots (median) | "
+                     f"{demo['http_median_seconds']:.2f} s | model alone {demo['predict_median_seconds']:.3f} s |")
+    if speed:
+        out += ["", "| speed and memory | figure | beside it |", "|---|---|---|", *speed]
+    return "\n".join(out) + "\n"
+
+
+def chart(table: dict, path: Path) -> None:
+    """UA per method and corpus, with the std over seeds as error bars."""
+    methods = [m for m in table if not m.startswith("sera, ")]  # the main methods; ablations stay in the table
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    width = 0.8 / len(CORPORA)
+    for j, c in enumerate(CORPORA):
+        vals = [table[m].get(c) for m in methods]
+        x = [i + (j - (len(CORPORA) - 1) / 2) * width for i in range(len(methods))]
+        ax.bar(x, [100 * mean(v["ua"]) if v else 0 for v in vals], width,
+               yerr=[100 * v["ua"]["std"] if v and isinstance(v["ua"], dict) else 0 for v in vals],
+               capsize=3, label=CORPORA[c])
+    ax.set_xticks(range(len(methods)), [m.replace(", ", ",\n") for m in methods], fontsize=8)
+    ax.set_ylabel("UA (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title("Unweighted accuracy per method (speaker-independent folds)")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    q = args.quick
+    baselines, adapter = load("baselines", q), load("adapter", q)
+    table = rows(baselines, adapter)
+    text = markdown(table, baselines, adapter, load("scaling", q), load("extract_speed", q), load("demo_latency", q))
+    suffix = "-quick" if q else ""
+    (RESULTS / f"summary{suffix}.md").write_text(text)
+    chart(table, RESULTS / f"ua_by_method{suffix}.png")
+    if not q:
+        readme = ROOT / "README.md"
+        body = readme.read_text()
+        block = f"{BEGIN}\n{text}\n![UA per method](bench/results/ua_by_method.png)\n{END}"
+        body, n = re.subn(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, body, flags=re.S)
+        if n != 1:
+            raise SystemExit(f"README.md has no {BEGIN} ... {END} block")
+        readme.write_text(body)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""`make bench BENCH_ARGS=--quick`: every benchmark script end to end on a few speakers, then the
+report. It checks the harness (files, structure, sane values), not the figures."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+
+
+@pytest.mark.slow
+def test_quick_bench_runs_every_script_and_reports(data_root, whisper_path, feature_cache, demo_checkpoint):
+    env = {**os.environ, "SERA_DATA": str(data_root), "SERA_ENCODER": str(whisper_path),
+           "SERA_CACHE": str(feature_cache), "BENCH_CHECKPOINT": str(demo_checkpoint), "MPLBACKEND": "Agg"}
+    run = subprocess.run(["make", "--no-print-directory", "bench", "BENCH_ARGS=--quick"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=1500)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    load = lambda name: json.loads((RESULTS / f"{name}-quick.json").read_text())  # noqa: E731
+    for name in ("extract_speed", "baselines", "adapter", "scaling", "demo_latency"):
+        r = load(name)
+        assert r["commit"] and r["machine"]["cpu_cores"] >= 1, name
+    base = load("baselines")
+    for corpus in ("ravdess", "emodb"):
+        assert len(base["within"][corpus]) == 4
+        assert all(0.0 <= m["ua"] <= 1.0 for m in base["within"][corpus].values())
+    assert set(base["cross_corpus"]) == {"ravdess -> emodb", "emodb -> ravdess"}
+    parts = load("adapter")["parts"]
+    assert {"ravdess", "emodb", "ablations"} <= set(parts) and len(parts["ablations"]) == 8
+    assert all(0.0 <= r["ua"]["mean"] <= 1.0 for r in parts["ablations"].values())
+    rows = load("scaling")["rows"]
+    assert [round(r["seconds"]) for r in rows] == [4, 10, 30] and rows[-1]["windows"] == 3
+    summary = (RESULTS / "summary-quick.md").read_text()
+    for method in ("eGeMAPS + SVM", "linear probe", "sera (", "no stage 1", "predict 30 s"):
+        assert method in summary, method
+    assert (RESULTS / "ua_by_method-quick.png").stat().st_size > 10_000
