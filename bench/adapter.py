@@ -1,8 +1,9 @@
-"""The adapter issue's figures: RAVDESS (8 classes, 4 folds) and EmoDB (7 classes, 5 folds) with the
-full method over several seeds, the ablation table on RAVDESS, seconds per epoch of both stages,
-and trainable parameters against the encoder's.
+"""sera's figures: RAVDESS (8 classes, 4 folds) and EmoDB (7 classes, 5 folds) with the full method
+over several seeds, across corpora (train on one, test on the other, 6 shared emotions), the
+ablation table on RAVDESS, seconds per epoch of both stages, and trainable parameters against
+the encoder's.
 
-    python bench/adapter.py [--parts ravdess,emodb,ablations] [--seeds 3] [--ablation-seeds 3] [--quick]
+    python bench/adapter.py [--parts ravdess,emodb,cross,ablations] [--seeds 3] [--ablation-seeds 3] [--quick]
 
 Each part's runs keep their state under bench/runs/ (a rerun resumes) and its figures are merged
 into bench/results/adapter.json and adapter.md as soon as the part ends.
@@ -16,9 +17,10 @@ import shutil
 import time
 from pathlib import Path
 
-from common import RESULTS, save
+from common import RESULTS, RUNS, SHARED, save
 
 from sera.config import SeraConfig
+from sera.data import Fold
 from sera.encoders import Encoder
 from sera.evaluate import cross_validate
 from sera.model import EmotionClassifier, TeacherStudent
@@ -34,22 +36,50 @@ ABLATIONS = {  # name: settings (the same switches as the CLI's ablation flags),
     "last layer instead of WAP": {"model.layer_pooling": "last"},
     "WAP without the Transformer": {"model.transformer": False},
 }
-RUNS = Path(__file__).resolve().parent / "runs"
 
 
-def run(corpus_name: str, settings: dict, seeds: int, quick: bool, tag: str) -> dict:
+def config(corpus_name: str, settings: dict, seeds: int, quick: bool) -> SeraConfig:
     cfg = SeraConfig().updated({"data.corpus": corpus_name, "train.seeds": seeds, **settings})
     if quick:  # the harness end to end in seconds per run: the figures mean nothing
         cfg = apply_quick(cfg).updated({"train.pretrain_epochs": 1, "train.finetune_epochs": 3})
-    corpus, folds = corpus_and_folds(cfg)
-    fs, _ = features(corpus, cfg)
-    state = RUNS / f"{corpus_name}-{tag}{'-quick' if quick else ''}" / "state"
+    return cfg
+
+
+def state_dir(tag: str, quick: bool) -> Path:
+    state = RUNS / f"{tag}{'-quick' if quick else ''}" / "state"
     if quick:  # a check of the harness starts from nothing; only real runs resume
         shutil.rmtree(state, ignore_errors=True)
-    t = time.perf_counter()
-    res = cross_validate(fs, corpus, folds, cfg, unlabelled=unlabelled_features(cfg), state=state)
+    return state
+
+
+def summarise(res: dict, settings: dict, cfg: SeraConfig, start: float) -> dict:
     summary = {k: res[k] for k in ("ua", "wa", "f1", "per_seed", "per_fold", "val_ua", "best_epochs", "timing", "labels")}
-    return {**summary, "settings": settings, "seeds": cfg.train.seeds, "wall_minutes": (time.perf_counter() - t) / 60}
+    return {**summary, "settings": settings, "seeds": cfg.train.seeds, "wall_minutes": (time.perf_counter() - start) / 60}
+
+
+def run(corpus_name: str, settings: dict, seeds: int, quick: bool, tag: str) -> dict:
+    cfg = config(corpus_name, settings, seeds, quick)
+    corpus, folds = corpus_and_folds(cfg)
+    fs, _ = features(corpus, cfg)
+    t = time.perf_counter()
+    res = cross_validate(fs, corpus, folds, cfg, unlabelled=unlabelled_features(cfg),
+                         state=state_dir(f"{corpus_name}-{tag}", quick))
+    return summarise(res, settings, cfg, t)
+
+
+def across(source: str, target: str, seeds: int, quick: bool) -> dict:
+    """The full method trained on all of ``source`` (stage 1 on its audio, early stopping on its own
+    held-out speakers) and tested once on all of ``target``, over the emotions both share."""
+    sets = []
+    for name in (source, target):
+        cfg = config(name, {"data.classes": SHARED[name]}, seeds, quick)
+        corpus, _ = corpus_and_folds(cfg)
+        sets.append((corpus, cfg, features(corpus, cfg)[0]))  # each corpus normalised per speaker on its own
+    (corpus, cfg, fs_source), (_, _, fs_target) = sets
+    fold = Fold(f"{source} -> {target}", frozenset(u.id for u in fs_target.utts))
+    t = time.perf_counter()
+    res = cross_validate(fs_source + fs_target, corpus, [fold], cfg, state=state_dir(f"cross-{source}-{target}", quick))
+    return summarise(res, {"data.classes": SHARED[source]}, cfg, t)
 
 
 def parameters(cfg: SeraConfig) -> dict:
@@ -71,6 +101,11 @@ def markdown(r: dict) -> str:
         lines += [f"| {k} | {v['seeds']} | {pct(v['ua'])} | {pct(v['wa'])} | {pct(v['f1'])} | "
                   f"{v['timing']['stage1_seconds_per_epoch']:.1f} | {v['timing']['stage2_seconds_per_epoch']:.1f} |"
                   for k, v in main]
+    cross = r.get("parts", {}).get("cross")
+    if cross:
+        lines += ["", "Across corpora (6 shared emotions; trained on all of the first, tested on all of the second):", "",
+                  "| direction | seeds | UA | WA | macro-F1 |", "|---|---|---|---|---|"]
+        lines += [f"| {k} | {v['seeds']} | {pct(v['ua'])} | {pct(v['wa'])} | {pct(v['f1'])} |" for k, v in cross.items()]
     abl = r.get("parts", {}).get("ablations")
     if abl:
         lines += ["", "Ablations on RAVDESS (8 classes, 4 folds):", "", "| variant | seeds | UA | WA | macro-F1 |",
@@ -86,7 +121,7 @@ def markdown(r: dict) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--parts", default="ravdess,emodb,ablations")
+    ap.add_argument("--parts", default="ravdess,emodb,cross,ablations")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--ablation-seeds", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="a few speakers, few epochs: checks the harness only")
@@ -102,6 +137,11 @@ def main() -> None:
     for part in args.parts.split(","):
         if part in ("ravdess", "emodb"):
             parts[part] = run(part, {}, args.seeds, args.quick, "full")
+        elif part == "cross":
+            table = parts.setdefault("cross", {})
+            for a, b in (("ravdess", "emodb"), ("emodb", "ravdess")):
+                table[f"{a} -> {b}"] = across(a, b, args.seeds, args.quick)
+                publish()
         elif part == "ablations":
             table = parts.setdefault("ablations", {})
             for k, v in ABLATIONS.items():

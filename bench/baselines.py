@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import save  # noqa: E402
+from common import RUNS, SHARED, save  # noqa: E402
 
 from sera.config import SeraConfig  # noqa: E402
 from sera.data import Corpus  # noqa: E402
@@ -34,10 +34,6 @@ from sera.evaluate import metrics  # noqa: E402
 from sera.pipeline import apply_quick, corpus_and_folds, features  # noqa: E402
 from sera.probe import as_matrix, probe_predictions, utterance_embeddings  # noqa: E402
 
-RUNS = Path(__file__).resolve().parent / "runs"
-# The six emotions RAVDESS and EmoDB share, under one set of names (sera class maps)
-SHARED = {"ravdess": "neutral,happy,sad,angry,fearful,disgust",
-          "emodb": "neutral,happiness=happy,sadness=sad,anger=angry,fear=fearful,disgust"}
 
 
 def egemaps(corpus: Corpus) -> np.ndarray:

@@ -10,6 +10,10 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
+RUNS = Path(__file__).resolve().parent / "runs"  # resumable run state and feature stores (git-ignored)
+# The six emotions RAVDESS and EmoDB share, under one set of names (sera class maps), for cross-corpus runs
+SHARED = {"ravdess": "neutral,happy,sad,angry,fearful,disgust",
+          "emodb": "neutral,happiness=happy,sadness=sad,anger=angry,fear=fearful,disgust"}
 
 
 def machine() -> dict[str, object]:

@@ -106,6 +106,15 @@ def check_state(state: Path, cfg: SeraConfig) -> None:
         atomic_write_text(path, json.dumps(now, indent=2))
 
 
+def _peak_rss_mb() -> float | None:
+    """This process's peak resident memory so far (what training on a corpus needs), None on Windows."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
 def _mean_std(values: list[float]) -> dict:
     return {"mean": float(np.mean(values)), "std": float(np.std(values))}
 
@@ -168,6 +177,7 @@ def cross_validate(fs: FeatureSet, corpus: Corpus, folds: list[Fold], cfg: SeraC
             "stage1_seconds_per_epoch": float(np.mean([r.stage1_epoch_seconds for r in runs])),
             "stage2_seconds_per_epoch": float(np.mean([r.stage2_epoch_seconds for r in runs])),
             "total_seconds": float(sum(r.stage1_seconds + r.stage2_seconds for r in runs)),
+            "peak_rss_mb": _peak_rss_mb(),
         },
         "skipped": fs.skipped,
         "config": cfg.to_dict(),
