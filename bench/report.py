@@ -65,7 +65,8 @@ def mean(m) -> float:
     return m["mean"] if isinstance(m, dict) else m
 
 
-def markdown(table: dict, baselines: dict, adapter: dict, scaling: dict, extract: dict, demo: dict) -> str:
+def markdown(table: dict, baselines: dict, adapter: dict, scaling: dict, extract: dict, demo: dict,
+             whisper: dict) -> str:
     out = ["UA / WA / macro-F1 in %, speaker-independent folds, whisper-tiny.en, the 2-core CPU. "
            "sera: mean ± std over seeds where there are several (the seed count is in brackets); the baselines "
            "are deterministic.", "",
@@ -109,6 +110,15 @@ def markdown(table: dict, baselines: dict, adapter: dict, scaling: dict, extract
             out.append(f"| {method} | " + " | ".join(pct(cross[k][method]["ua"], seeds_of(cross[k][method]))
                                                      if method in cross[k] else ""
                                                      for k in cross) + " |")
+    padding = whisper.get("modes", {})
+    if padding:
+        out += ["", "Whisper at the clip's real length (sera's default) against padded to 30 s (transformers' "
+                    "WhisperModel), RAVDESS, speaker-normalised features:", "",
+                "| Whisper input | encoder real-time factor | linear probe UA (all folds) | sera UA (folds) |",
+                "|---|---|---|---|"]
+        for mode, r in padding.items():
+            out.append(f"| {mode} | {r['encoder_rtf']:.4f} | {pct(r['probe']['ua'])} | "
+                       f"{pct(r['sera']['ua'], seeds_of(r['sera']))} ({len(r['sera_folds'])}) |")
     speed = []
     if extract:
         speed.append(f"| feature extraction, real-time factor | {extract['pipeline_rtf']:.4f} | bare encoder "
@@ -135,18 +145,19 @@ def markdown(table: dict, baselines: dict, adapter: dict, scaling: dict, extract
 
 def chart(table: dict, path: Path) -> None:
     """UA per method and corpus, with the std over seeds as error bars."""
-    methods = [m for m in table if not m.startswith("sera, ")]  # the main methods; ablations stay in the table
+    methods = [m for m in table if not m.startswith("sera, ") or m == "sera, full method"]  # ablations: table only
     fig, ax = plt.subplots(figsize=(8, 3.6))
     width = 0.8 / len(CORPORA)
     for j, c in enumerate(CORPORA):
         vals = [table[m].get(c) for m in methods]
         x = [i + (j - (len(CORPORA) - 1) / 2) * width for i in range(len(methods))]
-        ax.bar(x, [100 * mean(v["ua"]) if v else 0 for v in vals], width,
-               yerr=[100 * v["ua"]["std"] if v and isinstance(v["ua"], dict) else 0 for v in vals],
-               capsize=3, label=CORPORA[c])
+        heights = [100 * mean(v["ua"]) if v else 0 for v in vals]
+        bars = ax.bar(x, heights, width, label=CORPORA[c],
+                      yerr=[100 * v["ua"]["std"] if v and isinstance(v["ua"], dict) else 0 for v in vals], capsize=3)
+        ax.bar_label(bars, [f"{h:.1f}" if h else "" for h in heights], fontsize=7, padding=2)
     ax.set_xticks(range(len(methods)), [m.replace(", ", ",\n") for m in methods], fontsize=8)
     ax.set_ylabel("UA (%)")
-    ax.set_ylim(0, 100)
+    ax.set_ylim(0, 105)
     ax.set_title("Unweighted accuracy per method (speaker-independent folds)")
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(axis="y", alpha=0.3)
@@ -162,7 +173,8 @@ def main() -> None:
     q = args.quick
     baselines, adapter = load("baselines", q), load("adapter", q)
     table = rows(baselines, adapter)
-    text = markdown(table, baselines, adapter, load("scaling", q), load("extract_speed", q), load("demo_latency", q))
+    text = markdown(table, baselines, adapter, load("scaling", q), load("extract_speed", q), load("demo_latency", q),
+                    load("whisper_padding", q))
     suffix = "-quick" if q else ""
     (RESULTS / f"summary{suffix}.md").write_text(text)
     chart(table, RESULTS / f"ua_by_method{suffix}.png")

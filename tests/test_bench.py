@@ -22,7 +22,7 @@ def test_quick_bench_runs_every_script_and_reports(data_root, whisper_path, feat
                          capture_output=True, text=True, timeout=1500)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     load = lambda name: json.loads((RESULTS / f"{name}-quick.json").read_text())  # noqa: E731
-    for name in ("extract_speed", "baselines", "adapter", "scaling", "demo_latency"):
+    for name in ("extract_speed", "baselines", "adapter", "whisper_padding", "scaling", "demo_latency"):
         r = load(name)
         assert r["commit"] and r["machine"]["cpu_cores"] >= 1, name
     base = load("baselines")
@@ -34,9 +34,12 @@ def test_quick_bench_runs_every_script_and_reports(data_root, whisper_path, feat
     assert {"ravdess", "emodb", "cross", "ablations"} <= set(parts) and len(parts["ablations"]) == 8
     assert set(parts["cross"]) == {"ravdess -> emodb", "emodb -> ravdess"}
     assert all(0.0 <= r["ua"]["mean"] <= 1.0 for r in parts["ablations"].values())
+    modes = load("whisper_padding")["modes"]
+    assert set(modes) == {"real length", "padded to 30 s"}
+    assert modes["padded to 30 s"]["encoder_rtf"] > modes["real length"]["encoder_rtf"]  # 30 s of input per clip
     rows = load("scaling")["rows"]
     assert [round(r["seconds"]) for r in rows] == [4, 10, 30] and rows[-1]["windows"] == 3
     summary = (RESULTS / "summary-quick.md").read_text()
-    for method in ("eGeMAPS + SVM", "linear probe", "sera, full method", "no stage 1", "predict 30 s"):
+    for method in ("eGeMAPS + SVM", "linear probe", "sera, full method", "no stage 1", "predict 30 s", "padded to 30 s"):
         assert method in summary, method
     assert (RESULTS / "ua_by_method-quick.png").stat().st_size > 10_000
