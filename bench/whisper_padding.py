@@ -17,14 +17,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from adapter import state_dir, summarise  # noqa: E402
+from adapter import config, state_dir, summarise  # noqa: E402
 from common import save  # noqa: E402
 
 from sera.audio import load_audio  # noqa: E402
-from sera.config import SeraConfig  # noqa: E402
 from sera.encoders import Encoder  # noqa: E402
 from sera.evaluate import cross_validate  # noqa: E402
-from sera.pipeline import apply_quick, corpus_and_folds, features  # noqa: E402
+from sera.pipeline import corpus_and_folds, features  # noqa: E402
 from sera.probe import as_matrix, probe_cv, utterance_embeddings  # noqa: E402
 
 TIMED_CLIPS = 40  # encoder time is the median over this many clips, both ways on the same clips
@@ -37,9 +36,7 @@ def main() -> None:
     args = ap.parse_args()
     result: dict = {"quick": args.quick, "modes": {}}
     for mode in ("real length", "padded to 30 s"):
-        cfg = SeraConfig().updated({"data.corpus": "ravdess", "encoder.whisper_padded": mode != "real length"})
-        if args.quick:
-            cfg = apply_quick(cfg).updated({"train.pretrain_epochs": 1, "train.finetune_epochs": 3})
+        cfg = config("ravdess", {"encoder.whisper_padded": mode != "real length"}, 1, args.quick)
         corpus, folds = corpus_and_folds(cfg)
         if args.quick:  # half of the quick speakers: padded extraction is 8x slower
             keep = set(corpus.speakers[:4])
