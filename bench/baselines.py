@@ -13,7 +13,6 @@ bench/results/baselines.json; eGeMAPS features are kept under bench/runs/egemaps
 from __future__ import annotations
 
 import argparse
-import copy
 import sys
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from common import RUNS, SHARED, save  # noqa: E402
 from sera.config import SeraConfig  # noqa: E402
 from sera.data import Corpus  # noqa: E402
 from sera.evaluate import metrics  # noqa: E402
+from sera.normalise import normalise  # noqa: E402
 from sera.pipeline import apply_quick, corpus_and_folds, features  # noqa: E402
 from sera.probe import as_matrix, probe_predictions, utterance_embeddings  # noqa: E402
 
@@ -77,14 +77,10 @@ def inputs(corpus_name: str, quick: bool, classes: str = "") -> dict:
     cfg = apply_quick(cfg) if quick else cfg
     corpus, folds = corpus_and_folds(cfg)
     fs, _ = features(corpus, cfg)
-    spk_cfg = copy.deepcopy(cfg)
-    spk_cfg.data.normalise = "speaker"
-    fs_spk, _ = features(corpus, spk_cfg, progress=False)
-    by_id = {u.id: i for i, u in enumerate(fs.utts)}  # features() may skip broken files: follow its order
-    kept = corpus.subset(fs.utts)
+    fs_spk = normalise(fs, "speaker")  # what features() returns with data.normalise = "speaker", without a second read
+    kept = corpus.subset(fs.utts)  # features() may skip broken files: follow its order
     speakers = [u.speaker for u in fs.utts]
     gem = egemaps(kept)
-    assert [u.id for u in kept.utterances] == list(by_id)
     return {
         "corpus": kept, "folds": folds, "y": fs.labels.numpy(), "speakers": np.array(speakers),
         "X": {"eGeMAPS + SVM": gem, "eGeMAPS + SVM, speaker-normalised": speaker_standardise(gem, speakers),

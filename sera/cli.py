@@ -260,12 +260,13 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     corpus = load_corpus(cfg.data)
-    if process_share()[0] == 0:
+    main_process = process_share()[0] == 0  # under torchrun, rank 0 speaks for all
+    if main_process:
         print(corpus.summary(), file=sys.stderr)
     encoder = Encoder(cfg.encoder)
     cache = FeatureCache(cfg.cache_dir, encoder.key)
     report = extract(corpus.utterances, encoder, cache, cfg.audio, progress=not args.no_progress)
-    if process_share()[0] == 0:  # under torchrun, rank 0 speaks for all
+    if main_process:
         print(report.summary())
         print(f"cache: {cache.dir} ({cache.size_bytes() / 1e9:.2f} GB)")
     return 0

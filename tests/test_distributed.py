@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import write_audio
-from test_hardening import same_up_to_rounding
+from test_hardening import cache_entries, same_up_to_rounding
 
 HERE = Path(__file__).resolve().parent
 TORCHRUN = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
@@ -37,8 +37,6 @@ def test_two_cpu_processes_train_in_step(tmp_path):
 
 @needs_torchrun
 def test_two_processes_extract_a_share_each_into_the_same_cache(tmp_path, tiny_hubert):
-    from sera.cache import FeatureCache
-
     for i in range(40):
         write_audio(tmp_path / "data" / ("happy" if i % 2 else "sad") / f"spk{i % 4}_{i}.wav", 1.0 + i % 3, seed=i)
     args = ["extract", "--corpus", str(tmp_path / "data"), "--encoder", str(tiny_hubert), "--no-progress"]
@@ -51,11 +49,6 @@ def test_two_processes_extract_a_share_each_into_the_same_cache(tmp_path, tiny_h
     assert two.stdout.count("40 files: 40 extracted, 0 already cached, 0 failed") == 1  # rank 0 reports for all
     assert "2 processes extracted 20 + 20" in two.stdout
 
-    def entries(root: Path) -> dict:
-        key = next((root / "features").iterdir()).name
-        cache = FeatureCache(root, key)
-        return {p.stem: cache.get(p.stem) for p in (root / "features" / key).rglob("*.safetensors")}
-
-    a, b = entries(tmp_path / "one"), entries(tmp_path / "two")
+    a, b = cache_entries(tmp_path / "one"), cache_entries(tmp_path / "two")
     assert len(a) == 40 and a.keys() == b.keys()
     assert all(same_up_to_rounding(a[k], b[k]) for k in a)

@@ -214,7 +214,8 @@ def _popen(*args: str) -> subprocess.Popen:
                             text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
 
 
-def _entries(cache: Path) -> dict[str, torch.Tensor]:
+def cache_entries(cache: Path) -> dict[str, torch.Tensor]:
+    """Every entry of a feature cache folder by digest; each must verify (none half-written)."""
     key = next((cache / "features").iterdir()).name
     fc = FeatureCache(cache, key)
     out = {}
@@ -230,17 +231,17 @@ def test_extract_killed_midway_resumes_to_the_same_cache(tmp_path, tiny_hubert):
         write_audio(tmp_path / "data" / ("happy" if i % 2 else "sad") / f"spk{i % 8}_{i}.wav", 3.0, seed=i)
     common = ["--corpus", str(tmp_path / "data"), "--encoder", str(tiny_hubert), "--no-progress"]
     assert sera("extract", *common, "--cache", str(tmp_path / "whole")).returncode == 0
-    whole = _entries(tmp_path / "whole")
+    whole = cache_entries(tmp_path / "whole")
 
     cache = tmp_path / "killed"
     proc = _popen("extract", *common, "--cache", str(cache))
     _kill_when(proc, lambda: len(list(cache.rglob("*.safetensors"))) >= 1)
-    survived = _entries(cache)  # everything under a final name is complete
+    survived = cache_entries(cache)  # everything under a final name is complete
     assert 0 < len(survived) < 160
     rerun = sera("extract", *common, "--cache", str(cache))
     assert rerun.returncode == 0, rerun.stderr
     assert f"{160 - len(survived)} extracted, {len(survived)} already cached" in rerun.stdout
-    resumed = _entries(cache)
+    resumed = cache_entries(cache)
     assert resumed.keys() == whole.keys()
     assert all(same_up_to_rounding(resumed[k], whole[k]) for k in whole)
 
