@@ -3,7 +3,10 @@ over several seeds, across corpora (train on one, test on the other, 6 shared em
 ablation table on RAVDESS, seconds per epoch of both stages, and trainable parameters against
 the encoder's.
 
-    python bench/adapter.py [--parts ravdess,emodb,cross,ablations] [--seeds 3] [--ablation-seeds 3] [--quick]
+    python bench/adapter.py [--parts ravdess,emodb,cross,ablations,final] [--seeds 3] [--ablation-seeds 3] [--quick]
+
+The "final" part times what `make reproduce` ends with, both stages on all RAVDESS speakers, in a
+process of its own, and reports that process's peak memory beside the size of the features it holds.
 
 Each part's runs keep their state under bench/runs/ (a rerun resumes) and its figures are merged
 into bench/results/adapter.json and adapter.md as soon as the part ends.
@@ -14,6 +17,8 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -82,6 +87,36 @@ def across(source: str, target: str, seeds: int, quick: bool) -> dict:
     return summarise(res, {"data.classes": SHARED[source]}, cfg, t)
 
 
+def final_training(epochs: int, quick: bool) -> dict:
+    """Run in a child process (``--final-child``): nothing the parent holds counts towards its peak memory."""
+    import resource
+
+    from sera.train import finetune, pretrain
+
+    cfg = config("ravdess", {}, 1, quick)
+    corpus, _ = corpus_and_folds(cfg)
+    fs, _ = features(corpus, cfg, progress=False)
+    L, _, D = fs.feats[0].shape
+    t0 = time.perf_counter()  # the two stages of pipeline.train_final, timed apart
+    init, attrs, _ = pretrain(fs, cfg, L, D, progress=False)
+    t1 = time.perf_counter()
+    finetune(fs, None, cfg, L, D, len(corpus.labels), init=init, attrs=attrs, epochs=epochs, progress=False)
+    t2 = time.perf_counter()
+    return {"speakers": len(corpus.speakers), "utterances": len(fs), "stage1_epochs": cfg.train.pretrain_epochs,
+            "stage2_epochs": epochs, "train_seconds": t2 - t0,
+            "stage1_seconds_per_epoch": (t1 - t0) / cfg.train.pretrain_epochs, "stage2_seconds_per_epoch": (t2 - t1) / epochs,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "features_mb": sum(f.numel() * f.element_size() for f in fs.feats) / 2**20}
+
+
+def final(parts: dict, quick: bool) -> dict:
+    from sera.pipeline import final_epochs
+
+    best = parts.get("ravdess", {}).get("best_epochs") or [3 if quick else 12]
+    cmd = [sys.executable, __file__, "--final-child", str(final_epochs(best))] + (["--quick"] if quick else [])
+    return json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
+
+
 def parameters(cfg: SeraConfig) -> dict:
     encoder = Encoder(cfg.encoder)
     L, D = encoder.num_layers, encoder.dim
@@ -111,6 +146,12 @@ def markdown(r: dict) -> str:
         lines += ["", "Ablations on RAVDESS (8 classes, 4 folds):", "", "| variant | seeds | UA | WA | macro-F1 |",
                   "|---|---|---|---|---|"]
         lines += [f"| {k} | {v['seeds']} | {pct(v['ua'])} | {pct(v['wa'])} | {pct(v['f1'])} |" for k, v in abl.items()]
+    fin = r.get("parts", {}).get("final")
+    if fin:
+        lines += ["", f"Final model on all {fin['speakers']} RAVDESS speakers ({fin['utterances']} clips; stage 1 "
+                  f"{fin['stage1_epochs']} epochs of {fin['stage1_seconds_per_epoch']:.1f} s, stage 2 {fin['stage2_epochs']} "
+                  f"of {fin['stage2_seconds_per_epoch']:.1f} s): {fin['train_seconds']:.0f} s, "
+                  f"peak memory {fin['peak_rss_mb']:.0f} MB (its features take {fin['features_mb']:.0f} MB of it)."]
     if "parameters" in r:
         p = r["parameters"]
         lines += ["", f"Trainable parameters: stage 1 {p['stage1_trainable'] / 1e6:.2f} M, stage 2 "
@@ -121,11 +162,15 @@ def markdown(r: dict) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--parts", default="ravdess,emodb,cross,ablations")
+    ap.add_argument("--parts", default="ravdess,emodb,cross,ablations,final")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--ablation-seeds", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="a few speakers, few epochs: checks the harness only")
+    ap.add_argument("--final-child", type=int, metavar="EPOCHS", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.final_child:
+        print(json.dumps(final_training(args.final_child, args.quick)), flush=True)
+        return
     name = "adapter-quick" if args.quick else "adapter"
     path = RESULTS / f"{name}.json"
     result = json.loads(path.read_text()) if path.is_file() else {}
@@ -147,6 +192,8 @@ def main() -> None:
             for k, v in ABLATIONS.items():
                 table[k] = run("ravdess", v, args.ablation_seeds, args.quick, "full" if not v else k.replace(" ", "-"))
                 publish()
+        elif part == "final":
+            parts["final"] = final(parts, args.quick)
         else:
             raise SystemExit(f"unknown part {part!r}")
         publish()

@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -210,12 +210,15 @@ def extract(
 
 
 def load_features(
-    utterances: Iterable[Utterance], cache: FeatureCache, progress: bool = False
+    utterances: Iterable[Utterance], cache: FeatureCache, progress: bool = False,
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[list[Utterance], list[torch.Tensor], list[tuple[str, str]]]:
     """(kept utterances, their float16 features, skipped (path, problem)) for training.
 
     Files that extraction reported broken are skipped with their problem; files never
-    extracted are an error, since training on a silent subset would mislead.
+    extracted are an error, since training on a silent subset would mislead. ``transform``
+    (e.g. frame-rate reduction) runs on each entry as it is read, so that the full-rate
+    features of a whole corpus are never in memory at once.
     """
     kept, feats, skipped, missing = [], [], [], []
     for u in tqdm(list(utterances), desc="load features", unit="file", disable=not progress):
@@ -227,7 +230,7 @@ def load_features(
         hidden = cache.get(digest)
         if hidden is not None:
             kept.append(u)
-            feats.append(hidden)
+            feats.append(transform(hidden) if transform is not None else hidden)
         elif (problem := cache.failure(digest)) is not None:
             skipped.append((str(u.path), problem))
         else:

@@ -58,7 +58,7 @@ def run_fold(fs: FeatureSet, fold: Fold, cfg: SeraConfig, num_classes: int, prog
              unlabelled: FeatureSet | None = None, state: Path | None = None) -> FoldResult:
     """Stage 1 on the training folds' audio (plus ``unlabelled`` audio of other corpora, never the
     test fold's), stage 2, then the test fold once. With ``state``, stage 1's result is kept there
-    and reused by a rerun."""
+    and reused by a rerun, and a stage killed part-way goes on from its last finished epoch."""
     test_ids = fold.test_ids
     train_idx = [i for i, u in enumerate(fs.utts) if u.id not in test_ids]
     test_idx = [i for i, u in enumerate(fs.utts) if u.id in test_ids]
@@ -70,7 +70,8 @@ def run_fold(fs: FeatureSet, fold: Fold, cfg: SeraConfig, num_classes: int, prog
     t1 = time.perf_counter()
     fit_idx, val_idx = carve_validation(fs, train_idx, cfg.train.val_speakers, cfg.seed)
     model, history = finetune(fs.subset(fit_idx), fs.subset(val_idx) if val_idx else None, cfg, L, D, num_classes,
-                              init=init, attrs=attrs, progress=progress)
+                              init=init, attrs=attrs, progress=progress,
+                              resume=state / "stage2-progress.pt" if state else None)
     t2 = time.perf_counter()
     test = fs.subset(test_idx)
     pred = predict_proba(model, test).argmax(1).numpy()

@@ -78,7 +78,8 @@ def train_final(fs: FeatureSet, cfg: SeraConfig, num_classes: int, epochs: int, 
     init = attrs = None
     if uses_stage1(cfg):
         init, attrs = stage1(fs, cfg, progress, state / "final" / "adapter" if state else None, unlabelled)
-    model, _ = finetune(fs, None, cfg, L, D, num_classes, init=init, attrs=attrs, epochs=epochs, progress=progress)
+    model, _ = finetune(fs, None, cfg, L, D, num_classes, init=init, attrs=attrs, epochs=epochs, progress=progress,
+                        resume=state / "final" / "stage2-progress.pt" if state else None)
     return model, final_attributes(model, fs, cfg, attrs)
 
 

@@ -7,6 +7,7 @@ held in memory as float16, and batched by length so that little compute goes to 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from .cache import FeatureCache, load_features
 from .checkpoint import load_adapter, save_adapter
 from .config import SeraConfig
 from .data import Corpus, Utterance
+from .io import atomic_write
 from .model import EmotionClassifier, LocalAttributes, TeacherStudent, span_mask
 from .normalise import Stats
 
@@ -63,10 +65,10 @@ class FeatureSet:
 
 
 def load_feature_set(corpus: Corpus, cache: FeatureCache, stride: int, progress: bool = False) -> FeatureSet:
-    utts, feats, skipped = load_features(corpus.utterances, cache, progress=progress)
+    utts, feats, skipped = load_features(corpus.utterances, cache, progress, lambda h: reduce_frames(h, stride))
     index = {c: i for i, c in enumerate(corpus.labels)}
     labels = torch.tensor([index[u.label] for u in utts], dtype=torch.long)
-    return FeatureSet(utts, [reduce_frames(f, stride) for f in feats], labels, skipped, cache.encoder_key)
+    return FeatureSet(utts, feats, labels, skipped, cache.encoder_key)
 
 
 def collate(fs: FeatureSet, idx: list[int], max_frames: int | None = None, generator: torch.Generator | None = None):
@@ -136,6 +138,38 @@ def _generators(seed: int, acc) -> tuple[torch.Generator, torch.Generator]:
             torch.Generator().manual_seed(seed + 7919 * acc.process_index + 1))
 
 
+class EpochState:
+    """What a stage needs to go on after its last finished epoch, kept in one file per rank (the
+    ranks' own generators differ). Written atomically at every epoch's end and removed when the
+    stage returns; a rerun of a killed stage picks up there and ends with the same weights."""
+
+    def __init__(self, path: Path | None, acc, generators: tuple[torch.Generator, torch.Generator]):
+        self.path = None if path is None else path.with_name(f"{path.stem}.rank{acc.process_index}{path.suffix}")
+        self.generators = generators
+
+    def load(self) -> dict | None:
+        if self.path is None or not self.path.is_file():
+            return None
+        try:
+            state = torch.load(self.path, weights_only=True)  # tensors and plain containers only: no code runs
+        except Exception as e:  # a convenience, never a reason to stop: the stage starts over
+            warnings.warn(f"{self.path}: unreadable ({e}); the stage starts over", stacklevel=2)
+            return None
+        torch.set_rng_state(state.pop("rng"))
+        for g, s in zip(self.generators, state.pop("generators")):
+            g.set_state(s)
+        return state
+
+    def save(self, **state) -> None:
+        if self.path is not None:
+            state.update(rng=torch.get_rng_state(), generators=[g.get_state() for g in self.generators])
+            atomic_write(self.path, lambda tmp: torch.save(state, tmp))
+
+    def done(self) -> None:
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+
+
 def uses_stage1(cfg: SeraConfig) -> bool:
     """Stage 1 runs unless switched off, left with no loss term, or given no epochs."""
     tc = cfg.train
@@ -186,9 +220,11 @@ def final_attributes(model: EmotionClassifier, fs: FeatureSet, cfg: SeraConfig,
 
 def pretrain(
     fs: FeatureSet, cfg: SeraConfig, num_layers: int, dim: int, progress: bool = True,
-    log: Callable[[dict], None] | None = None,
+    log: Callable[[dict], None] | None = None, resume: Path | None = None,
 ) -> tuple[TeacherStudent, LocalAttributes, list[dict]]:
-    """Stage 1: the student learns from the EMA teacher on unlabelled frames. Returns model, clusters, history."""
+    """Stage 1: the student learns from the EMA teacher on unlabelled frames. Returns model, clusters, history.
+
+    With ``resume`` (a file) the state at every epoch's end is kept there, and a rerun goes on from it."""
     tc, mc = cfg.train, cfg.model
     acc = make_accelerator()
     device = acc.device
@@ -198,13 +234,19 @@ def pretrain(
     attrs = LocalAttributes(mc.num_attributes)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
+    history, step, start = [], 0, 0
+    saved = EpochState(resume, acc, (shared, local))
+    if (state := saved.load()) is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        attrs.centroids, attrs.refits, attrs.changed = state["centroids"], state["refits"], state["changed"]
+        history, step, start = state["history"], state["step"], state["epoch"]
     wrapped, opt = acc.prepare(model, opt)
     n_batches = len(rank_batches(length_batches(fs.lengths, tc.batch_size), acc))
     total = max(1, tc.pretrain_epochs * n_batches)
-    history, step = [], 0
-    bar = tqdm(total=total, desc="stage 1", unit="step", disable=not (progress and acc.is_main_process),
-               dynamic_ncols=True, mininterval=1.0)
-    for epoch in range(tc.pretrain_epochs):
+    bar = tqdm(total=total, initial=step, desc="stage 1", unit="step",
+               disable=not (progress and acc.is_main_process), dynamic_ncols=True, mininterval=1.0)
+    for epoch in range(start, tc.pretrain_epochs):
         sums = torch.zeros(2, device=device)  # distill, attributes
         for idx in rank_batches(length_batches(fs.lengths, tc.batch_size, shared), acc):
             if tc.attributes and step % tc.refresh_every == 0:
@@ -235,9 +277,12 @@ def pretrain(
             record["attributes_changed"] = attrs.changed[-1]
         history.append(record)
         bar.set_postfix_str(" ".join(f"{k} {v:.3f}" for k, v in record.items() if k not in ("epoch", "kmeans_refits")))
+        saved.save(model=model.state_dict(), opt=opt.state_dict(), centroids=attrs.centroids, refits=attrs.refits,
+                   changed=attrs.changed, history=history, step=step, epoch=epoch + 1)
         if log:
             log({"stage": 1, **record})
     bar.close()
+    saved.done()
     return model, attrs, history
 
 
@@ -250,7 +295,8 @@ def stage1(fs: FeatureSet, cfg: SeraConfig, progress: bool = True, saved: Path |
         return init, attrs
     fs = fs + unlabelled if unlabelled is not None else fs
     L, _, D = fs.feats[0].shape
-    init, attrs, _ = pretrain(fs, cfg, L, D, progress=progress)
+    resume = saved.with_name(f"{saved.name}-progress.pt") if saved is not None else None
+    init, attrs, _ = pretrain(fs, cfg, L, D, progress=progress, resume=resume)
     if saved is not None:
         save_adapter(saved, init, attrs, cfg, fs.key, L, D)
     return init, attrs
@@ -304,11 +350,12 @@ def unweighted_accuracy(y: np.ndarray, pred: np.ndarray, num_classes: int) -> fl
 def finetune(
     train: FeatureSet, val: FeatureSet | None, cfg: SeraConfig, num_layers: int, dim: int, num_classes: int,
     init: TeacherStudent | None = None, attrs: LocalAttributes | None = None, epochs: int | None = None,
-    progress: bool = True, log: Callable[[dict], None] | None = None,
+    progress: bool = True, log: Callable[[dict], None] | None = None, resume: Path | None = None,
 ) -> tuple[EmotionClassifier, list[dict]]:
     """Stage 2: backbone (from stage 1 when given) + SAP + classifier, early-stopped on ``val`` UA.
 
     Without ``val`` it trains a fixed number of ``epochs`` (the final model on all speakers).
+    ``resume``: as in ``pretrain``.
     """
     tc, mc = cfg.train, cfg.model
     acc = make_accelerator()
@@ -330,15 +377,22 @@ def finetune(
     rest = [p for n, p in model.named_parameters() if not n.startswith("backbone.")]
     opt = torch.optim.AdamW([{"params": backbone, "scale": backbone_lr}, {"params": rest, "scale": 1.0}],
                             lr=tc.lr, weight_decay=tc.weight_decay)
+    best = (-1.0, 0, None)  # (val UA, epoch, state)
+    history, step, start = [], 0, 0
+    saved = EpochState(resume, acc, (shared, local))
+    if (state := saved.load()) is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        best, history, step, start = tuple(state["best"]), state["history"], state["step"], state["epoch"]
     wrapped, opt = acc.prepare(model, opt)
     epochs = epochs or tc.finetune_epochs
     n_batches = len(rank_batches(length_batches(train.lengths, tc.batch_size), acc))
     total = max(1, epochs * n_batches)
-    best = (-1.0, 0, None)  # (val UA, epoch, state)
-    history, step = [], 0
-    bar = tqdm(total=epochs, desc="stage 2", unit="epoch", disable=not (progress and acc.is_main_process),
-               dynamic_ncols=True)
-    for epoch in range(epochs):
+    bar = tqdm(total=epochs, initial=start, desc="stage 2", unit="epoch",
+               disable=not (progress and acc.is_main_process), dynamic_ncols=True)
+    for epoch in range(start, epochs):
+        if val is not None and epoch - best[1] >= tc.patience:  # early stopping
+            break
         model.train()
         total_loss = torch.zeros((), device=device)
         for idx in rank_batches(length_batches(train.lengths, tc.batch_size, shared), acc):
@@ -368,11 +422,12 @@ def finetune(
         history.append(record)
         bar.update(1)
         bar.set_postfix_str(" ".join(f"{k} {v:.3f}" for k, v in record.items() if k != "epoch"))
+        saved.save(model=model.state_dict(), opt=opt.state_dict(), best=list(best), history=history, step=step,
+                   epoch=epoch + 1)
         if log:
             log({"stage": 2, **record})
-        if val is not None and epoch + 1 - best[1] >= tc.patience:
-            break
     bar.close()
+    saved.done()
     if best[2] is not None:
         model.load_state_dict(best[2])
     model.eval()

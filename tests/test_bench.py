@@ -31,7 +31,8 @@ def test_quick_bench_runs_every_script_and_reports(data_root, whisper_path, feat
         assert all(0.0 <= m["ua"] <= 1.0 for m in base["within"][corpus].values())
     assert set(base["cross_corpus"]) == {"ravdess -> emodb", "emodb -> ravdess"}
     parts = load("adapter")["parts"]
-    assert {"ravdess", "emodb", "cross", "ablations"} <= set(parts) and len(parts["ablations"]) == 8
+    assert {"ravdess", "emodb", "cross", "ablations", "final"} <= set(parts) and len(parts["ablations"]) == 8
+    assert parts["final"]["peak_rss_mb"] > parts["final"]["features_mb"] > 0 and parts["final"]["train_seconds"] > 0
     assert set(parts["cross"]) == {"ravdess -> emodb", "emodb -> ravdess"}
     assert all(0.0 <= r["ua"]["mean"] <= 1.0 for r in parts["ablations"].values())
     modes = load("whisper_padding")["modes"]
@@ -40,6 +41,7 @@ def test_quick_bench_runs_every_script_and_reports(data_root, whisper_path, feat
     rows = load("scaling")["rows"]
     assert [round(r["seconds"]) for r in rows] == [4, 10, 30] and rows[-1]["windows"] == 3
     summary = (RESULTS / "summary-quick.md").read_text()
-    for method in ("eGeMAPS + SVM", "linear probe", "sera, full method", "no stage 1", "predict 30 s", "padded to 30 s"):
+    for method in ("eGeMAPS + SVM", "linear probe", "sera, full method", "no stage 1", "predict 30 s", "padded to 30 s",
+                   "training on all RAVDESS"):
         assert method in summary, method
     assert (RESULTS / "ua_by_method-quick.png").stat().st_size > 10_000
