@@ -1,4 +1,4 @@
-"""The training loop runs unchanged under torchrun: 2 CPU processes (gloo) train in step."""
+"""The training loop runs unchanged under torchrun: 2 CPU processes (gloo) train in step, and resume in step."""
 
 import json
 import os
@@ -33,6 +33,9 @@ def test_two_cpu_processes_train_in_step(tmp_path):
         assert torch.allclose(a[k], b[k], atol=1e-6), k
     assert infos[0]["stage1"] == infos[1]["stage1"]  # losses are reduced over ranks before logging
     assert infos[0]["stage2"] == infos[1]["stage2"]
+    for info in infos:  # each rank kept its own epoch state, resumed from it, and removed it when done
+        assert info["kept_when_killed"] == ["stage1.rank0.pt", "stage1.rank1.pt"] and info["left_at_the_end"] == []
+        assert info["stage1"] == info["uninterrupted_stage1"]
 
 
 @needs_torchrun
