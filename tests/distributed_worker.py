@@ -12,7 +12,6 @@ from toy import small_cfg, toy_features
 from sera.train import finetune, make_accelerator, pretrain
 
 
-
 class Killed(Exception):
     pass
 
