@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import statistics
+from collections.abc import Callable
 from pathlib import Path
 
 from .cache import FeatureCache, extract
@@ -70,16 +71,18 @@ def unlabelled_features(cfg: SeraConfig, progress: bool = True) -> FeatureSet | 
 
 
 def train_final(fs: FeatureSet, cfg: SeraConfig, num_classes: int, epochs: int, progress: bool = True,
-                unlabelled: FeatureSet | None = None, state: Path | None = None):
+                unlabelled: FeatureSet | None = None, state: Path | None = None,
+                log: Callable[[dict], None] | None = None):
     """Both stages on every speaker, stage 2 for a fixed number of epochs (chosen by cross-validation).
+    ``log`` gets each epoch's record of either stage.
 
     Returns the classifier and its frames' local attributes (for the pictures)."""
     L, _, D = fs.feats[0].shape
     init = attrs = None
     if uses_stage1(cfg):
-        init, attrs = stage1(fs, cfg, progress, state / "final" / "adapter" if state else None, unlabelled)
+        init, attrs = stage1(fs, cfg, progress, state / "final" / "adapter" if state else None, unlabelled, log)
     model, _ = finetune(fs, None, cfg, L, D, num_classes, init=init, attrs=attrs, epochs=epochs, progress=progress,
-                        resume=state / "final" / "stage2-progress.pt" if state else None)
+                        log=log, resume=state / "final" / "stage2-progress.pt" if state else None)
     return model, final_attributes(model, fs, cfg, attrs)
 
 

@@ -139,15 +139,18 @@ def _generators(seed: int, acc) -> tuple[torch.Generator, torch.Generator]:
 
 
 class EpochState:
-    """What a stage needs to go on after its last finished epoch, kept in one file per rank (the
-    ranks' own generators differ). Written atomically at every epoch's end and removed when the
-    stage returns; a rerun of a killed stage picks up there and ends with the same weights."""
+    """What a stage needs to go on after its last finished epoch: the model, the optimiser, the
+    random generators and the stage's own extras. One file per rank (the ranks' own generators
+    differ), written atomically at every epoch's end and removed when the stage returns; a rerun
+    of a killed stage picks up there and ends with the same weights."""
 
-    def __init__(self, path: Path | None, acc, generators: tuple[torch.Generator, torch.Generator]):
+    def __init__(self, path: Path | None, acc, model: torch.nn.Module, opt: torch.optim.Optimizer,
+                 generators: tuple[torch.Generator, torch.Generator]):
         self.path = None if path is None else path.with_name(f"{path.stem}.rank{acc.process_index}{path.suffix}")
-        self.generators = generators
+        self.model, self.opt, self.generators = model, opt, generators
 
     def load(self) -> dict | None:
+        """Put the saved model, optimiser and generators back; returns the extras (None: start afresh)."""
         if self.path is None or not self.path.is_file():
             return None
         try:
@@ -155,14 +158,17 @@ class EpochState:
         except Exception as e:  # a convenience, never a reason to stop: the stage starts over
             warnings.warn(f"{self.path}: unreadable ({e}); the stage starts over", stacklevel=2)
             return None
+        self.model.load_state_dict(state.pop("model"))
+        self.opt.load_state_dict(state.pop("opt"))
         torch.set_rng_state(state.pop("rng"))
         for g, s in zip(self.generators, state.pop("generators")):
             g.set_state(s)
         return state
 
-    def save(self, **state) -> None:
+    def save(self, **extras) -> None:
         if self.path is not None:
-            state.update(rng=torch.get_rng_state(), generators=[g.get_state() for g in self.generators])
+            state = {**extras, "model": self.model.state_dict(), "opt": self.opt.state_dict(),
+                     "rng": torch.get_rng_state(), "generators": [g.get_state() for g in self.generators]}
             atomic_write(self.path, lambda tmp: torch.save(state, tmp))
 
     def done(self) -> None:
@@ -234,16 +240,16 @@ def pretrain(
     attrs = LocalAttributes(mc.num_attributes)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
-    history, step, start = [], 0, 0
-    saved = EpochState(resume, acc, (shared, local))
+    history = []
+    saved = EpochState(resume, acc, model, opt, (shared, local))
     if (state := saved.load()) is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
         attrs.centroids, attrs.refits, attrs.changed = state["centroids"], state["refits"], state["changed"]
-        history, step, start = state["history"], state["step"], state["epoch"]
+        history = state["history"]
     wrapped, opt = acc.prepare(model, opt)
     n_batches = len(rank_batches(length_batches(fs.lengths, tc.batch_size), acc))
     total = max(1, tc.pretrain_epochs * n_batches)
+    start = len(history)  # epochs done (a resumed stage)
+    step = start * n_batches
     bar = tqdm(total=total, initial=step, desc="stage 1", unit="step",
                disable=not (progress and acc.is_main_process), dynamic_ncols=True, mininterval=1.0)
     for epoch in range(start, tc.pretrain_epochs):
@@ -277,8 +283,7 @@ def pretrain(
             record["attributes_changed"] = attrs.changed[-1]
         history.append(record)
         bar.set_postfix_str(" ".join(f"{k} {v:.3f}" for k, v in record.items() if k not in ("epoch", "kmeans_refits")))
-        saved.save(model=model.state_dict(), opt=opt.state_dict(), centroids=attrs.centroids, refits=attrs.refits,
-                   changed=attrs.changed, history=history, step=step, epoch=epoch + 1)
+        saved.save(centroids=attrs.centroids, refits=attrs.refits, changed=attrs.changed, history=history)
         if log:
             log({"stage": 1, **record})
     bar.close()
@@ -287,7 +292,8 @@ def pretrain(
 
 
 def stage1(fs: FeatureSet, cfg: SeraConfig, progress: bool = True, saved: Path | None = None,
-           unlabelled: FeatureSet | None = None) -> tuple[TeacherStudent, LocalAttributes]:
+           unlabelled: FeatureSet | None = None, log: Callable[[dict], None] | None = None,
+           ) -> tuple[TeacherStudent, LocalAttributes]:
     """Stage 1 on ``fs`` (plus ``unlabelled`` audio of other corpora), or its saved result when
     ``saved`` holds one (an interrupted run resumes there)."""
     if saved is not None and (saved / "config.json").is_file():
@@ -296,7 +302,7 @@ def stage1(fs: FeatureSet, cfg: SeraConfig, progress: bool = True, saved: Path |
     fs = fs + unlabelled if unlabelled is not None else fs
     L, _, D = fs.feats[0].shape
     resume = saved.with_name(f"{saved.name}-progress.pt") if saved is not None else None
-    init, attrs, _ = pretrain(fs, cfg, L, D, progress=progress, resume=resume)
+    init, attrs, _ = pretrain(fs, cfg, L, D, progress=progress, log=log, resume=resume)
     if saved is not None:
         save_adapter(saved, init, attrs, cfg, fs.key, L, D)
     return init, attrs
@@ -378,16 +384,16 @@ def finetune(
     opt = torch.optim.AdamW([{"params": backbone, "scale": backbone_lr}, {"params": rest, "scale": 1.0}],
                             lr=tc.lr, weight_decay=tc.weight_decay)
     best = (-1.0, 0, None)  # (val UA, epoch, state)
-    history, step, start = [], 0, 0
-    saved = EpochState(resume, acc, (shared, local))
+    history = []
+    saved = EpochState(resume, acc, model, opt, (shared, local))
     if (state := saved.load()) is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        best, history, step, start = tuple(state["best"]), state["history"], state["step"], state["epoch"]
+        best, history = tuple(state["best"]), state["history"]
     wrapped, opt = acc.prepare(model, opt)
     epochs = epochs or tc.finetune_epochs
     n_batches = len(rank_batches(length_batches(train.lengths, tc.batch_size), acc))
     total = max(1, epochs * n_batches)
+    start = len(history)  # epochs done (a resumed stage)
+    step = start * n_batches
     bar = tqdm(total=epochs, initial=start, desc="stage 2", unit="epoch",
                disable=not (progress and acc.is_main_process), dynamic_ncols=True)
     for epoch in range(start, epochs):
@@ -422,8 +428,7 @@ def finetune(
         history.append(record)
         bar.update(1)
         bar.set_postfix_str(" ".join(f"{k} {v:.3f}" for k, v in record.items() if k != "epoch"))
-        saved.save(model=model.state_dict(), opt=opt.state_dict(), best=list(best), history=history, step=step,
-                   epoch=epoch + 1)
+        saved.save(best=list(best), history=history)
         if log:
             log({"stage": 2, **record})
     bar.close()

@@ -7,18 +7,9 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
-from toy import small_cfg, toy_features
+from toy import Killed, kill_after, small_cfg, toy_features
 
 from sera.train import finetune, make_accelerator, pretrain
-
-
-class Killed(Exception):
-    pass
-
-
-def kill_after_first_epoch(record: dict) -> None:
-    if record["epoch"] == 1:
-        raise Killed
 
 
 out = Path(sys.argv[1])
@@ -27,7 +18,7 @@ fs, cfg = toy_features(n=48), small_cfg()
 uninterrupted = pretrain(fs, cfg, 3, 16, progress=False)[2]
 saved = out / "state"  # stage 1 is stopped after its first epoch on both ranks, then resumed
 try:
-    pretrain(fs, cfg, 3, 16, progress=False, log=kill_after_first_epoch, resume=saved / "stage1.pt")
+    pretrain(fs, cfg, 3, 16, progress=False, log=kill_after(1), resume=saved / "stage1.pt")
 except Killed:
     acc.wait_for_everyone()
     kept = sorted(p.name for p in saved.iterdir())

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from toy import small_cfg, toy_features
+from toy import Killed, kill_after, small_cfg, toy_features
 
 from sera.checkpoint import load_extras, load_checkpoint, model_state_equal, save_checkpoint
 from sera.config import DataConfig, SeraConfig
@@ -33,17 +33,6 @@ def test_a_seed_makes_a_run_repeat_exactly():
     assert not model_state_equal(other, runs[0][0])
 
 
-class Killed(Exception):
-    pass
-
-
-def _kill_after(epoch: int):
-    def log(record: dict) -> None:
-        if record["epoch"] == epoch:
-            raise Killed
-    return log
-
-
 def test_a_stage_killed_after_an_epoch_goes_on_from_there_to_the_same_weights(tmp_path):
     fs, cfg = toy_features(), small_cfg()
     val = fs.subset(range(8))
@@ -53,13 +42,13 @@ def test_a_stage_killed_after_an_epoch_goes_on_from_there_to_the_same_weights(tm
 
     resume1, resume2 = tmp_path / "stage1.pt", tmp_path / "stage2.pt"
     with pytest.raises(Killed):
-        pretrain(fs, cfg, 3, 16, progress=False, log=_kill_after(1), resume=resume1)
+        pretrain(fs, cfg, 3, 16, progress=False, log=kill_after(1), resume=resume1)
     assert (tmp_path / "stage1.rank0.pt").is_file()
     ts2, attrs2, again1 = pretrain(fs, cfg, 3, 16, progress=False, resume=resume1)
     assert again1 == hist1 and torch.equal(attrs2.centroids, attrs.centroids) and attrs2.refits == attrs.refits
     assert model_state_equal(ts2, ts) and not list(tmp_path.iterdir())  # the finished stage leaves no file
     with pytest.raises(Killed):
-        finetune(fs, val, cfg, 3, 16, 2, init=ts2, attrs=attrs2, progress=False, log=_kill_after(3), resume=resume2)
+        finetune(fs, val, cfg, 3, 16, 2, init=ts2, attrs=attrs2, progress=False, log=kill_after(3), resume=resume2)
     model2, again2 = finetune(fs, val, cfg, 3, 16, 2, init=ts2, attrs=attrs2, progress=False, resume=resume2)
     assert again2 == hist2 and model_state_equal(model2, model) and not list(tmp_path.iterdir())
 

@@ -1,4 +1,5 @@
-"""A toy feature set (two classes with a learnable cue) and a small config, for fast training tests."""
+"""A toy feature set (two classes with a learnable cue), a small config, and a stand-in for a kill
+after an epoch, for fast training tests."""
 
 import torch
 
@@ -26,3 +27,15 @@ def small_cfg() -> SeraConfig:
     cfg.train.pretrain_epochs, cfg.train.finetune_epochs, cfg.train.batch_size = 2, 2, 8
     cfg.train.refresh_every, cfg.train.kmeans_frames = 2, 200
     return cfg
+
+
+class Killed(Exception):
+    """Raised by ``kill_after``: a training stopped after an epoch, its state kept as a kill leaves it."""
+
+
+def kill_after(epoch: int):
+    """A ``log`` callback that stops a training stage once ``epoch`` has ended (its state saved)."""
+    def log(record: dict) -> None:
+        if record["epoch"] == epoch:
+            raise Killed
+    return log
