@@ -133,11 +133,11 @@ def markdown(table: dict, baselines: dict, adapter: dict, scaling: dict, extract
     if padding:
         out += ["", "Whisper at the clip's real length (sera's default) against padded to 30 s (transformers' "
                     "WhisperModel), RAVDESS, speaker-normalised features:", "",
-                "| Whisper input | encoder real-time factor | linear probe UA (all folds) | sera UA (folds) |",
+                "| Whisper input | encoder real-time factor | linear probe UA (all folds) | sera UA (seeds, folds) |",
                 "|---|---|---|---|"]
         for mode, r in padding.items():
             out.append(f"| {mode} | {r['encoder_rtf']:.4f} | {pct(r['probe']['ua'])} | "
-                       f"{pct(r['sera']['ua'], seeds_of(r['sera']))} ({len(r['sera_folds'])}) |")
+                       f"{pct(r['sera']['ua'], seeds_of(r['sera']))} ({seeds_of(r['sera'])}, {len(r['sera_folds'])}) |")
     speed = []
     if extract:
         speed.append(f"| feature extraction, real-time factor | {extract['pipeline_rtf']:.4f} | bare encoder "

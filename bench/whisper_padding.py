@@ -1,10 +1,11 @@
 """Whisper at the clip's real length (sera's default) against padded to 30 s (what transformers'
 WhisperModel does): encoder time per clip, and the UA of the linear probe and of sera on RAVDESS.
 
-    python bench/whisper_padding.py [--folds N] [--quick]
+    python bench/whisper_padding.py [--folds N] [--seeds S] [--quick]
 
-Writes bench/results/whisper_padding.json. sera runs on the first N folds (default all 4);
-real-length runs share their state with bench/adapter.py's, so they resume from it.
+Writes bench/results/whisper_padding.json. sera runs on the first N folds (default all 4) with S
+seeds (default 3, as bench/adapter.py); real-length runs share their state with adapter.py's
+RAVDESS runs, so they resume from it.
 """
 
 from __future__ import annotations
@@ -32,11 +33,13 @@ TIMED_CLIPS = 40  # encoder time is the median over this many clips, both ways o
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--folds", type=int, default=4, help="sera on the first N folds (the probe always runs on all)")
+    ap.add_argument("--seeds", type=int, default=3, help="sera seeds (mean ± std over them)")
     ap.add_argument("--quick", action="store_true", help="4 speakers, 1 fold, few epochs: checks the harness only")
     args = ap.parse_args()
     result: dict = {"quick": args.quick, "modes": {}}
     for mode in ("real length", "padded to 30 s"):
-        cfg = config("ravdess", {"encoder.whisper_padded": mode != "real length"}, 1, args.quick)
+        cfg = config("ravdess", {"encoder.whisper_padded": mode != "real length"},
+                     1 if args.quick else args.seeds, args.quick)
         corpus, folds = corpus_and_folds(cfg)
         if args.quick:  # half of the quick speakers: padded extraction is 8x slower
             keep = set(corpus.speakers[:4])
@@ -60,7 +63,8 @@ def main() -> None:
         result["modes"][mode] = {"encoder_rtf": statistics.median(times), "probe": probe, "sera": run,
                                  "sera_folds": [f.name for f in used]}
         print(f"  encoder real-time factor {statistics.median(times):.4f}; probe UA {probe['ua']:.3f}; "
-              f"sera UA {run['ua']['mean']:.3f} on {len(used)} fold(s)", flush=True)
+              f"sera UA {run['ua']['mean']:.3f} ± {run['ua']['std']:.3f} on {len(used)} fold(s), "
+              f"{cfg.train.seeds} seed(s)", flush=True)
     print(save("whisper_padding-quick" if args.quick else "whisper_padding", result))
 
 
