@@ -33,13 +33,12 @@ TIMED_CLIPS = 40  # encoder time is the median over this many clips, both ways o
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--folds", type=int, default=4, help="sera on the first N folds (the probe always runs on all)")
-    ap.add_argument("--seeds", type=int, default=3, help="sera seeds (mean ± std over them)")
+    ap.add_argument("--seeds", type=int, default=3, help="sera seeds, mean ± std over them (--quick: 1)")
     ap.add_argument("--quick", action="store_true", help="4 speakers, 1 fold, few epochs: checks the harness only")
     args = ap.parse_args()
     result: dict = {"quick": args.quick, "modes": {}}
     for mode in ("real length", "padded to 30 s"):
-        cfg = config("ravdess", {"encoder.whisper_padded": mode != "real length"},
-                     1 if args.quick else args.seeds, args.quick)
+        cfg = config("ravdess", {"encoder.whisper_padded": mode != "real length"}, args.seeds, args.quick)
         corpus, folds = corpus_and_folds(cfg)
         if args.quick:  # half of the quick speakers: padded extraction is 8x slower
             keep = set(corpus.speakers[:4])
