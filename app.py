@@ -57,7 +57,7 @@ def example_clips(cfg: SeraConfig, labels: list[str], corpus: str = "ravdess") -
 def build_demo(cfg: SeraConfig | None = None) -> gr.Blocks:
     cfg = cfg or SeraConfig()
     try:
-        predictor = Predictor(cfg.demo.checkpoint)
+        predictor = Predictor(cfg.demo.checkpoint, cfg.demo.encoder or None, cfg.encoder.device)
     except SeraError as e:  # the page still opens and says how to make a model
         with gr.Blocks(title="sera") as page:
             gr.Markdown("# sera: speech emotion recognition\n\n" + HOW_TO_TRAIN.format(problem=e))
@@ -116,10 +116,14 @@ def config_from_argv(argv: list[str]) -> SeraConfig:
     ap = argparse.ArgumentParser(description="sera's Gradio demo")
     ap.add_argument("--checkpoint", metavar="DIR", help="a checkpoint folder (default: SERA_CHECKPOINT or "
                     "runs/ravdess/checkpoint)")
+    ap.add_argument("--encoder", metavar="ID|PATH", help="the checkpoint's encoder in another folder or as a hub id")
+    ap.add_argument("--device", help="auto (CUDA when present), cpu, cuda, ...")
     ap.add_argument("--port", type=int)
     args, _ = ap.parse_known_args(argv)  # a Space's or a notebook's own arguments are not ours
     cfg = SeraConfig()
     cfg.demo.checkpoint = args.checkpoint or cfg.demo.checkpoint
+    cfg.demo.encoder = args.encoder or cfg.demo.encoder
+    cfg.encoder.device = args.device or cfg.encoder.device
     cfg.demo.port = args.port or cfg.demo.port
     return cfg
 

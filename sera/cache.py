@@ -1,7 +1,10 @@
 """On-disk cache of every layer's encoder features, one safetensors file per utterance.
 
-Entries are keyed by the encoder's identity (a folder) and the audio file's content hash (a
-file), so a changed file or another encoder can never serve stale features. Each file carries
+Entries are keyed by the encoder's identity (a folder), the frame-rate reduction training reads
+them at (a subfolder) and the audio file's content hash (a file), so a changed file or another
+encoder can never serve stale features. Storing frames already reduced (``model.frame_stride``,
+4 by default) and, optionally, only some layers (``encoder.layers``) keeps a large encoder's cache
+a quarter of its full-rate size or less: what training reads, nothing more. Each file carries
 a checksum of its tensor, written atomically, and is verified on read: a truncated or corrupted
 entry is reported as missing and extracted again, never silently used.
 """
@@ -12,7 +15,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +28,7 @@ from tqdm.auto import tqdm
 from .audio import load_audio
 from .config import AudioConfig
 from .data import Utterance
+from .encoders import reduce_frames
 from .errors import AudioError, CacheError
 from .io import atomic_write, atomic_write_text
 
@@ -46,17 +50,21 @@ def _checksum(t: torch.Tensor) -> str:
 
 
 class FeatureCache:
-    """``root/features/<encoder key>/<hh>/<digest>.safetensors``: (layers + 1, frames, dim) float16."""
+    """``root/features/<encoder key>/stride<s>/<hh>/<digest>.safetensors``: (layers, frames, dim) float16,
+    frames averaged ``stride`` at a time (``reduce_frames``) before they are stored."""
 
-    def __init__(self, root: str | Path, encoder_key: str):
-        self.dir = Path(root).expanduser() / "features" / encoder_key
-        self.encoder_key = encoder_key
+    def __init__(self, root: str | Path, encoder_key: str, stride: int = 1):
+        if stride < 1:
+            raise CacheError(f"frame stride must be at least 1, not {stride}")
+        self.encoder_dir = Path(root).expanduser() / "features" / encoder_key
+        self.dir = self.encoder_dir / f"stride{stride}"
+        self.encoder_key, self.stride = encoder_key, stride
 
     def _path(self, digest: str, suffix: str = ".safetensors") -> Path:
         return self.dir / digest[:2] / f"{digest}{suffix}"
 
     def write_identity(self, identity: dict) -> None:
-        path = self.dir / "encoder.json"
+        path = self.encoder_dir / "encoder.json"
         if not path.exists():
             atomic_write_text(path, json.dumps(identity, indent=2, sort_keys=True, default=str))
 
@@ -71,13 +79,15 @@ class FeatureCache:
                 hidden = f.get_tensor("hidden")
         except Exception:
             return None
-        if meta.get("checksum") != _checksum(hidden) or meta.get("encoder") != self.encoder_key:
+        if (meta.get("checksum") != _checksum(hidden) or meta.get("encoder") != self.encoder_key
+                or meta.get("stride") != str(self.stride)):
             return None
         return hidden
 
     def put(self, digest: str, hidden: torch.Tensor, source: str = "") -> None:
-        hidden = hidden.to(torch.float16).contiguous()  # (L+1, T, D)
-        meta = {"checksum": _checksum(hidden), "encoder": self.encoder_key, "source": source}
+        """Store an encoder output at full frame rate (L, T, D); it is reduced here, in float32."""
+        hidden = reduce_frames(hidden.float(), self.stride).to(torch.float16).contiguous()  # (L, T / stride, D)
+        meta = {"checksum": _checksum(hidden), "encoder": self.encoder_key, "stride": str(self.stride), "source": source}
         atomic_write(self._path(digest), lambda tmp: save_file({"hidden": hidden}, str(tmp), metadata=meta))
         self._path(digest, ".error").unlink(missing_ok=True)
 
@@ -211,14 +221,11 @@ def extract(
 
 def load_features(
     utterances: Iterable[Utterance], cache: FeatureCache, progress: bool = False,
-    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[list[Utterance], list[torch.Tensor], list[tuple[str, str]]]:
     """(kept utterances, their float16 features, skipped (path, problem)) for training.
 
     Files that extraction reported broken are skipped with their problem; files never
-    extracted are an error, since training on a silent subset would mislead. ``transform``
-    (e.g. frame-rate reduction) runs on each entry as it is read, so that the full-rate
-    features of a whole corpus are never in memory at once.
+    extracted are an error, since training on a silent subset would mislead.
     """
     kept, feats, skipped, missing = [], [], [], []
     for u in tqdm(list(utterances), desc="load features", unit="file", disable=not progress):
@@ -230,7 +237,7 @@ def load_features(
         hidden = cache.get(digest)
         if hidden is not None:
             kept.append(u)
-            feats.append(transform(hidden) if transform is not None else hidden)
+            feats.append(hidden)
         elif (problem := cache.failure(digest)) is not None:
             skipped.append((str(u.path), problem))
         else:

@@ -1,12 +1,16 @@
 """Checkpoints: a folder with config.json and model.safetensors, nothing pickled.
 
-The config names the encoder (its identity key), the layer count and width of its features and
-the label names, so a checkpoint is never used with features it was not trained on.
+The config names the encoder (its identity key, which depends on content only), the layer count
+and width of its features and the label names, so a checkpoint is never used with features it
+was not trained on. ``format`` versions the file: a setting an older checkpoint lacks takes the
+value that checkpoint was trained with, never today's default.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,11 +33,18 @@ def _write(path: Path, state: dict[str, torch.Tensor], meta: dict) -> Path:
     return path
 
 
+FORMAT = 2  # 1: sera 0.1 before content identity (no "format" field); 2: content identity, encoder.layers
+# Settings that format 1 checkpoints lack, with the value they were trained with (not today's default).
+LEGACY_MODEL = {"layer_norm": False}
+
+
 def _meta(kind: str, cfg: SeraConfig, encoder_key: str, num_layers: int, dim: int, labels: list[str]) -> dict:
     return {
+        "format": FORMAT,
         "sera_version": __version__,
         "kind": kind,
-        "encoder": {"name": cfg.encoder.name, "key": encoder_key, "whisper_padded": cfg.encoder.whisper_padded},
+        "encoder": {"name": cfg.encoder.name, "key": encoder_key, "whisper_padded": cfg.encoder.whisper_padded,
+                    "layers": cfg.encoder.layers},
         "num_layers": num_layers,
         "dim": dim,
         "labels": labels,
@@ -68,11 +79,31 @@ def save_adapter(path: str | Path, model: TeacherStudent, attrs: LocalAttributes
 
 
 def _check_encoder(path: Path, meta: dict, encoder_key: str | None) -> None:
-    if encoder_key is not None and meta["encoder"]["key"] != encoder_key:
-        raise EncoderError(
-            f"{path}: checkpoint was trained on features of encoder {meta['encoder']['name']!r} "
-            f"({meta['encoder']['key']}), not on the encoder given ({encoder_key}); use the same --encoder"
-        )
+    if encoder_key is None or meta["encoder"]["key"] == encoder_key:
+        return
+    if meta.get("format", 1) < 2:  # its key hashed the model's path: the content cannot be compared
+        warnings.warn(f"{path}: a checkpoint from before encoder identity by content (format 1); it was trained "
+                      f"on {meta['encoder']['name']!r}, and sera cannot check that the encoder given is the same",
+                      stacklevel=3)
+        return
+    raise EncoderError(
+        f"{path}: checkpoint was trained on features of encoder {meta['encoder']['name']!r} "
+        f"({meta['encoder']['key']}); the encoder given ({encoder_key}) computes other features: its weights, "
+        "config, feature extractor or layer selection differ. Give the same model (any folder or hub id holding it)"
+    )
+
+
+def model_config(path: Path, meta: dict) -> ModelConfig:
+    """The checkpoint's model settings; a missing one is filled only with the value it was trained with."""
+    given = meta["model"]
+    missing = [f.name for f in dataclasses.fields(ModelConfig) if f.name not in given]
+    if meta.get("format", 1) < 2:
+        given = {**{k: LEGACY_MODEL[k] for k in missing if k in LEGACY_MODEL}, **given}
+        missing = [k for k in missing if k not in LEGACY_MODEL]
+    if missing:
+        raise SeraError(f"{path}/config.json: model setting(s) {', '.join(missing)} missing; today's defaults "
+                        "might compute something else than this checkpoint was trained with, so it is not loaded")
+    return _build(ModelConfig, given, f"{path}/config.json:model")
 
 
 def _load_state(path: Path) -> dict[str, torch.Tensor]:
@@ -89,7 +120,7 @@ def load_adapter(path: str | Path, encoder_key: str | None = None) -> tuple[Teac
     if meta.get("kind") != "adapter":
         raise SeraError(f"{path}: a {meta.get('kind', 'classifier')} checkpoint, not a stage 1 adapter (sera pretrain)")
     _check_encoder(path, meta, encoder_key)
-    mcfg = _build(ModelConfig, meta["model"], f"{path}/config.json:model")
+    mcfg = model_config(path, meta)
     state = _load_state(path)
     attrs = LocalAttributes(mcfg.num_attributes)
     attrs.centroids = state.pop("attributes.centroids", None)
@@ -135,10 +166,14 @@ def _meta_problem(meta: Any) -> str | None:
     if not isinstance(meta, dict):
         return f"expected a JSON object, got {type(meta).__name__}"
     enc = meta.get("encoder")
+    fmt = meta.get("format", 1)
+    if type(fmt) is int and fmt > FORMAT:
+        return f"format {fmt} is newer than this sera reads ({FORMAT}); update sera"
     checks = {
+        "format": type(fmt) is int and fmt >= 1,
         "kind": meta.get("kind", "classifier") in ("classifier", "adapter"),
         "encoder": isinstance(enc, dict) and isinstance(enc.get("name"), str) and isinstance(enc.get("key"), str)
-        and isinstance(enc.get("whisper_padded", False), bool),
+        and isinstance(enc.get("whisper_padded", False), bool) and isinstance(enc.get("layers", ""), str),
         "num_layers": count(meta.get("num_layers")),
         "dim": count(meta.get("dim")),
         "labels": isinstance(meta.get("labels"), list) and all(isinstance(x, str) for x in meta["labels"])
@@ -166,7 +201,7 @@ def load_classifier(path: str | Path, encoder_key: str | None = None, meta: dict
     if meta.get("kind", "classifier") != "classifier":
         raise SeraError(f"{path}: a stage 1 adapter (no classifier head); fine-tune it first with sera finetune")
     _check_encoder(path, meta, encoder_key)
-    mcfg = _build(ModelConfig, meta["model"], f"{path}/config.json:model")
+    mcfg = model_config(path, meta)
     state = _load_state(path)
     reference, attributes = _pop_extras(state, mcfg.num_attributes)
     model = _instantiate(path, lambda: EmotionClassifier(mcfg, meta["num_layers"], meta["dim"], len(meta["labels"])),

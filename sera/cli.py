@@ -14,7 +14,7 @@ def _common(p: argparse.ArgumentParser, corpus: bool = True) -> None:
     p.add_argument("--config", metavar="JSON", help="a saved SeraConfig to start from (flags override it)")
     p.add_argument("--data", metavar="DIR", help="folder holding the corpora (default: $SERA_DATA or ./data)")
     p.add_argument("--encoder", metavar="ID|PATH", help="hub id or local model folder (default: $SERA_ENCODER "
-                   "or openai/whisper-tiny.en)")
+                   "or openai/whisper-base)")
     p.add_argument("--cache", metavar="DIR", help="feature cache folder (default: $SERA_CACHE or ~/.cache/sera)")
     if corpus:
         p.add_argument("--corpus", help="ravdess, emodb, iemocap, crema-d, a manifest .csv (path,label,speaker"
@@ -180,8 +180,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     """Stage 2 alone: one model on the corpus, early-stopped on held-out speakers, saved as OUT/checkpoint."""
     import json
 
-    from .checkpoint import load_adapter, save_checkpoint
-    from .config import ModelConfig, _build
+    from pathlib import Path
+
+    from .checkpoint import load_adapter, model_config, save_checkpoint
     from .evaluate import carve_validation
     from .io import atomic_write_text
     from .train import final_attributes, finetune
@@ -193,7 +194,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         from .checkpoint import read_checkpoint_config
 
         adapter_meta = read_checkpoint_config(args.adapter)
-        cfg.model = _build(ModelConfig, adapter_meta["model"], f"{args.adapter}/config.json")
+        cfg.model = model_config(Path(args.adapter), adapter_meta)
+        cfg.encoder.layers = adapter_meta["encoder"].get("layers", "")
         cfg.data.normalise = adapter_meta.get("normalise", "none")  # the features it was trained on
     cfg, out, corpus, _, fs, key = _prepare(args, cfg)
     if args.adapter:
@@ -219,7 +221,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     from .predict import Predictor
 
-    predictor = Predictor(args.checkpoint, encoder=args.encoder)
+    predictor = Predictor(args.checkpoint, encoder=args.encoder, device=args.device)
     if predictor.speaker_normalised and not args.same_speaker:
         print("note: this checkpoint expects speaker-normalised features; each clip is standardised with "
               "reference statistics. Several clips of one speaker with --same-speaker do better.", file=sys.stderr)
@@ -254,9 +256,10 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
-    from .cache import FeatureCache, extract, process_share
+    from .cache import extract, process_share
     from .data import load_corpus
     from .encoders import Encoder
+    from .pipeline import feature_cache
 
     cfg = config_from_args(args)
     corpus = load_corpus(cfg.data)
@@ -264,7 +267,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     if main_process:
         print(corpus.summary(), file=sys.stderr)
     encoder = Encoder(cfg.encoder)
-    cache = FeatureCache(cfg.cache_dir, encoder.key)
+    cache = feature_cache(cfg, encoder.key)
     report = extract(corpus.utterances, encoder, cache, cfg.audio, progress=not args.no_progress)
     if main_process:
         print(report.summary())
@@ -307,7 +310,10 @@ def build_parser() -> argparse.ArgumentParser:
                        description="emotion probabilities for audio files from a checkpoint")
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--checkpoint", required=True, metavar="DIR")
-    p.add_argument("--encoder", metavar="ID|PATH", help="encoder folder if it moved (must be the same encoder)")
+    p.add_argument("--encoder", metavar="ID|PATH", help="the checkpoint's encoder in another folder or as a hub id "
+                   "(the same weights: checked by content)")
+    p.add_argument("--device", default="auto", help="where the encoder and model run: auto (CUDA when present), "
+                   "cpu, cuda, cuda:1, ...")
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--same-speaker", action="store_true",
                    help="the files are one speaker: standardise them with their own statistics (speaker-normalised "

@@ -16,7 +16,7 @@ from typing import Any
 
 from .errors import SeraError
 
-DEFAULT_ENCODER = "openai/whisper-tiny.en"  # a real model that runs fast on a CPU
+DEFAULT_ENCODER = "openai/whisper-base"  # multilingual, and better than tiny.en on every corpus measured (bench/)
 PAPER_ENCODER = "facebook/hubert-large-ll60k"  # the reference paper's encoder
 
 
@@ -52,8 +52,9 @@ class DataConfig:
 class EncoderConfig:
     name: str = _env("SERA_ENCODER", DEFAULT_ENCODER)  # hub id or local folder
     whisper_padded: bool = False  # pad Whisper input to 30 s as transformers does (slow, original)
+    layers: str = ""  # hidden states kept, e.g. "::2" or "0,6,12"; "" keeps all (a smaller cache for big encoders)
     batch_seconds: float = 40.0  # audio per forward pass; clips are bucketed by length
-    device: str = "auto"  # "auto" takes CUDA when present, else the CPU
+    device: str = "auto"  # "auto" takes CUDA (float16) when present, else the CPU; not part of the features' identity
 
 
 @dataclass
@@ -117,6 +118,7 @@ class TrainConfig:
 @dataclass
 class DemoConfig:
     checkpoint: str = _env("SERA_CHECKPOINT", "runs/ravdess/checkpoint")  # what `make reproduce` writes
+    encoder: str = ""  # the checkpoint's encoder from another folder or hub id; "" uses the one it names
     max_seconds: float = 300.0  # longest clip the web demo accepts (longer ones run in windows)
     max_megabytes: float = 25.0  # largest upload the web demo accepts
     examples: int = 4  # example clips offered from the data folder, one per emotion (none committed)

@@ -8,6 +8,7 @@ One interface over HuBERT, wav2vec 2.0, WavLM, data2vec-audio (anything with
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -23,7 +24,10 @@ from .errors import EncoderError
 SAMPLE_RATE = 16_000
 CHUNK_SECONDS = 30.0  # longer clips run in 30 s pieces: Whisper's limit, and it bounds attention memory
 _PADDING_SAFE = {"hubert", "wav2vec2", "wavlm", "unispeech", "unispeech-sat"}
-_VOLATILE_CONFIG_KEYS = {"_name_or_path", "transformers_version", "_commit_hash", "torch_dtype", "dtype"}
+# config keys that say where or how a model was saved, not what it computes
+_VOLATILE_CONFIG_KEYS = {"_name_or_path", "transformers_version", "_commit_hash", "torch_dtype", "dtype", "architectures",
+                         "processor_class", "feature_extractor_type"}
+EXTRACTION_VERSION = 2  # raise when this module computes features differently: old caches and checkpoints then refuse
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -60,22 +64,127 @@ def load_encoder_config(name: str):
 
 
 def encoder_identity(cfg: EncoderConfig, config=None, source: str | None = None) -> tuple[str, dict]:
-    """(key, identity): everything that changes an encoder's features, hashed into a folder name."""
+    """(key, identity): everything that changes an encoder's features, hashed into a folder name.
+
+    Content only, never location or hardware: the same weights in another folder, on another
+    machine or behind a hub id give the same key, so caches and checkpoints travel with them.
+    """
     if config is None:
         config, source = load_encoder_config(cfg.name)
+    source = source or cfg.name
     is_whisper = config.model_type == "whisper"
     identity = {
         "model_type": config.model_type,
-        "name": cfg.name,
-        "revision": getattr(config, "_commit_hash", None) or "",
         "config": {k: v for k, v in config.to_dict().items() if k not in _VOLATILE_CONFIG_KEYS},
-        "weights": _fingerprint(source or cfg.name),
+        "weights": weight_digests(source),
+        "preprocessor": _preprocessor(source),
         "whisper_padded": is_whisper and cfg.whisper_padded,
-        "compute_dtype": "float16" if resolve_device(cfg.device).type == "cuda" else "float32",
+        "layers": select_layers(cfg.layers, num_hidden_states(config)),
         "sample_rate": SAMPLE_RATE,
+        "extraction": EXTRACTION_VERSION,
     }
     digest = hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:12]
-    return f"{Path(cfg.name.rstrip('/')).name}-{digest}", identity
+    return f"{config.model_type}-{digest}", identity
+
+
+def num_hidden_states(config) -> int:
+    """Hidden states a model reports: the embeddings plus one per transformer layer."""
+    return (config.encoder_layers if config.model_type == "whisper" else config.num_hidden_layers) + 1
+
+
+def select_layers(spec: str, n: int) -> list[int]:
+    """``EncoderConfig.layers`` -> sorted hidden-state indices: "" all, "0,6,12" those, "::2" a slice."""
+    spec = spec.strip()
+    if not spec:
+        return list(range(n))
+    try:
+        if ":" in spec:
+            picked = list(range(n))[slice(*[int(p) if p.strip() else None for p in spec.split(":")])]
+        else:
+            picked = sorted({int(p) for p in spec.split(",")})
+    except (ValueError, TypeError):
+        picked = []
+    if not picked or not all(0 <= i < n for i in picked):
+        raise EncoderError(f"encoder.layers {spec!r}: expected indices like '0,6,12' or a slice like '::2' "
+                           f"of the model's {n} hidden states (0 to {n - 1})")
+    return picked
+
+
+def model_folder(source: str) -> Path | None:
+    """Where a model's files are: its local folder, or a hub id's snapshot in the Hugging Face cache."""
+    if Path(source).is_dir():
+        return Path(source)
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(source, local_files_only=True))
+    except Exception:  # not downloaded yet (or not a hub id): the hub's own file list is asked instead
+        return None
+
+
+def _weight_files(names: list[str]) -> list[str]:
+    """The files transformers loads weights from: safetensors when there are any, else PyTorch pickles."""
+    safetensors = sorted(n for n in names if n.endswith(".safetensors"))
+    return safetensors or sorted(n for n in names if n.endswith((".bin", ".pt", ".pth")))
+
+
+def weight_digests(source: str) -> dict[str, str]:
+    """SHA-256 of each weight file, read whole. The hub names each LFS file by its SHA-256, so a
+    hub id and a local copy of the same files agree; a cached hub file is not even read again."""
+    folder = model_folder(source)
+    if folder is not None:
+        names = _weight_files([f.name for f in folder.iterdir() if f.is_file()])
+        return {n: _sha256(folder / n) for n in names}
+    try:
+        from huggingface_hub import HfApi
+
+        info = HfApi().model_info(source, files_metadata=True)
+    except Exception as e:
+        raise EncoderError(
+            f"could not read the weight files of encoder {source!r} ({str(e).splitlines()[0] if str(e) else e}). "
+            "Without hub access, download the model where you can and pass its folder with "
+            "--encoder PATH or SERA_ENCODER=PATH."
+        ) from None
+    lfs = {s.rfilename: s.lfs.sha256 for s in info.siblings or [] if getattr(s, "lfs", None)}
+    return {n: lfs[n] for n in _weight_files(list(lfs))}
+
+
+def _sha256(path: Path) -> str:
+    real = path.resolve()
+    if real.parent.name == "blobs" and len(real.name) == 64:  # the hub cache: the blob's name is its SHA-256
+        return real.name
+    stat = real.stat()
+    return _sha256_of(str(real), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256_of(path: str, size: int, mtime_ns: int) -> str:  # size and mtime: a rewritten file is hashed again
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 22):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _preprocessor(source: str) -> dict | None:
+    """The feature extractor's settings (``preprocessor_config.json``): they change the encoder's input."""
+    folder = model_folder(source)
+    path = folder / "preprocessor_config.json" if folder is not None else None
+    if path is None or not path.is_file():
+        return None
+    try:
+        settings = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise EncoderError(f"{path}: unreadable feature extractor settings ({e})") from None
+    return {k: v for k, v in settings.items() if k not in _VOLATILE_CONFIG_KEYS}
+
+
+def reduce_frames(h: torch.Tensor, stride: int) -> torch.Tensor:
+    """(L, T, D) -> (L, T // stride, D) by averaging neighbouring frames (at least one frame kept)."""
+    if stride <= 1 or h.shape[1] < stride:
+        return h
+    L, T, D = h.shape
+    return h[:, : T // stride * stride].float().reshape(L, T // stride, stride, D).mean(2).to(h.dtype)
 
 
 def _load_pretrained(name: str, device: torch.device):
@@ -109,25 +218,9 @@ def _load_pretrained(name: str, device: torch.device):
     return config, model, fe, source
 
 
-def _fingerprint(source: str) -> dict[str, object]:
-    """Size and edge hashes of a local model's weight files: cheap, and changes when the weights do."""
-    folder = Path(source)
-    if not folder.is_dir():
-        return {}
-    prints = {}
-    for f in sorted(folder.glob("*")):
-        if f.suffix in {".safetensors", ".bin", ".pt", ".pth"} and f.is_file():
-            h = hashlib.blake2b(digest_size=16)
-            with open(f, "rb") as fh:
-                h.update(fh.read(1 << 20))
-                fh.seek(max(0, f.stat().st_size - (1 << 20)))
-                h.update(fh.read(1 << 20))
-            prints[f.name] = f"{f.stat().st_size}:{h.hexdigest()}"
-    return prints
-
-
 class Encoder:
-    """A frozen speech encoder: ``encoder([wave, ...])`` -> [(layers + 1, frames, dim), ...] float32."""
+    """A frozen speech encoder: ``encoder([wave, ...])`` -> [(layers, frames, dim), ...] float32, where
+    ``layers`` are the hidden states ``EncoderConfig.layers`` keeps (all by default: embeddings + blocks)."""
 
     frame_rate = 50  # frames per second for every supported model
 
@@ -136,7 +229,8 @@ class Encoder:
         self.device = resolve_device(self.cfg.device)
         self.config, self.model, self.feature_extractor, source = _load_pretrained(self.cfg.name, self.device)
         self.is_whisper = self.config.model_type == "whisper"
-        self.num_layers = self.config.num_hidden_layers + 1 if not self.is_whisper else self.config.encoder_layers + 1
+        self.layers = select_layers(self.cfg.layers, num_hidden_states(self.config))  # hidden states kept
+        self.num_layers = len(self.layers)
         self.dim = self.config.hidden_size if not self.is_whisper else self.config.d_model
         # Batching pads clips, which must not change their features. That holds for HuBERT / wav2vec 2.0 /
         # WavLM with a layer-norm front end and an attention mask, not for group-norm ones (wav2vec2-base),
@@ -165,6 +259,8 @@ class Encoder:
         for i in range(len(waves)):
             parts = [results[k] for k in sorted(k for k in results if k[0] == i)]
             out[i] = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+        if len(self.layers) < num_hidden_states(self.config):
+            out = [h[self.layers] for h in out]  # type: ignore[index]
         return out  # type: ignore[return-value]
 
     def _batches(self, pieces: list) -> list[list]:

@@ -19,7 +19,8 @@ from .config import SeraConfig
 from .data import Corpus, Fold
 from .errors import SeraError
 from .io import atomic_write_text
-from .train import FeatureSet, finetune, predict_proba, stage1, unweighted_accuracy, uses_stage1
+from .features import FeatureSet
+from .train import finetune, predict_proba, stage1, unweighted_accuracy, uses_stage1
 
 
 def metrics(y: np.ndarray, pred: np.ndarray, num_classes: int) -> dict:

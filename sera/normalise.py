@@ -16,12 +16,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
-
 import torch
 
-if TYPE_CHECKING:
-    from .train import FeatureSet
+from .features import FeatureSet
 
 MODES = ("speaker", "none")
 
@@ -47,7 +44,7 @@ class Stats:
         return ((h.float() - mean) / std).to(h.dtype)
 
 
-def speaker_stats(fs: "FeatureSet") -> dict[str, Stats]:
+def speaker_stats(fs: FeatureSet) -> dict[str, Stats]:
     groups: dict[str, list[torch.Tensor]] = defaultdict(list)
     for u, f in zip(fs.utts, fs.feats):
         groups[u.speaker].append(f)
@@ -60,7 +57,7 @@ def reference_stats(per_speaker: dict[str, Stats]) -> Stats:
     return Stats(torch.stack([s.mean for s in stats]).mean(0), torch.stack([s.std for s in stats]).mean(0))
 
 
-def normalise(fs: "FeatureSet", mode: str) -> "FeatureSet":
+def normalise(fs: FeatureSet, mode: str) -> FeatureSet:
     """``fs`` with its features standardised per speaker; ``.reference`` set for checkpoints."""
     if mode == "none":
         return fs

@@ -13,7 +13,8 @@ from .data import Corpus, Fold, load_corpus, make_folds
 from .encoders import Encoder, encoder_identity
 from .errors import CacheError, SeraError
 from .normalise import normalise
-from .train import FeatureSet, final_attributes, finetune, load_feature_set, stage1, uses_stage1
+from .features import FeatureSet, load_feature_set
+from .train import final_attributes, finetune, stage1, uses_stage1
 
 QUICK_SPEAKERS = 8  # --quick: the first speakers of the corpus, in sorted order
 QUICK_FOLDS = 2  # --quick: only the first folds
@@ -39,18 +40,22 @@ def corpus_and_folds(cfg: SeraConfig) -> tuple[Corpus, list[Fold]]:
     return corpus, make_folds(corpus, cfg.data, cfg.seed)
 
 
+def feature_cache(cfg: SeraConfig, key: str | None = None) -> FeatureCache:
+    """The cache of ``cfg``'s encoder at the frame rate training reads (``model.frame_stride``)."""
+    return FeatureCache(cfg.cache_dir, key or encoder_identity(cfg.encoder)[0], cfg.model.frame_stride)
+
+
 def features(corpus: Corpus, cfg: SeraConfig, progress: bool = True) -> tuple[FeatureSet, str]:
     """Cached features of ``corpus`` and the encoder's key; what is not cached yet is extracted first."""
-    key, _ = encoder_identity(cfg.encoder)
-    cache = FeatureCache(cfg.cache_dir, key)
+    cache = feature_cache(cfg)
     try:
-        fs = load_feature_set(corpus, cache, cfg.model.frame_stride, progress=progress)
+        fs = load_feature_set(corpus, cache, progress=progress)
     except CacheError:  # some utterances never extracted: extract (cached ones are skipped), then load
         report = extract(corpus.utterances, Encoder(cfg.encoder), cache, cfg.audio, progress=progress)
         if progress:
             print(report.summary(), flush=True)
-        fs = load_feature_set(corpus, cache, cfg.model.frame_stride, progress=progress)
-    return normalise(fs, cfg.data.normalise), key
+        fs = load_feature_set(corpus, cache, progress=progress)
+    return normalise(fs, cfg.data.normalise), cache.encoder_key
 
 
 def pretrain_corpora(cfg: SeraConfig) -> list[str]:

@@ -20,10 +20,9 @@ import torch
 from .audio import load_audio, prepare_audio
 from .checkpoint import load_classifier, read_checkpoint_config
 from .config import AudioConfig, EncoderConfig, _build
-from .encoders import Encoder
+from .encoders import Encoder, reduce_frames
 from .errors import SeraError
 from .normalise import Stats
-from .train import reduce_frames
 
 
 @dataclass
@@ -48,10 +47,17 @@ class Prediction:
 class Predictor:
     def __init__(self, checkpoint: str | Path, encoder: str | None = None, device: str = "auto"):
         meta = read_checkpoint_config(checkpoint)
-        enc_cfg = EncoderConfig(name=encoder or meta["encoder"]["name"], whisper_padded=meta["encoder"]["whisper_padded"],
-                                device=device)
+        name = encoder or meta["encoder"]["name"]
+        if encoder is None and name.startswith(("/", ".", "~")) and not Path(name).expanduser().is_dir():
+            raise SeraError(f"{checkpoint}: its encoder folder {name} is not here (moved, or another machine); "
+                            "pass the same model's folder or hub id with --encoder")
+        enc_cfg = EncoderConfig(name=name, whisper_padded=meta["encoder"].get("whisper_padded", False),
+                                layers=meta["encoder"].get("layers", ""), device=device)
         self.encoder = Encoder(enc_cfg)
         self.model, self.meta, self.reference, self.attributes = load_classifier(checkpoint, self.encoder.key, meta)
+        if (self.encoder.num_layers, self.encoder.dim) != (meta["num_layers"], meta["dim"]):  # format 1: unchecked key
+            raise SeraError(f"{checkpoint}: trained on {meta['num_layers']} layers of {meta['dim']} features, but "
+                            f"encoder {name} gives {self.encoder.num_layers} of {self.encoder.dim}")
         self.model.to(self.encoder.device)
         self.labels: list[str] = self.meta["labels"]
         self.stride = int(self.meta["model"]["frame_stride"])

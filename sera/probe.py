@@ -13,7 +13,7 @@ from sklearn.preprocessing import StandardScaler
 
 from .data import Fold
 from .evaluate import metrics
-from .train import FeatureSet
+from .features import FeatureSet
 
 
 def utterance_embeddings(fs: FeatureSet) -> np.ndarray:

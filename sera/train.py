@@ -1,7 +1,8 @@
 """Training on cached features: stage 1 (teacher-student adapter, no labels) and stage 2 (labels).
 
-The encoder is never run here: features come from the cache, reduced in frame rate once and
-held in memory as float16, and batched by length so that little compute goes to padding.
+The encoder is never run here: features come from the cache (``sera.features``), already
+reduced in frame rate, held in memory as float16 and batched by length so that little compute
+goes to padding.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,94 +17,11 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .cache import FeatureCache, load_features
 from .checkpoint import load_adapter, save_adapter
 from .config import SeraConfig
-from .data import Corpus, Utterance
+from .features import FeatureSet, collate, length_batches
 from .io import atomic_write
 from .model import EmotionClassifier, LocalAttributes, TeacherStudent, span_mask
-from .normalise import Stats
-
-
-def reduce_frames(h: torch.Tensor, stride: int) -> torch.Tensor:
-    """(L, T, D) -> (L, T // stride, D) by averaging neighbouring frames (at least one frame kept)."""
-    if stride <= 1 or h.shape[1] < stride:
-        return h
-    L, T, D = h.shape
-    return h[:, : T // stride * stride].float().reshape(L, T // stride, stride, D).mean(2).to(h.dtype)
-
-
-@dataclass
-class FeatureSet:
-    """Utterances with their cached features (float16, frame-rate reduced) and class ids."""
-
-    utts: list[Utterance]
-    feats: list[torch.Tensor]  # each (L, T_i, D)
-    labels: torch.Tensor  # (N,) class ids
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-    key: str = ""  # the encoder identity the features came from (checkpoints record it)
-    reference: "Stats | None" = None  # speaker-normalised: statistics for a clip of an unknown speaker
-
-    def __len__(self) -> int:
-        return len(self.utts)
-
-    @property
-    def lengths(self) -> np.ndarray:
-        return np.array([f.shape[1] for f in self.feats])
-
-    def subset(self, idx: list[int] | np.ndarray) -> "FeatureSet":
-        return FeatureSet([self.utts[i] for i in idx], [self.feats[i] for i in idx], self.labels[list(idx)],
-                          key=self.key, reference=self.reference)
-
-    def __add__(self, other: "FeatureSet") -> "FeatureSet":
-        """Pool two sets (stage 1 on several corpora; their labels are not used there)."""
-        if self.key != other.key:
-            raise ValueError(f"features of two encoders ({self.key}, {other.key}) cannot be pooled")
-        return FeatureSet(self.utts + other.utts, self.feats + other.feats, torch.cat([self.labels, other.labels]),
-                          self.skipped + other.skipped, self.key, self.reference)
-
-
-def load_feature_set(corpus: Corpus, cache: FeatureCache, stride: int, progress: bool = False) -> FeatureSet:
-    utts, feats, skipped = load_features(corpus.utterances, cache, progress, lambda h: reduce_frames(h, stride))
-    index = {c: i for i, c in enumerate(corpus.labels)}
-    labels = torch.tensor([index[u.label] for u in utts], dtype=torch.long)
-    return FeatureSet(utts, feats, labels, skipped, cache.encoder_key)
-
-
-def collate(fs: FeatureSet, idx: list[int], max_frames: int | None = None, generator: torch.Generator | None = None):
-    """Pad a batch: feats (B, L, T, D) float32, mask (B, T) True on real frames, labels (B,).
-
-    With a generator, clips longer than ``max_frames`` are randomly cropped (training).
-    """
-    parts = []
-    for i in idx:
-        h = fs.feats[i]
-        if max_frames and h.shape[1] > max_frames and generator is not None:
-            start = int(torch.randint(0, h.shape[1] - max_frames + 1, (1,), generator=generator))
-            h = h[:, start : start + max_frames]
-        parts.append(h)
-    T = max(p.shape[1] for p in parts)
-    L, _, D = parts[0].shape
-    feats = torch.zeros(len(parts), L, T, D)
-    mask = torch.zeros(len(parts), T, dtype=torch.bool)
-    for b, p in enumerate(parts):
-        feats[b, :, : p.shape[1]] = p.float()
-        mask[b, : p.shape[1]] = True
-    return feats, mask, fs.labels[idx]
-
-
-def length_batches(lengths: np.ndarray, batch_size: int, generator: torch.Generator | None = None) -> list[list[int]]:
-    """Batches of similar lengths (less padding); order of batches shuffled when a generator is given."""
-    n = len(lengths)
-    order = torch.randperm(n, generator=generator).tolist() if generator is not None else list(range(n))
-    chunk = batch_size * 16  # sort within large random chunks: similar lengths, still random batches
-    batches = []
-    for c in range(0, n, chunk):
-        part = sorted(order[c : c + chunk], key=lambda i: lengths[i])
-        batches += [part[b : b + batch_size] for b in range(0, len(part), batch_size)]
-    if generator is not None:
-        batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
-    return batches
 
 
 def _schedule(step: int, total: int, warmup: float) -> float:

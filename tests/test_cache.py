@@ -37,7 +37,7 @@ def test_extract_then_resume(tmp_path, encoder):
     report = extract(corpus.utterances, encoder, cache, progress=False)
     assert (report.extracted, report.cached, report.failed) == (6, 0, [])
     assert report.audio_seconds == pytest.approx(sum(0.5 + 0.1 * i for i in range(6)), abs=1e-3)
-    assert (cache.dir / "encoder.json").is_file()
+    assert (cache.encoder_dir / "encoder.json").is_file()
     kept, feats, skipped = load_features(corpus.utterances, cache)
     assert len(kept) == 6 and not skipped
     for u, f in zip(kept, feats):
@@ -128,3 +128,27 @@ def test_real_whisper_features_for_real_clips(tmp_path, data_root, whisper_path)
     _, feats, _ = load_features(utts, cache)
     for u, f in zip(utts, feats):
         assert f.shape[:1] == (5,) and f.shape[2] == 384 and abs(f.shape[1] - u.duration * 50) <= 2
+
+
+def test_cache_stores_frames_reduced_as_training_reads_them(tmp_path, encoder):
+    """Stride 4 keeps a quarter of the frames, averaged in float32 before the float16 cast; another
+    stride is another cache (part of the entry's identity), never a silently wrong frame rate."""
+    from sera.audio import load_audio
+    from sera.encoders import reduce_frames
+
+    corpus = _corpus(tmp_path / "data", n=3)
+    full = FeatureCache(tmp_path / "cache", encoder.key)
+    quarter = FeatureCache(tmp_path / "cache", encoder.key, stride=4)
+    extract(corpus.utterances, encoder, full, progress=False)
+    extract(corpus.utterances, encoder, quarter, progress=False)
+    assert quarter.dir != full.dir and quarter.size_bytes() < 0.3 * full.size_bytes()
+    for u in corpus.utterances:
+        digest = file_digest(u.path)
+        whole, reduced = full.get(digest), quarter.get(digest)
+        assert reduced.shape == (whole.shape[0], whole.shape[1] // 4, whole.shape[2])
+        expected = reduce_frames(encoder([load_audio(u.path)])[0], 4).half()
+        torch.testing.assert_close(reduced, expected, atol=1e-3, rtol=1e-3)
+    moved = quarter._path(file_digest(corpus.utterances[0].path))  # an entry of stride 4 put where stride 1 reads
+    target = full._path(moved.stem)
+    target.write_bytes(moved.read_bytes())
+    assert full.get(moved.stem) is None

@@ -92,8 +92,79 @@ def test_identity_changes_with_weights_and_options(tmp_path, tiny_hubert):
                                 hidden_size=48)
     key1, ident = encoder_identity(EncoderConfig(name=str(tiny_hubert)))
     key2, _ = encoder_identity(EncoderConfig(name=str(other)))
-    assert key1 != key2 and key1.startswith("hubert0-") and ident["model_type"] == "hubert"
+    assert key1 != key2 and key1.startswith("hubert-") and ident["model_type"] == "hubert"
     assert encoder_identity(EncoderConfig(name=str(tiny_hubert)))[0] == key1  # stable
+    assert encoder_identity(EncoderConfig(name=str(tiny_hubert), layers="::2"))[0] != key1
+
+
+def test_identity_is_the_content_not_the_folder_nor_the_device(tmp_path, tiny_hubert, monkeypatch):
+    """A copy, a symlink and a trailing slash are the same encoder; so is the same model on a GPU."""
+    import shutil
+
+    key = encoder_identity(EncoderConfig(name=str(tiny_hubert)))[0]
+    copy_ = shutil.copytree(tiny_hubert, tmp_path / "elsewhere" / "my-model")
+    (tmp_path / "link").symlink_to(tiny_hubert, target_is_directory=True)
+    for name in (str(copy_), str(tmp_path / "link"), str(tiny_hubert) + "/"):
+        assert encoder_identity(EncoderConfig(name=name))[0] == key, name
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # faked: CI has no GPU
+    assert encoder_identity(EncoderConfig(name=str(copy_), device="auto"))[0] == key
+
+
+def test_identity_sees_a_weight_changed_mid_file_and_the_feature_extractor(tmp_path, tiny_hubert):
+    import json
+    import shutil
+
+    big = save_random_encoder("hubert", tmp_path / "big", intermediate_size=8192)  # weights over 3 MiB
+    key = encoder_identity(EncoderConfig(name=str(big)))[0]
+    changed = shutil.copytree(big, tmp_path / "changed")
+    weights = changed / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    assert len(data) > 3 << 20  # the middle is more than a MiB from either end
+    data[len(data) // 2] ^= 0x01  # one bit of one weight, in the middle of the file
+    weights.write_bytes(bytes(data))
+    assert encoder_identity(EncoderConfig(name=str(changed)))[0] != key
+    key = encoder_identity(EncoderConfig(name=str(tiny_hubert)))[0]
+    fe = shutil.copytree(tiny_hubert, tmp_path / "fe")
+    settings = json.loads((fe / "preprocessor_config.json").read_text())
+    settings["do_normalize"] = not settings["do_normalize"]
+    (fe / "preprocessor_config.json").write_text(json.dumps(settings))
+    assert encoder_identity(EncoderConfig(name=str(fe)))[0] != key
+
+
+def test_a_hub_cache_snapshot_hashes_like_a_local_folder(tmp_path, tiny_hubert, monkeypatch):
+    """The hub cache names each weight blob by its SHA-256: a hub id resolved there gets the folder's key."""
+    import hashlib
+    import shutil
+
+    repo = tmp_path / "hub" / "models--someone--tiny-hubert"
+    snapshot = repo / "snapshots" / ("a" * 40)
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("a" * 40)
+    snapshot.mkdir(parents=True)
+    (repo / "blobs").mkdir()
+    for f in tiny_hubert.iterdir():
+        blob = repo / "blobs" / (hashlib.sha256(f.read_bytes()).hexdigest() if f.suffix == ".safetensors" else f.name)
+        shutil.copy(f, blob)
+        (snapshot / f.name).symlink_to(blob)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    assert encoder_identity(EncoderConfig(name="someone/tiny-hubert"))[0] == encoder_identity(
+        EncoderConfig(name=str(tiny_hubert)))[0]
+
+
+def test_layer_selection_keeps_those_hidden_states(tiny_hubert):
+    from sera.encoders import select_layers
+
+    full = Encoder(EncoderConfig(name=str(tiny_hubert)))
+    some = Encoder(EncoderConfig(name=str(tiny_hubert), layers="0,2"))
+    wave = tone(0.8, seed=4)
+    assert some.num_layers == 2 and torch.equal(some([wave])[0], full([wave])[0][[0, 2]])
+    assert select_layers("::2", 25) == list(range(0, 25, 2)) and select_layers("", 3) == [0, 1, 2]
+    for bad in ("0,3", "x", "5:", "::0"):
+        with pytest.raises(EncoderError, match="hidden states"):
+            select_layers(bad, 3)
 
 
 def test_missing_folder_and_unreachable_hub_say_what_to_do(tmp_path, monkeypatch):

@@ -216,10 +216,10 @@ def _popen(*args: str) -> subprocess.Popen:
 
 def cache_entries(cache: Path) -> dict[str, torch.Tensor]:
     """Every entry of a feature cache folder by digest; each must verify (none half-written)."""
-    key = next((cache / "features").iterdir()).name
-    fc = FeatureCache(cache, key)
+    [stored] = (cache / "features").glob("*/stride*")  # features/<encoder key>/stride<s>: one of each
+    fc = FeatureCache(cache, stored.parent.name, int(stored.name.removeprefix("stride")))
     out = {}
-    for p in sorted((cache / "features" / key).rglob("*.safetensors")):
+    for p in sorted(stored.rglob("*.safetensors")):
         hidden = fc.get(p.stem)
         assert hidden is not None, f"{p} is half-written or corrupt"
         out[p.stem] = hidden

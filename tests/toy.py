@@ -5,7 +5,7 @@ import torch
 
 from sera.config import SeraConfig
 from sera.data import Utterance
-from sera.train import FeatureSet
+from sera.features import FeatureSet
 
 
 def toy_features(n=24, L=3, D=16, seed=0) -> FeatureSet:
