@@ -130,7 +130,7 @@ def parameters(cfg: SeraConfig) -> dict:
 def markdown(r: dict) -> str:
     pct = lambda d: f"{100 * d['mean']:.1f} ± {100 * d['std']:.1f}"  # noqa: E731
     lines = ["# Adapter figures (`bench/adapter.py`)", "",
-             f"whisper-tiny.en, speaker-independent folds, this machine ({r['machine']['cpu_cores']} cores); "
+             f"{r.get('upstream', 'whisper-tiny.en')}, speaker-independent folds, this machine ({r['machine']['cpu_cores']} cores); "
              f"commit {r['commit'][:10]}. UA / WA / macro-F1 in %, mean ± std over seeds.", ""]
     main = [(k, v) for k, v in r.get("parts", {}).items() if k in ("ravdess", "emodb")]
     if main:

@@ -34,11 +34,52 @@ def git_commit() -> str:
         return "unknown"
 
 
+def upstream(name: str) -> str:
+    """An encoder's short name for tables: a folder's name or a hub id's."""
+    return Path(name.rstrip("/")).name
+
+
 def save(name: str, result: dict) -> Path:
     from sera.io import atomic_write_text
 
+    from sera.config import SeraConfig
+
     result = {"benchmark": name, "commit": git_commit(), "date": time.strftime("%Y-%m-%d %H:%M"),
-              "machine": machine(), **result}
+              "machine": machine(), "upstream": upstream(SeraConfig().encoder.name), **result}
     path = RESULTS / f"{name}.json"
     atomic_write_text(path, json.dumps(result, indent=2))
     return path
+
+
+def measure_extraction(cfg, utts: list) -> dict:
+    """The whole extraction pipeline (decode, encoder, frame-rate reduction, write) into a fresh cache,
+    then the bare encoder forward on the same audio already in memory, in the same process."""
+    import copy
+    import tempfile
+
+    from sera.audio import load_audio
+    from sera.cache import extract
+    from sera.encoders import Encoder
+    from sera.pipeline import feature_cache
+
+    cfg = copy.deepcopy(cfg)
+    encoder = Encoder(cfg.encoder)
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg.cache_dir = tmp
+        cache = feature_cache(cfg, encoder.key)  # frames stored as training reads them (model.frame_stride)
+        report = extract(utts, encoder, cache, cfg.audio, progress=False)
+        size = cache.size_bytes()
+    waves = [load_audio(u.path) for u in utts]
+    t = time.perf_counter()
+    for i in range(0, len(waves), 16):
+        encoder(waves[i : i + 16])
+    bare = time.perf_counter() - t
+    audio = report.audio_seconds
+    return {
+        "files": len(utts), "audio_seconds": audio, "audio_minutes": audio / 60, "hidden_states": encoder.num_layers,
+        "dim": encoder.dim, "parameters": encoder.num_parameters(), "stride": cfg.model.frame_stride,
+        "pipeline_seconds": report.wall_seconds, "pipeline_rtf": report.wall_seconds / audio,
+        "encoder_in_pipeline_seconds": report.encoder_seconds,
+        "bare_encoder_seconds": bare, "bare_encoder_rtf": bare / audio, "pipeline_over_bare": report.wall_seconds / bare,
+        "cache_bytes": size, "cache_mb_per_audio_minute": size / 1e6 / (audio / 60), "cache_bytes_per_second": size / audio,
+    }

@@ -86,7 +86,8 @@ def mean(m) -> float:
 
 def markdown(table: dict, baselines: dict, adapter: dict, scaling: dict, extract: dict, demo: dict,
              whisper: dict) -> str:
-    out = ["UA / WA / macro-F1 in %, speaker-independent folds, whisper-tiny.en, the 2-core CPU. "
+    out = [f"UA / WA / macro-F1 in %, speaker-independent folds, {extract.get('upstream', 'whisper-tiny.en')}, "
+           "the 2-core CPU. "
            "sera: mean ± std over seeds where there are several (the seed count is in brackets); the baselines "
            "are deterministic.", "",
            "| method | " + " | ".join(f"{CORPORA[c]} UA | WA | F1" for c in CORPORA) + " |",
@@ -193,6 +194,30 @@ def chart(table: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def encoder_table(encoders: dict | None) -> list[str]:
+    """One row per upstream: extraction against the bare encoder, cache size, probe UA, predict latency."""
+    if not encoders:
+        return []
+    out = ["", f"Encoders, side by side in one run (`bench/encoders.py`, commit {encoders['commit'][:10]}). Cache: bytes "
+           "per second of audio as stored (float16, 12.5 frames per second, every hidden state), and what a 7-hour "
+           "corpus (IEMOCAP-sized) takes, with all layers and with every other one (`encoder.layers=::2`). Probe: "
+           "time mean of every layer + logistic regression; probe and sera: UA in % on raw features (each clip alone, "
+           "as for a single clip of an unknown speaker) / speaker-normalised (4 RAVDESS folds, EmoDB's 5).", "",
+           "| encoder | hidden states × dim | extraction RTF (bare encoder, ratio) | cache kB/s | 7 h cache (every other "
+           "layer) | probe RAVDESS | probe EmoDB | sera RAVDESS (seeds) | predict 4 s |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, r in encoders["encoders"].items():
+        e, probe, sera = r["extraction"], r.get("probe", {}), r.get("sera", {})
+        ua = lambda c: (f"{100 * probe[c]['raw']['ua']:.1f} / {100 * probe[c]['speaker']['ua']:.1f}"  # noqa: E731
+                        if c in probe else "–")
+        ours = " / ".join(pct(sera[m]["ua"], sera[m]["seeds"]) for m in ("none", "speaker") if m in sera)
+        ours += f" ({max(v['seeds'] for v in sera.values())})" if sera else "–"
+        out.append(f"| {name} | {e['hidden_states']} × {e['dim']} | {e['pipeline_rtf']:.4f} ({e['bare_encoder_rtf']:.4f}, "
+                   f"{e['pipeline_over_bare']:.2f}×) | {e['cache_bytes_per_second'] / 1e3:.0f} | {e['iemocap_gb']:.1f} GB "
+                   f"({e['iemocap_gb_every_other_layer']:.1f} GB) | {ua('ravdess')} | {ua('emodb')} | {ours} | "
+                   f"{r['predict_4s_seconds']:.3f} s |")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
@@ -202,6 +227,7 @@ def main() -> None:
     table = rows(baselines, adapter)
     text = markdown(table, baselines, adapter, load("scaling", q), load("extract_speed", q), load("demo_latency", q),
                     load("whisper_padding", q))
+    text += "\n".join(encoder_table(load("encoders", q))) + "\n"
     suffix = "-quick" if q else ""
     (RESULTS / f"summary{suffix}.md").write_text(text)
     chart(table, RESULTS / f"ua_by_method{suffix}.png")

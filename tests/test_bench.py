@@ -22,9 +22,16 @@ def test_quick_bench_runs_every_script_and_reports(data_root, whisper_path, feat
                          capture_output=True, text=True, timeout=1500)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     load = lambda name: json.loads((RESULTS / f"{name}-quick.json").read_text())  # noqa: E731
-    for name in ("extract_speed", "baselines", "adapter", "whisper_padding", "scaling", "demo_latency"):
+    for name in ("extract_speed", "encoders", "baselines", "adapter", "whisper_padding", "scaling", "demo_latency"):
         r = load(name)
         assert r["commit"] and r["machine"]["cpu_cores"] >= 1, name
+    encoders = load("encoders")["encoders"]
+    tiny, base, big = (encoders[n]["extraction"] for n in ("whisper-tiny.en", "whisper-base", "hubert-large-sized (random)"))
+    # stored at 12.5 frames per second in float16: every hidden state's bytes, a quarter of the full rate
+    for e in (tiny, base, big):
+        assert e["cache_bytes_per_second"] == pytest.approx(e["full_rate_bytes_per_second"] / 4, rel=0.1)
+    assert (tiny["hidden_states"], base["hidden_states"], base["dim"]) == (5, 7, 512)
+    assert 0.0 <= encoders["whisper-base"]["probe"]["emodb"]["speaker"]["ua"] <= 1.0
     base = load("baselines")
     for corpus in ("ravdess", "emodb"):
         assert len(base["within"][corpus]) == 4
