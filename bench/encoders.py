@@ -127,6 +127,7 @@ def main() -> int:
     ap.add_argument("--sera", metavar="NAMES", help="add sera's UA for these encoders (comma-separated) to the saved "
                     "table instead of measuring the rest")
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--modes", default="speaker,none", help="data.normalise settings of the sera runs")
     args = ap.parse_args()
     torch.set_num_threads(min(2, torch.get_num_threads()))
     name = "encoders" + ("-quick" if args.quick else "")
@@ -136,7 +137,7 @@ def main() -> int:
             row = saved["encoders"][enc]
             cfg = SeraConfig().updated({"encoder.name": row["path"]})
             row["sera"] = row.get("sera", {})
-            for mode in ("speaker", "none"):
+            for mode in args.modes.split(","):
                 print(f"{enc}, sera, normalise={mode}:", flush=True)
                 row["sera"][mode] = sera_cv(cfg, mode, args.seeds, args.quick, RUNS / "encoders" / f"{enc}-{mode}")
                 row["sera"][mode]["commit"] = git_commit()
@@ -148,10 +149,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         encoders = {"whisper-tiny.en": SHARED_MODELS / "whisper-tiny.en", "whisper-base": SHARED_MODELS / "whisper-base",
                     "hubert-large-sized (random)": hubert_large_sized(Path(tmp) / "hubert-large", 2 if args.quick else 24)}
-        for name, path in encoders.items():
-            print(f"{name}:", flush=True)
+        for enc, path in encoders.items():
+            print(f"{enc}:", flush=True)
             cfg = SeraConfig().updated({"encoder.name": str(path)})
-            big = "hubert" in name
+            big = "hubert" in enc
             files = 8 if args.quick else (40 if big else 240)
             row = {"path": str(path), "extraction": extraction(cfg, files)}
             e = row["extraction"]
@@ -166,7 +167,7 @@ def main() -> int:
                 for c, p in row["probe"].items():
                     print(f"  probe {c}: raw UA {p['raw']['ua']:.3f}, speaker-normalised UA {p['speaker']['ua']:.3f}",
                           flush=True)
-            rows[name] = row
+            rows[enc] = row
     print(save(name, {"quick": args.quick, "encoders": rows}))
     return 0
 
