@@ -261,7 +261,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     from .encoders import Encoder
     from .pipeline import feature_cache
 
-    cfg = config_from_args(args)
+    cfg = config_from_args(args).updated(parse_sets(args.set))
     corpus = load_corpus(cfg.data)
     main_process = process_share()[0] == 0  # under torchrun, rank 0 speaks for all
     if main_process:
@@ -293,6 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("info", cmd_info, "show a corpus: utterances, speakers, classes and its speaker-independent folds")
     p = add("extract", cmd_extract, "cache every layer's encoder features for a corpus (resumes if interrupted)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.NAME=VALUE",
+                   help="a config field, e.g. --set encoder.layers=::2 --set model.frame_stride=2 (what the cache keeps)")
     p = add("train", cmd_train, "cross-validate both stages on a corpus's speaker-independent folds, then save "
             "a final checkpoint trained on every speaker")
     _training_flags(p)

@@ -36,6 +36,10 @@ def test_extract_then_resume_from_the_command_line(tmp_path, tiny_hubert):
     second = sera(*args)
     assert "0 extracted, 3 already cached" in second.stdout
     assert len(list((tmp_path / "cache").rglob("*.safetensors"))) == 3
+    subset = sera(*args, "--set", "encoder.layers=0,2", "--set", "model.frame_stride=2")  # another cache
+    assert subset.returncode == 0 and "3 extracted" in subset.stdout, subset.stderr
+    stored = sorted(p.parent.parent.name for p in (tmp_path / "cache").rglob("*.safetensors"))
+    assert stored == ["stride2"] * 3 + ["stride4"] * 3
 
 
 def test_user_errors_are_one_clear_line(tmp_path):
