@@ -132,18 +132,17 @@ def main() -> int:
     torch.set_num_threads(min(2, torch.get_num_threads()))
     name = "encoders" + ("-quick" if args.quick else "")
     if args.sera:
-        saved = json.loads((RESULTS / f"{name}.json").read_text())
+        path = RESULTS / f"{name}.json"
         for enc in args.sera.split(","):
-            row = saved["encoders"][enc]
-            cfg = SeraConfig().updated({"encoder.name": row["path"]})
-            row["sera"] = row.get("sera", {})
+            cfg = SeraConfig().updated({"encoder.name": json.loads(path.read_text())["encoders"][enc]["path"]})
             for mode in args.modes.split(","):
                 print(f"{enc}, sera, normalise={mode}:", flush=True)
-                row["sera"][mode] = sera_cv(cfg, mode, args.seeds, args.quick, RUNS / "encoders" / f"{enc}-{mode}")
-                row["sera"][mode]["commit"] = git_commit()
-                print(f"  UA {100 * row['sera'][mode]['ua']['mean']:.1f} ± {100 * row['sera'][mode]['ua']['std']:.1f}",
-                      flush=True)
-                save(name, {k: v for k, v in saved.items() if k not in ("benchmark", "commit", "date", "machine", "upstream")})
+                result = sera_cv(cfg, mode, args.seeds, args.quick, RUNS / "encoders" / f"{enc}-{mode}")
+                print(f"  UA {100 * result['ua']['mean']:.1f} ± {100 * result['ua']['std']:.1f}", flush=True)
+                saved = json.loads(path.read_text())  # read again: another run may have added its row meanwhile
+                saved["encoders"][enc].setdefault("sera", {})[mode] = {**result, "commit": git_commit()}
+                kept = {k: v for k, v in saved.items() if k not in ("benchmark", "commit", "date", "machine", "upstream")}
+                save(name, {**kept, "table_commit": saved.get("table_commit", saved["commit"])})  # the rows' own
         return 0
     rows: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -198,7 +198,8 @@ def encoder_table(encoders: dict | None) -> list[str]:
     """One row per upstream: extraction against the bare encoder, cache size, probe UA, predict latency."""
     if not encoders:
         return []
-    out = ["", f"Encoders, side by side in one run (`bench/encoders.py`, commit {encoders['commit'][:10]}). Cache: bytes "
+    commit = encoders.get("table_commit", encoders["commit"])
+    out = ["", f"Encoders, side by side in one run (`bench/encoders.py`, commit {commit[:10]}). Cache: bytes "
            "per second of audio as stored (float16, 12.5 frames per second, every hidden state), and what a 7-hour "
            "corpus (IEMOCAP-sized) takes, with all layers and with every other one (`encoder.layers=::2`). Probe: "
            "time mean of every layer + logistic regression; probe and sera: UA in % on raw features (each clip alone, "
