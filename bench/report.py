@@ -210,8 +210,8 @@ def encoder_table(encoders: dict | None) -> list[str]:
         e, probe, sera = r["extraction"], r.get("probe", {}), r.get("sera", {})
         ua = lambda c: (f"{100 * probe[c]['raw']['ua']:.1f} / {100 * probe[c]['speaker']['ua']:.1f}"  # noqa: E731
                         if c in probe else "–")
-        ours = " / ".join(pct(sera[m]["ua"], sera[m]["seeds"]) for m in ("none", "speaker") if m in sera)
-        ours += f" ({max(v['seeds'] for v in sera.values())})" if sera else "–"
+        ours = " / ".join(pct(sera[m]["ua"], sera[m]["seeds"]) if m in sera else "–" for m in ("none", "speaker"))
+        ours = f"{ours} ({max(v['seeds'] for v in sera.values())})" if sera else "–"
         out.append(f"| {name} | {e['hidden_states']} × {e['dim']} | {e['pipeline_rtf']:.4f} ({e['bare_encoder_rtf']:.4f}, "
                    f"{e['pipeline_over_bare']:.2f}×) | {e['cache_bytes_per_second'] / 1e3:.0f} | {e['iemocap_gb']:.1f} GB "
                    f"({e['iemocap_gb_every_other_layer']:.1f} GB) | {ua('ravdess')} | {ua('emodb')} | {ours} | "
