@@ -78,6 +78,10 @@ ABLATIONS = {  # flag: (section, field, value, help)
 }
 
 
+def _set_flag(p: argparse.ArgumentParser, help: str) -> None:
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.NAME=VALUE", help=help)
+
+
 def _training_flags(p: argparse.ArgumentParser) -> None:
     from .config import PRESETS
 
@@ -85,8 +89,7 @@ def _training_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", choices=sorted(PRESETS), help="a named setting, e.g. paper-iemocap: HuBERT large on "
                    "IEMOCAP, 4 classes, leave-one-session-out (flags given with it override it)")
     p.add_argument("--quick", action="store_true", help="a few speakers, 2 folds, 1 seed, few epochs (CI)")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.NAME=VALUE",
-                   help="any config field, e.g. --set train.seeds=1 --set model.width=128")
+    _set_flag(p, "any config field, e.g. --set train.seeds=1 --set model.width=128")
     for flag, (_, _, _, text) in ABLATIONS.items():
         p.add_argument("--" + flag.replace("_", "-"), action="store_true", help=text)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -293,8 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("info", cmd_info, "show a corpus: utterances, speakers, classes and its speaker-independent folds")
     p = add("extract", cmd_extract, "cache every layer's encoder features for a corpus (resumes if interrupted)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.NAME=VALUE",
-                   help="a config field, e.g. --set encoder.layers=::2 --set model.frame_stride=2 (what the cache keeps)")
+    _set_flag(p, "a config field, e.g. --set encoder.layers=::2 --set model.frame_stride=2 (what the cache keeps)")
     p = add("train", cmd_train, "cross-validate both stages on a corpus's speaker-independent folds, then save "
             "a final checkpoint trained on every speaker")
     _training_flags(p)

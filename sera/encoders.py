@@ -71,13 +71,13 @@ def encoder_identity(cfg: EncoderConfig, config=None, source: str | None = None)
     """
     if config is None:
         config, source = load_encoder_config(cfg.name)
-    source = source or cfg.name
+    folder = model_folder(source or cfg.name)  # resolved once: the hub cache is looked up once
     is_whisper = config.model_type == "whisper"
     identity = {
         "model_type": config.model_type,
         "config": {k: v for k, v in config.to_dict().items() if k not in _VOLATILE_CONFIG_KEYS},
-        "weights": weight_digests(source),
-        "preprocessor": _preprocessor(source),
+        "weights": weight_digests(source or cfg.name, folder),
+        "preprocessor": _preprocessor(folder),
         "whisper_padded": is_whisper and cfg.whisper_padded,
         "layers": select_layers(cfg.layers, num_hidden_states(config)),
         "sample_rate": SAMPLE_RATE,
@@ -128,10 +128,10 @@ def _weight_files(names: list[str]) -> list[str]:
     return safetensors or sorted(n for n in names if n.endswith((".bin", ".pt", ".pth")))
 
 
-def weight_digests(source: str) -> dict[str, str]:
-    """SHA-256 of each weight file, read whole. The hub names each LFS file by its SHA-256, so a
-    hub id and a local copy of the same files agree; a cached hub file is not even read again."""
-    folder = model_folder(source)
+def weight_digests(source: str, folder: Path | None) -> dict[str, str]:
+    """SHA-256 of each weight file in ``folder`` (``model_folder(source)``), read whole. The hub names each
+    LFS file by its SHA-256, so a hub id and a local copy of the same files agree; a cached hub file is not
+    even read again, and without one the hub's file list is asked."""
     if folder is not None:
         names = _weight_files([f.name for f in folder.iterdir() if f.is_file()])
         return {n: _sha256(folder / n) for n in names}
@@ -166,9 +166,8 @@ def _sha256_of(path: str, size: int, mtime_ns: int) -> str:  # size and mtime: a
     return h.hexdigest()
 
 
-def _preprocessor(source: str) -> dict | None:
+def _preprocessor(folder: Path | None) -> dict | None:
     """The feature extractor's settings (``preprocessor_config.json``): they change the encoder's input."""
-    folder = model_folder(source)
     path = folder / "preprocessor_config.json" if folder is not None else None
     if path is None or not path.is_file():
         return None
