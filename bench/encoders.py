@@ -95,8 +95,9 @@ def sera_cv(cfg: SeraConfig, normalise: str, seeds: int, quick: bool, state: Pat
     corpus, folds = corpus_and_folds(cfg)
     fs, _ = features(corpus, cfg, progress=False)
     r = cross_validate(fs, corpus, folds, cfg, progress=False, state=state, report=True)
-    return {"seeds": cfg.train.seeds, "folds": len(folds), "per_seed_ua": [p["ua"] for p in r["per_seed"]],
-            **{k: r[k] for k in ("ua", "wa", "f1")}}
+    return {"seeds": cfg.train.seeds, "folds": len(folds),
+            "protocols": {p: {"per_seed_ua": [s["ua"] for s in v["per_seed"]], **{k: v[k] for k in ("ua", "wa", "f1")}}
+                          for p, v in r["protocols"].items()}}
 
 
 def latency(cfg: SeraConfig, repeats: int) -> float:
@@ -138,7 +139,8 @@ def main() -> int:
             for mode in args.modes.split(","):
                 print(f"{enc}, sera, normalise={mode}:", flush=True)
                 result = sera_cv(cfg, mode, args.seeds, args.quick, RUNS / "encoders" / f"{enc}-{mode}")
-                print(f"  UA {100 * result['ua']['mean']:.1f} ± {100 * result['ua']['std']:.1f}", flush=True)
+                for p, v in result["protocols"].items():
+                    print(f"  {p} protocol: UA {100 * v['ua']['mean']:.1f} ± {100 * v['ua']['std']:.1f}", flush=True)
                 saved = json.loads(path.read_text())  # read again: another run may have added its row meanwhile
                 saved["encoders"][enc].setdefault("sera", {})[mode] = {**result, "commit": git_commit()}
                 kept = {k: v for k, v in saved.items() if k not in ("benchmark", "commit", "date", "machine", "upstream")}

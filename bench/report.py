@@ -194,6 +194,20 @@ def chart(table: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def sera_ua(sera: dict, mode: str, protocol: str) -> str:
+    """UA of a sera run trained with ``data.normalise = mode``, in ``protocol``, with its seed count.
+    Rows saved before both protocols were scored hold one figure: unnormalised training (whose two
+    protocols coincide) and the speaker protocol of speaker-normalised training."""
+    run = sera.get(mode)
+    if run is None:
+        return "–"
+    if "protocols" in run:
+        return f"{pct(run['protocols'][protocol]['ua'], run['seeds'])} ({run['seeds']} seeds)"
+    if mode == "none" or protocol == "speaker":
+        return f"{pct(run['ua'], run['seeds'])} ({run['seeds']} seeds)"
+    return "–"
+
+
 def encoder_table(encoders: dict | None) -> list[str]:
     """One row per upstream: extraction against the bare encoder, cache size, probe UA, predict latency."""
     if not encoders:
@@ -203,19 +217,22 @@ def encoder_table(encoders: dict | None) -> list[str]:
            "per second of audio as stored (float16, 12.5 frames per second, every hidden state), and what a 7-hour "
            "corpus (IEMOCAP-sized) takes, with all layers and with every other one (`encoder.layers=::2`). Probe: "
            "time mean of every layer + logistic regression; probe and sera: UA in % on raw features (each clip alone, "
-           "as for a single clip of an unknown speaker) / speaker-normalised (4 RAVDESS folds, EmoDB's 5).", "",
+           "as for a single clip of an unknown speaker) / speaker-normalised (4 RAVDESS folds, EmoDB's 5). sera on "
+           "RAVDESS: clip protocol (each test clip alone, as `sera predict`) trained unnormalised / trained "
+           "speaker-normalised (the clip then standardised with the training speakers' reference statistics), and the "
+           "speaker protocol of the speaker-normalised model.", "",
            "| encoder | hidden states × dim | extraction RTF (bare encoder, ratio) | cache kB/s | 7 h cache (every other "
-           "layer) | probe RAVDESS | probe EmoDB | sera RAVDESS (seeds) | predict 4 s |", "|---|---|---|---|---|---|---|---|---|"]
+           "layer) | probe RAVDESS | probe EmoDB | sera RAVDESS clip protocol | sera RAVDESS speaker protocol | "
+           "predict 4 s |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in encoders["encoders"].items():
         e, probe, sera = r["extraction"], r.get("probe", {}), r.get("sera", {})
         ua = lambda c: (f"{100 * probe[c]['raw']['ua']:.1f} / {100 * probe[c]['speaker']['ua']:.1f}"  # noqa: E731
                         if c in probe else "–")
-        ours = " / ".join(pct(sera[m]["ua"], sera[m]["seeds"]) if m in sera else "–" for m in ("none", "speaker"))
-        ours = f"{ours} ({max(v['seeds'] for v in sera.values())})" if sera else "–"
+        clip = " / ".join(sera_ua(sera, m, "clip") for m in ("none", "speaker"))
         out.append(f"| {name} | {e['hidden_states']} × {e['dim']} | {e['pipeline_rtf']:.4f} ({e['bare_encoder_rtf']:.4f}, "
                    f"{e['pipeline_over_bare']:.2f}×) | {e['cache_bytes_per_second'] / 1e3:.0f} | {e['iemocap_gb']:.1f} GB "
-                   f"({e['iemocap_gb_every_other_layer']:.1f} GB) | {ua('ravdess')} | {ua('emodb')} | {ours} | "
-                   f"{r['predict_4s_seconds']:.3f} s |")
+                   f"({e['iemocap_gb_every_other_layer']:.1f} GB) | {ua('ravdess')} | {ua('emodb')} | {clip} | "
+                   f"{sera_ua(sera, 'speaker', 'speaker')} | {r['predict_4s_seconds']:.3f} s |")
     return out
 
 

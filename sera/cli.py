@@ -38,6 +38,7 @@ def config_from_args(args: argparse.Namespace) -> SeraConfig:
     for flag, (section, name) in {
         "data": ("data", "root"), "corpus": ("data", "corpus"), "classes": ("data", "classes"),
         "encoder": ("encoder", "name"), "cache": (None, "cache_dir"), "seed": (None, "seed"),
+        "protocol": ("data", "protocol"), "test_corpus": ("data", "test_corpus"),
     }.items():
         value = getattr(args, flag, None)
         if value is not None:
@@ -89,6 +90,11 @@ def _training_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", choices=sorted(PRESETS), help="a named setting, e.g. paper-iemocap: HuBERT large on "
                    "IEMOCAP, 4 classes, leave-one-session-out (flags given with it override it)")
     p.add_argument("--quick", action="store_true", help="a few speakers, 2 folds, 1 seed, few epochs (CI)")
+    p.add_argument("--test-corpus", metavar="NAME", help="cross-corpus: train on all of --corpus, test once on all "
+                   "of this corpus, over the emotions both have (unified names: anger = angry, fear = fearful, ...)")
+    p.add_argument("--protocol", choices=("clip", "speaker"), help="test protocol of the headline figures; both are "
+                   "always scored. clip (default): each test clip alone, as sera predict sees it; speaker: each test "
+                   "speaker standardised with all their own clips")
     _set_flag(p, "any config field, e.g. --set train.seeds=1 --set model.width=128")
     for flag, (_, _, _, text) in ABLATIONS.items():
         p.add_argument("--" + flag.replace("_", "-"), action="store_true", help=text)
@@ -119,10 +125,15 @@ def _out(args: argparse.Namespace):
 
 def _prepare(args: argparse.Namespace, cfg: SeraConfig | None = None):
     """What every training command starts with: config, output folder, corpus (and folds), features."""
-    from .pipeline import corpus_and_folds, features
+    from .pipeline import corpus_and_folds, cross_corpus, features
 
     cfg = cfg or training_config(args)
     out = _out(args)
+    if cfg.data.test_corpus:
+        corpus, folds, fs = cross_corpus(cfg, not args.no_progress)
+        print(f"{corpus.summary()}\ntested on all of {cfg.data.test_corpus}: {len(next(iter(folds)).test_ids)} "
+              f"utterances of the {len(corpus.labels)} emotions both have ({', '.join(corpus.labels)})", flush=True)
+        return cfg, out, corpus, folds, fs, fs.key
     corpus, folds = corpus_and_folds(cfg)
     print(corpus.summary(), flush=True)
     fs, key = features(corpus, cfg, not args.no_progress)
@@ -136,22 +147,28 @@ def cmd_train(args: argparse.Namespace) -> int:
     resumes where it stopped."""
     from .checkpoint import save_checkpoint
     from .evaluate import cross_validate, write_results
+    from .normalise import normalise
     from .pipeline import final_epochs, train_final, unlabelled_features
 
     progress = not args.no_progress
     cfg, out, corpus, folds, fs, key = _prepare(args)
     unlabelled = unlabelled_features(cfg, progress)
     results = cross_validate(fs, corpus, folds, cfg, progress, unlabelled, out / "state", report=True)
-    write_results(results, out, f"sera on {corpus.name}" + (" (quick)" if cfg.train.quick else ""))
+    where = f"{corpus.name} -> {cfg.data.test_corpus}" if cfg.data.test_corpus else corpus.name
+    write_results(results, out, f"sera on {where}" + (" (quick)" if cfg.train.quick else ""))
     print((out / "results.md").read_text())
-    if args.command == "train" and not args.no_final:
+    if args.command == "train" and cfg.data.test_corpus and not args.no_final:
+        print(f"no final checkpoint: --test-corpus measures a transfer; train on {corpus.name} alone for a checkpoint")
+    elif args.command == "train" and not args.no_final:
         epochs = final_epochs(results["best_epochs"])
         print(f"final model on all {len(corpus.speakers)} speakers, stage 2 for {epochs} epochs", flush=True)
+        fs = normalise(fs, cfg.data.normalise)
         model, attrs = train_final(fs, cfg, len(corpus.labels), epochs, progress, unlabelled, out / "state")
         L, _, D = fs.feats[0].shape
+        cv = {p: {k: results["protocols"][p][k] for k in ("ua", "wa", "f1")} for p in results["protocols"]}
         save_checkpoint(out / "checkpoint", model, cfg, corpus.labels, key, L, D,
-                        {"trained_on": corpus.name, "cv_ua": results["ua"], "stage2_epochs": epochs}, fs.reference,
-                        attrs)
+                        {"trained_on": corpus.name, "cv_ua": results["ua"], "cv_protocol": results["protocol"],
+                         "cv": cv, "stage2_epochs": epochs}, fs.reference, attrs)
         print(f"checkpoint: {out / 'checkpoint'}")
     return 0
 
@@ -162,11 +179,13 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
     from .checkpoint import save_adapter
     from .io import atomic_write_text
+    from .normalise import normalise
     from .pipeline import pretrain_corpora, unlabelled_features
     from .train import pretrain
 
     progress = not args.no_progress
     cfg, out, corpus, _, fs, key = _prepare(args)
+    fs = normalise(fs, cfg.data.normalise)
     unlabelled = unlabelled_features(cfg, progress)
     pool = fs + unlabelled if unlabelled is not None else fs
     L, _, D = pool.feats[0].shape
@@ -188,6 +207,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     from .checkpoint import load_adapter, model_config, save_checkpoint
     from .evaluate import carve_validation
     from .io import atomic_write_text
+    from .normalise import normalise
     from .train import final_attributes, finetune
 
     cfg = training_config(args)
@@ -201,6 +221,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         cfg.encoder.layers = adapter_meta["encoder"].get("layers", "")
         cfg.data.normalise = adapter_meta.get("normalise", "none")  # the features it was trained on
     cfg, out, corpus, _, fs, key = _prepare(args, cfg)
+    fs = normalise(fs, cfg.data.normalise)
     if args.adapter:
         init, attrs, _ = load_adapter(args.adapter, key)
     fit, val = carve_validation(fs, list(range(len(fs))), cfg.train.val_speakers, cfg.seed)

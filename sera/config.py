@@ -43,9 +43,13 @@ class DataConfig:
     speaker_dependent: bool = False  # random utterance split; every result then says so
     allow_outside_root: bool = False  # let manifest paths point outside their folder
     normalise: str = "speaker"  # "speaker": standardise features per speaker (sera/normalise.py), "none"
+    test_corpus: str = ""  # cross-corpus: train on all of `corpus`, test once on all of this one (shared emotions)
+    protocol: str = "clip"  # test protocol of the headline figures (both are always scored, sera/evaluate.py):
+    #                         "clip" (each test clip alone, as sera predict) or "speaker" (own speaker statistics)
 
     def __post_init__(self) -> None:
         _choice("data.normalise", self.normalise, ("speaker", "none"))
+        _choice("data.protocol", self.protocol, ("clip", "speaker"))
 
 
 @dataclass

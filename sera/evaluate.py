@@ -2,6 +2,14 @@
 
 UA = mean per-class recall, WA = accuracy, F1 = macro-F1. Each seed's score is the mean over
 folds; results report mean and standard deviation over seeds, plus every fold and seed.
+
+Every trained fold model is scored in both test protocols, because only the test features differ:
+- **clip**: each test clip alone, as ``sera predict FILE`` and the demo see it: a speaker-normalised
+  model standardises it with the reference statistics of the fold's *training* speakers, and no
+  other test clip is used. This is what a user gets, so it leads.
+- **speaker**: each test speaker standardised with the statistics of all their own clips (the usual
+  speaker-normalised research protocol; users rarely have it). For a model trained without
+  normalisation the two protocols coincide.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from sklearn.metrics import confusion_matrix, f1_score
 
 from .config import SeraConfig
@@ -20,7 +29,10 @@ from .data import Corpus, Fold
 from .errors import SeraError
 from .io import atomic_write_text
 from .features import FeatureSet
-from .train import finetune, predict_proba, stage1, unweighted_accuracy, uses_stage1
+from .normalise import Stats, normalise, reference_stats, speaker_stats
+from .train import classify_clip, finetune, predict_proba, stage1, unweighted_accuracy, uses_stage1
+
+PROTOCOLS = ("clip", "speaker")
 
 
 def metrics(y: np.ndarray, pred: np.ndarray, num_classes: int) -> dict:
@@ -46,7 +58,7 @@ def carve_validation(fs: FeatureSet, idx: list[int], share: float, seed: int) ->
 class FoldResult:
     fold: str
     seed: int
-    metrics: dict
+    metrics: dict  # protocol ("clip", "speaker") -> metrics of the test fold
     best_epoch: int
     val_ua: float | None  # best validation UA (the early-stopping signal; what tuning may look at)
     stage1_seconds: float
@@ -55,11 +67,34 @@ class FoldResult:
     stage2_epoch_seconds: float
 
 
+def protocol_probabilities(model, raw: FeatureSet, train_idx: list[int], test_idx: list[int], mode: str,
+                       protocol: str) -> torch.Tensor:
+    """(N_test, C) class probabilities of ``raw``'s test clips (unnormalised features) in ``protocol``.
+
+    clip: each clip alone through ``classify_clip``, standardised (``mode`` "speaker") with the
+    reference statistics of the training speakers only. speaker: each test speaker standardised
+    with all their own test clips, clips batched."""
+    if protocol not in PROTOCOLS:
+        raise SeraError(f"protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)}")
+    test = raw.subset(test_idx)
+    if protocol == "speaker":
+        return predict_proba(model, normalise(test, mode))
+    reference: Stats | None = None
+    if mode == "speaker":
+        reference = reference_stats(speaker_stats(raw.subset(train_idx)))
+    return torch.cat([classify_clip(model, f, reference)[0].softmax(-1).float().cpu() for f in test.feats])
+
+
 def run_fold(fs: FeatureSet, fold: Fold, cfg: SeraConfig, num_classes: int, progress: bool = True,
-             unlabelled: FeatureSet | None = None, state: Path | None = None) -> FoldResult:
+             unlabelled: FeatureSet | None = None, state: Path | None = None,
+             normalised: FeatureSet | None = None) -> FoldResult:
     """Stage 1 on the training folds' audio (plus ``unlabelled`` audio of other corpora, never the
-    test fold's), stage 2, then the test fold once. With ``state``, stage 1's result is kept there
-    and reused by a rerun, and a stage killed part-way goes on from its last finished epoch."""
+    test fold's), stage 2, then the test fold once, scored in both protocols. ``fs`` holds the
+    unnormalised features; ``normalised`` the same standardised per speaker (``data.normalise``),
+    made once for all folds by the caller (per-speaker statistics do not depend on the fold). With
+    ``state``, stage 1's result is kept there and reused by a rerun, and a stage killed part-way
+    goes on from its last finished epoch."""
+    normalised = normalised if normalised is not None else normalise(fs, cfg.data.normalise)
     test_ids = fold.test_ids
     train_idx = [i for i, u in enumerate(fs.utts) if u.id not in test_ids]
     test_idx = [i for i, u in enumerate(fs.utts) if u.id in test_ids]
@@ -67,18 +102,19 @@ def run_fold(fs: FeatureSet, fold: Fold, cfg: SeraConfig, num_classes: int, prog
     init = attrs = None
     t0 = time.perf_counter()
     if uses_stage1(cfg):
-        init, attrs = stage1(fs.subset(train_idx), cfg, progress, state / "adapter" if state else None, unlabelled)
+        init, attrs = stage1(normalised.subset(train_idx), cfg, progress, state / "adapter" if state else None, unlabelled)
     t1 = time.perf_counter()
     fit_idx, val_idx = carve_validation(fs, train_idx, cfg.train.val_speakers, cfg.seed)
-    model, history = finetune(fs.subset(fit_idx), fs.subset(val_idx) if val_idx else None, cfg, L, D, num_classes,
-                              init=init, attrs=attrs, progress=progress,
+    model, history = finetune(normalised.subset(fit_idx), normalised.subset(val_idx) if val_idx else None, cfg, L, D,
+                              num_classes, init=init, attrs=attrs, progress=progress,
                               resume=state / "stage2-progress.pt" if state else None)
     t2 = time.perf_counter()
-    test = fs.subset(test_idx)
-    pred = predict_proba(model, test).argmax(1).numpy()
+    y = fs.labels[test_idx].numpy()
+    scores = {p: metrics(y, protocol_probabilities(model, fs, train_idx, test_idx, cfg.data.normalise, p).argmax(1).numpy(),
+                         num_classes) for p in PROTOCOLS}
     best = max(history, key=lambda r: r.get("val_ua", 0.0)) if val_idx else {"epoch": len(history)}
     return FoldResult(
-        fold.name, cfg.seed, metrics(test.labels.numpy(), pred, num_classes), best["epoch"], best.get("val_ua"),
+        fold.name, cfg.seed, scores, best["epoch"], best.get("val_ua"),
         t1 - t0, t2 - t1,
         (t1 - t0) / max(1, cfg.train.pretrain_epochs) if init is not None else 0.0, (t2 - t1) / max(1, len(history)),
     )
@@ -98,6 +134,7 @@ def check_state(state: Path, cfg: SeraConfig) -> None:
     now = json.loads(json.dumps(cfg.to_dict()))
     now["train"].pop("seeds")
     now.pop("demo")  # the web demo's settings do not touch training
+    now["data"].pop("protocol")  # both protocols are always scored; the setting only picks the headline
     if path.is_file():
         a, b = _flatten(json.loads(path.read_text())), _flatten(now)
         diff = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
@@ -125,6 +162,9 @@ def cross_validate(fs: FeatureSet, corpus: Corpus, folds: list[Fold], cfg: SeraC
                    unlabelled: FeatureSet | None = None, state: Path | None = None, report: bool | None = None) -> dict:
     """Every fold for ``cfg.train.seeds`` seeds; returns the results dictionary written to results.json.
 
+    ``fs`` holds unnormalised features (``pipeline.features``): training standardises them as
+    ``data.normalise`` says, and each test clip is scored in both protocols.
+
     With a ``state`` folder each finished fold (and each stage 1) is kept, so a rerun after an
     interruption picks up where it stopped and ends with the same results. ``report`` prints a
     line per fold (default: with ``progress``, which also shows progress bars).
@@ -133,6 +173,8 @@ def cross_validate(fs: FeatureSet, corpus: Corpus, folds: list[Fold], cfg: SeraC
     C = len(corpus.labels)
     if state is not None:
         check_state(state, cfg)
+    lead = cfg.data.protocol
+    normalised = normalise(fs, cfg.data.normalise)  # once: a speaker's statistics do not depend on the fold
     runs: list[FoldResult] = []
     for s in range(cfg.train.seeds):
         seeded = copy.deepcopy(cfg)
@@ -141,38 +183,30 @@ def cross_validate(fs: FeatureSet, corpus: Corpus, folds: list[Fold], cfg: SeraC
             where = state / f"seed{seeded.seed}-{fold.name}" if state is not None else None
             if where is not None and (where / "result.json").is_file():
                 r = FoldResult(**json.loads((where / "result.json").read_text()))
+                if set(r.metrics) != set(PROTOCOLS):
+                    raise SeraError(f"{where}: a result of an older sera (one protocol); use another --out, or --fresh")
                 if report:
                     print(f"seed {seeded.seed}, fold {fold.name}: done before (resumed)", flush=True)
             else:
                 if report:
                     print(f"seed {seeded.seed}, fold {fold.name}", flush=True)
-                r = run_fold(fs, fold, seeded, C, progress, unlabelled, where)
+                r = run_fold(fs, fold, seeded, C, progress, unlabelled, where, normalised)
                 if where is not None:
                     atomic_write_text(where / "result.json", json.dumps(r.__dict__))
             runs.append(r)
             if report:
-                m = r.metrics
-                print(f"  UA {m['ua']:.3f}  WA {m['wa']:.3f}  F1 {m['f1']:.3f}  (best epoch {r.best_epoch})", flush=True)
-    per_seed = []
-    for s in sorted({r.seed for r in runs}):
-        mine = [r for r in runs if r.seed == s]
-        per_seed.append({"seed": s, **{k: float(np.mean([r.metrics[k] for r in mine])) for k in ("ua", "wa", "f1")}})
-    per_fold = []
-    for fold in folds:
-        mine = [r for r in runs if r.fold == fold.name]
-        per_fold.append({"fold": fold.name, "test_utterances": len(fold.test_ids),
-                         **{k: _mean_std([r.metrics[k] for r in mine]) for k in ("ua", "wa", "f1")}})
-    confusion = np.sum([r.metrics["confusion"] for r in runs], axis=0).tolist()
+                print("  " + "; ".join(f"{p} protocol UA {m['ua']:.3f} WA {m['wa']:.3f} F1 {m['f1']:.3f}"
+                                       for p, m in _led(r.metrics, lead)) + f"  (best epoch {r.best_epoch})", flush=True)
+    protocols = {p: _summary(runs, folds, p) for p in PROTOCOLS}
     return {
         "corpus": corpus.name,
         "labels": corpus.labels,
         "utterances": len(fs),
         "speaker_independent": all(f.speaker_independent for f in folds),
-        **{k: _mean_std([p[k] for p in per_seed]) for k in ("ua", "wa", "f1")},
-        "per_seed": per_seed,
-        "per_fold": per_fold,
+        "protocol": lead,  # the protocol of the headline figures below (ua ... confusion)
+        **protocols[lead],
+        "protocols": protocols,
         "runs": [r.__dict__ for r in runs],
-        "confusion": confusion,
         "best_epochs": [r.best_epoch for r in runs],
         "val_ua": float(np.mean(vals)) if (vals := [r.val_ua for r in runs if r.val_ua is not None]) else None,
         "timing": {
@@ -186,25 +220,59 @@ def cross_validate(fs: FeatureSet, corpus: Corpus, folds: list[Fold], cfg: SeraC
     }
 
 
+def _led(d: dict, lead: str) -> list[tuple[str, dict]]:
+    """``d``'s (protocol, value) pairs, the headline protocol first."""
+    return sorted(d.items(), key=lambda kv: kv[0] != lead)
+
+
+def _summary(runs: list[FoldResult], folds: list[Fold], protocol: str) -> dict:
+    per_seed = []
+    for s in sorted({r.seed for r in runs}):
+        mine = [r.metrics[protocol] for r in runs if r.seed == s]
+        per_seed.append({"seed": s, **{k: float(np.mean([m[k] for m in mine])) for k in ("ua", "wa", "f1")}})
+    per_fold = []
+    for fold in folds:
+        mine = [r.metrics[protocol] for r in runs if r.fold == fold.name]
+        per_fold.append({"fold": fold.name, "test_utterances": len(fold.test_ids),
+                         **{k: _mean_std([m[k] for m in mine]) for k in ("ua", "wa", "f1")}})
+    return {
+        **{k: _mean_std([p[k] for p in per_seed]) for k in ("ua", "wa", "f1")},
+        "per_seed": per_seed,
+        "per_fold": per_fold,
+        "confusion": np.sum([r.metrics[protocol]["confusion"] for r in runs], axis=0).tolist(),
+    }
+
+
+PROTOCOL_NOTES = {
+    "clip": "clip protocol: each test clip alone, as `sera predict` sees one clip of an unknown speaker",
+    "speaker": "speaker protocol: each test speaker standardised with all their own clips",
+}
+
+
 def results_markdown(results: dict, title: str = "") -> str:
     def ms(d: dict) -> str:
         return f"{100 * d['mean']:.2f} ± {100 * d['std']:.2f}"
 
     tag = "" if results["speaker_independent"] else " — **SPEAKER-DEPENDENT split**"
     seeds = len(results["per_seed"])
+    lead = results["protocol"]
     lines = [
         f"# {title or results['corpus']}{tag}",
         "",
         f"{results['utterances']} utterances, {len(results['labels'])} classes, {len(results['per_fold'])} folds, "
-        f"{seeds} seed(s); mean ± std over seeds (%).",
+        f"{seeds} seed(s); mean ± std over seeds (%). Headline: {PROTOCOL_NOTES[lead]}.",
         "",
-        "| | UA | WA | macro-F1 |",
-        "|---|---|---|---|",
-        f"| **all folds** | {ms(results['ua'])} | {ms(results['wa'])} | {ms(results['f1'])} |",
+        "| protocol | folds | UA | WA | macro-F1 |",
+        "|---|---|---|---|---|",
     ]
-    lines += [f"| {f['fold']} | {ms(f['ua'])} | {ms(f['wa'])} | {ms(f['f1'])} |" for f in results["per_fold"]]
+    for protocol, r in _led(results["protocols"], lead):
+        name = f"**{protocol}**" if protocol == lead else protocol
+        lines.append(f"| {name} | **all** | {ms(r['ua'])} | {ms(r['wa'])} | {ms(r['f1'])} |")
+        lines += [f"| {protocol} | {f['fold']} | {ms(f['ua'])} | {ms(f['wa'])} | {ms(f['f1'])} |" for f in r["per_fold"]]
+    other = [p for p in results["protocols"] if p != lead]
+    lines += ["", f"Other protocol{'s' if len(other) > 1 else ''}: " + "; ".join(PROTOCOL_NOTES[p] for p in other) + "."]
     labels = results["labels"]
-    lines += ["", "Confusion matrix (rows: true, columns: predicted; summed over folds and seeds)", "",
+    lines += ["", f"Confusion matrix, {lead} protocol (rows: true, columns: predicted; summed over folds and seeds)", "",
               "| | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
     lines += [f"| {labels[i]} | " + " | ".join(str(v) for v in row) + " |" for i, row in enumerate(results["confusion"])]
     t = results["timing"]
@@ -221,4 +289,4 @@ def write_results(results: dict, out: str | Path, title: str = "") -> None:
     atomic_write_text(out / "results.json", json.dumps(results, indent=2))
     atomic_write_text(out / "results.md", results_markdown(results, title))
     save_confusion(results["confusion"], results["labels"], out / "confusion.png",
-                   f"{title or results['corpus']}: UA {100 * results['ua']['mean']:.1f}%")
+                   f"{title or results['corpus']}: UA {100 * results['ua']['mean']:.1f}% ({results['protocol']} protocol)")

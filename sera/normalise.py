@@ -44,14 +44,19 @@ class Stats:
         return ((h.float() - mean) / std).to(h.dtype)
 
 
-def speaker_stats(fs: FeatureSet) -> dict[str, Stats]:
-    groups: dict[str, list[torch.Tensor]] = defaultdict(list)
+def speaker_of(u) -> tuple[str, str]:
+    """Speakers are told apart by corpus too: RAVDESS's "03" and EmoDB's "03" are two people."""
+    return u.corpus, u.speaker
+
+
+def speaker_stats(fs: FeatureSet) -> dict[tuple[str, str], Stats]:
+    groups: dict[tuple[str, str], list[torch.Tensor]] = defaultdict(list)
     for u, f in zip(fs.utts, fs.feats):
-        groups[u.speaker].append(f)
+        groups[speaker_of(u)].append(f)
     return {s: Stats.of(feats) for s, feats in groups.items()}
 
 
-def reference_stats(per_speaker: dict[str, Stats]) -> Stats:
+def reference_stats(per_speaker: dict[tuple[str, str], Stats]) -> Stats:
     """For clips without a speaker: the mean of the speakers' means and of their stds."""
     stats = list(per_speaker.values())
     return Stats(torch.stack([s.mean for s in stats]).mean(0), torch.stack([s.std for s in stats]).mean(0))
@@ -64,5 +69,5 @@ def normalise(fs: FeatureSet, mode: str) -> FeatureSet:
     if mode != "speaker":
         raise ValueError(f"normalise mode {mode!r}: choose one of {', '.join(MODES)}")
     per_speaker = speaker_stats(fs)
-    feats = [per_speaker[u.speaker].apply(f) for u, f in zip(fs.utts, fs.feats)]
+    feats = [per_speaker[speaker_of(u)].apply(f) for u, f in zip(fs.utts, fs.feats)]
     return replace(fs, feats=feats, reference=reference_stats(per_speaker))

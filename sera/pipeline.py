@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .cache import FeatureCache, extract
 from .config import SeraConfig
-from .data import Corpus, Fold, load_corpus, make_folds
+from .data import Corpus, Fold, load_corpus, make_folds, shared_labels
 from .encoders import Encoder, encoder_identity
 from .errors import CacheError, SeraError
 from .normalise import normalise
@@ -31,13 +31,34 @@ def apply_quick(cfg: SeraConfig) -> SeraConfig:
     return cfg
 
 
+def _first_speakers(corpus: Corpus, n: int) -> Corpus:
+    keep = set(corpus.speakers[:n])
+    return corpus.subset(u for u in corpus.utterances if u.speaker in keep)
+
+
 def corpus_and_folds(cfg: SeraConfig) -> tuple[Corpus, list[Fold]]:
     corpus = load_corpus(cfg.data)
     if cfg.train.quick:
-        keep = set(corpus.speakers[:QUICK_SPEAKERS])
-        corpus = corpus.subset(u for u in corpus.utterances if u.speaker in keep)
+        corpus = _first_speakers(corpus, QUICK_SPEAKERS)
         return corpus, make_folds(corpus, cfg.data, cfg.seed)[:QUICK_FOLDS]
     return corpus, make_folds(corpus, cfg.data, cfg.seed)
+
+
+def cross_corpus(cfg: SeraConfig, progress: bool = True) -> tuple[Corpus, list[Fold], FeatureSet]:
+    """Train on ``data.corpus``, test on all of ``data.test_corpus``, over the emotions both have
+    (unified names, ``data.classes`` narrowing the training corpus's first): one fold whose test
+    part is the other corpus. Returns the training corpus, that fold and both corpora's features."""
+    source, target = load_corpus(cfg.data), load_corpus(cfg.data, corpus=cfg.data.test_corpus, classes="")
+    if cfg.train.quick:
+        source, target = (_first_speakers(c, QUICK_SPEAKERS) for c in (source, target))
+    source, target = shared_labels(source, target)
+    clash = {u.id for u in source.utterances} & {u.id for u in target.utterances}
+    if clash:
+        raise SeraError(f"{source.name} and {target.name} share utterance ids ({sorted(clash)[0]}, ...): "
+                        "rename one corpus's files")
+    fold = Fold(f"{source.name} -> {target.name}", frozenset(u.id for u in target.utterances))
+    fs = features(source, cfg, progress)[0] + features(target, cfg, progress)[0]
+    return source, [fold], fs
 
 
 def feature_cache(cfg: SeraConfig, key: str | None = None) -> FeatureCache:
@@ -46,7 +67,9 @@ def feature_cache(cfg: SeraConfig, key: str | None = None) -> FeatureCache:
 
 
 def features(corpus: Corpus, cfg: SeraConfig, progress: bool = True) -> tuple[FeatureSet, str]:
-    """Cached features of ``corpus`` and the encoder's key; what is not cached yet is extracted first."""
+    """Cached features of ``corpus`` (not normalised: ``cross_validate`` needs them as a single clip
+    arrives, and ``normalise`` makes the training view) and the encoder's key; what is not cached
+    yet is extracted first."""
     cache = feature_cache(cfg)
     try:
         fs = load_feature_set(corpus, cache, progress=progress)
@@ -55,7 +78,7 @@ def features(corpus: Corpus, cfg: SeraConfig, progress: bool = True) -> tuple[Fe
         if progress:
             print(report.summary(), flush=True)
         fs = load_feature_set(corpus, cache, progress=progress)
-    return normalise(fs, cfg.data.normalise), cache.encoder_key
+    return fs, cache.encoder_key
 
 
 def pretrain_corpora(cfg: SeraConfig) -> list[str]:
@@ -63,7 +86,8 @@ def pretrain_corpora(cfg: SeraConfig) -> list[str]:
 
 
 def unlabelled_features(cfg: SeraConfig, progress: bool = True) -> FeatureSet | None:
-    """Audio of the corpora in ``train.pretrain_corpora``: more material for stage 1, labels unused."""
+    """Audio of the corpora in ``train.pretrain_corpora``: more material for stage 1, labels unused
+    (normalised as training features are)."""
     sets = []
     for name in pretrain_corpora(cfg):
         if name == cfg.data.corpus:
@@ -71,7 +95,7 @@ def unlabelled_features(cfg: SeraConfig, progress: bool = True) -> FeatureSet | 
                             "its training folds, and all of it would leak the test folds")
         other = copy.deepcopy(cfg)
         other.data.corpus, other.data.classes = name, ""
-        sets.append(features(load_corpus(other.data), other, progress)[0])
+        sets.append(normalise(features(load_corpus(other.data), other, progress)[0], cfg.data.normalise))
     return sum(sets[1:], sets[0]) if sets else None
 
 

@@ -23,6 +23,7 @@ from .config import AudioConfig, EncoderConfig, _build
 from .encoders import Encoder, reduce_frames
 from .errors import SeraError
 from .normalise import Stats
+from .train import classify_clip
 
 
 @dataclass
@@ -84,11 +85,8 @@ class Predictor:
     @torch.inference_mode()
     def _classify(self, feats: torch.Tensor, speaker: Stats | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One window's features -> class probabilities (C,), SAP attention (T,) and cluster ids (T,)."""
-        if self.speaker_normalised:
-            feats = (speaker or self.reference).apply(feats)
-        feats = feats.unsqueeze(0).to(self.encoder.device)  # (1, L, T, D)
-        mask = torch.ones(1, feats.shape[2], dtype=torch.bool, device=feats.device)
-        logits, frames = self.model(feats, mask)
+        stats = (speaker or self.reference) if self.speaker_normalised else None
+        logits, frames, mask = classify_clip(self.model, feats, stats)
         pool = self.model.pool
         attention = pool.attention(frames, mask)[0].cpu().numpy() if hasattr(pool, "attention") else np.zeros(0)
         clusters = (self.attributes.assign(frames[0]).cpu().numpy() if self.attributes is not None

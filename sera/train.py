@@ -22,6 +22,7 @@ from .config import SeraConfig
 from .features import FeatureSet, collate, length_batches
 from .io import atomic_write
 from .model import EmotionClassifier, LocalAttributes, TeacherStudent, span_mask
+from .normalise import Stats
 
 
 def _schedule(step: int, total: int, warmup: float) -> float:
@@ -239,6 +240,25 @@ def predict_proba(model: EmotionClassifier, fs: FeatureSet, batch_size: int = 64
         logits, _ = model(feats.to(device), mask.to(device))
         probs[idx] = logits.softmax(-1).float().cpu()
     return probs
+
+
+@torch.no_grad()
+def classify_clip(model: EmotionClassifier, feats: torch.Tensor, stats: Stats | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One clip alone, as a user's clip is: (L, T, D) features, standardised with ``stats`` when the
+    model was trained speaker-normalised, -> logits (1, C), frames (1, T, H) and mask (1, T).
+
+    The clip protocol and ``Predictor`` both go through here, so a cross-validated clip-protocol
+    figure measures exactly what ``sera predict`` computes."""
+    model.eval()
+    device = next(model.parameters()).device
+    feats = feats.float()
+    if stats is not None:
+        feats = stats.apply(feats)
+    feats = feats.unsqueeze(0).to(device)  # (1, L, T, D)
+    mask = torch.ones(1, feats.shape[2], dtype=torch.bool, device=device)
+    logits, frames = model(feats, mask)
+    return logits, frames, mask
 
 
 @torch.no_grad()

@@ -14,11 +14,13 @@ from .corpora import (
     read_label_folders,
     read_manifest,
     read_ravdess,
+    shared_labels,
+    unified_label,
 )
 from .folds import Fold, make_folds
 
 __all__ = [
     "AUDIO_EXTENSIONS", "READERS", "Corpus", "Fold", "Utterance", "apply_class_map", "load_corpus",
     "make_folds", "parse_class_map", "read_cremad", "read_emodb", "read_iemocap", "read_label_folders",
-    "read_manifest", "read_ravdess",
+    "read_manifest", "read_ravdess", "shared_labels", "unified_label",
 ]

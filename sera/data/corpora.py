@@ -256,6 +256,33 @@ def _relabel(u: Utterance, label: str) -> Utterance:
     return Utterance(u.id, u.path, label, u.speaker, u.corpus, u.duration, u.split)
 
 
+# One label set across corpora, so that they can be tested against each other: each corpus's own
+# label name -> the unified name (RAVDESS's words). Labels not listed keep their own name.
+UNIFIED_LABELS = {
+    "anger": "angry", "ang": "angry", "happiness": "happy", "hap": "happy", "sadness": "sad",
+    "fear": "fearful", "fea": "fearful", "disgusted": "disgust", "dis": "disgust", "neu": "neutral",
+    "surprise": "surprised", "sur": "surprised",
+}
+
+
+def unified_label(label: str) -> str:
+    return UNIFIED_LABELS.get(label.lower(), label.lower())
+
+
+def shared_labels(a: Corpus, b: Corpus) -> tuple[Corpus, Corpus]:
+    """Both corpora relabelled with unified names and kept to the emotions both have (``a``'s order)."""
+    theirs = {unified_label(c) for c in b.labels}
+    labels = [c for c in dict.fromkeys(unified_label(c) for c in a.labels) if c in theirs]
+    if not labels:
+        raise CorpusError(f"{a.name} ({', '.join(a.labels)}) and {b.name} ({', '.join(b.labels)}) share no emotion")
+
+    def keep(corpus: Corpus) -> Corpus:
+        utts = [_relabel(u, unified_label(u.label)) for u in corpus.utterances if unified_label(u.label) in labels]
+        return Corpus(corpus.name, utts, labels, corpus.root)
+
+    return keep(a), keep(b)
+
+
 def load_corpus(cfg: DataConfig | None = None, **overrides: str) -> Corpus:
     """Read the corpus that ``cfg`` names (a registered name, a manifest .csv or a label-folder path)."""
     cfg = cfg or DataConfig()

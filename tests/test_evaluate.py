@@ -1,0 +1,112 @@
+"""The test protocols: a clip-protocol score sees its own clip and the training speakers, nothing else."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from sera.data import Corpus, Fold
+from sera.errors import SeraError
+from sera.evaluate import cross_validate, results_markdown, protocol_probabilities
+from sera.normalise import normalise
+from sera.train import finetune
+
+from toy import small_cfg, toy_features
+
+
+def _trained(mode: str):
+    fs, cfg = toy_features(n=32), small_cfg()
+    train_idx = [i for i, u in enumerate(fs.utts) if u.speaker != "s3"]
+    test_idx = [i for i, u in enumerate(fs.utts) if u.speaker == "s3"]
+    L, _, D = fs.feats[0].shape
+    model, _ = finetune(normalise(fs.subset(train_idx), mode), None, cfg, L, D, 2, epochs=2, progress=False)
+    return fs, model, train_idx, test_idx
+
+
+def _perturb_all_but(fs, keep: int, idx: list[int]):
+    """``fs`` with every test clip except ``keep`` changed (louder, shifted): another recording session."""
+    feats = list(fs.feats)
+    for i in idx:
+        if i != keep:
+            feats[i] = (feats[i].float() * 3 + 5).half()
+    return dataclasses.replace(fs, feats=feats)
+
+
+def test_a_clip_protocol_score_uses_no_other_test_clip():
+    fs, model, train_idx, test_idx = _trained("speaker")
+    first = test_idx[0]
+    other = _perturb_all_but(fs, first, test_idx)
+    clip = protocol_probabilities(model, fs, train_idx, test_idx, "speaker", "clip")
+    clip_other = protocol_probabilities(model, other, train_idx, test_idx, "speaker", "clip")
+    assert torch.equal(clip[0], clip_other[0])  # the clip's own scores do not move
+    assert not torch.allclose(clip[1:], clip_other[1:])  # while the perturbed clips' do
+    # the speaker protocol does use the other clips (their statistics): the test above can fail
+    spk = protocol_probabilities(model, fs, train_idx, test_idx, "speaker", "speaker")
+    spk_other = protocol_probabilities(model, other, train_idx, test_idx, "speaker", "speaker")
+    assert not torch.allclose(spk[0], spk_other[0], atol=1e-4)
+    # and the clip protocol uses the training speakers' reference statistics, not none at all
+    assert not torch.allclose(clip, protocol_probabilities(model, fs, train_idx, test_idx, "none", "clip"), atol=1e-4)
+    with pytest.raises(SeraError, match="protocol 'utterance'"):
+        protocol_probabilities(model, fs, train_idx, test_idx, "speaker", "utterance")
+
+
+def test_without_normalisation_the_two_protocols_coincide():
+    fs, model, train_idx, test_idx = _trained("none")
+    clip = protocol_probabilities(model, fs, train_idx, test_idx, "none", "clip")
+    spk = protocol_probabilities(model, fs, train_idx, test_idx, "none", "speaker")
+    assert torch.allclose(clip, spk, atol=1e-5)  # one at a time or batched with padding: the same scores
+
+
+def test_cross_validation_reports_both_protocols_and_leads_with_the_chosen_one():
+    fs, cfg = toy_features(), small_cfg()
+    corpus = Corpus("toy", fs.utts, ["0", "1"])
+    folds = [Fold(f"s{k}", frozenset(u.id for u in fs.utts if u.speaker == f"s{k}")) for k in range(2)]
+    res = cross_validate(fs, corpus, folds, cfg, progress=False)
+    assert res["protocol"] == "clip" and set(res["protocols"]) == {"clip", "speaker"}
+    assert res["ua"] == res["protocols"]["clip"]["ua"]
+    for p in ("clip", "speaker"):  # each protocol's figure is the mean of its own fold results
+        ua = [r["metrics"][p]["ua"] for r in res["runs"]]
+        assert res["protocols"][p]["ua"]["mean"] == pytest.approx(np.mean(ua))
+    md = results_markdown(res)
+    assert "Headline: clip protocol" in md and md.index("| **clip** |") < md.index("| speaker |")
+    cfg.data.protocol = "speaker"
+    again = cross_validate(fs, corpus, folds, cfg, progress=False)
+    assert again["ua"] == res["protocols"]["speaker"]["ua"]  # same models (same seed): only the headline moves
+
+
+def test_two_corpora_share_six_emotions_under_unified_names(data_root):
+    from sera.data import load_corpus, shared_labels
+    from sera.config import DataConfig
+
+    ravdess = load_corpus(DataConfig(root=str(data_root), corpus="ravdess"))
+    emodb = load_corpus(DataConfig(root=str(data_root), corpus="emodb"))
+    a, b = shared_labels(ravdess, emodb)
+    assert a.labels == b.labels == ["neutral", "happy", "sad", "angry", "fearful", "disgust"]
+    assert {u.label for u in b.utterances} == set(a.labels)  # EmoDB's anger, happiness, ... renamed
+    assert len(b.utterances) == sum(u.label != "boredom" for u in emodb.utterances)
+    assert len(a.utterances) == sum(u.label not in ("calm", "surprised") for u in ravdess.utterances)
+    narrowed = load_corpus(DataConfig(root=str(data_root), corpus="ravdess", classes="angry,sad"))
+    assert shared_labels(emodb, narrowed)[0].labels == ["angry", "sad"]  # the first corpus's order
+
+
+@pytest.mark.slow
+def test_cross_corpus_from_the_command_line(tmp_path, data_root, whisper_path, feature_cache):
+    """RAVDESS -> EmoDB: trained on RAVDESS speakers only, tested once on EmoDB, both protocols."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "SERA_DATA": str(data_root), "SERA_ENCODER": str(whisper_path), "SERA_CACHE": str(feature_cache)}
+    run = subprocess.run([sys.executable, "-m", "sera.cli", "train", "--corpus", "ravdess", "--test-corpus", "emodb",
+                          "--quick", "--no-progress", "--out", str(tmp_path / "x")], capture_output=True, text=True,
+                         env=env, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "no final checkpoint" in run.stdout and not (tmp_path / "x" / "checkpoint").exists()
+    res = json.loads((tmp_path / "x" / "results.json").read_text())
+    assert res["labels"] == ["neutral", "happy", "sad", "angry", "fearful", "disgust"]
+    [fold] = res["per_fold"]
+    assert fold["fold"] == "ravdess -> emodb" and fold["test_utterances"] > 200  # EmoDB's first 8 speakers
+    assert res["protocol"] == "clip" and set(res["protocols"]) == {"clip", "speaker"}
+    assert res["protocols"]["clip"]["ua"]["mean"] > 0.25, res["protocols"]  # 6 classes: chance is 0.167
