@@ -22,14 +22,13 @@ import sys
 import time
 from pathlib import Path
 
-from common import RESULTS, RUNS, SHARED, save
+from common import RESULTS, RUNS, save
 
 from sera.config import SeraConfig
-from sera.data import Fold
 from sera.encoders import Encoder
 from sera.evaluate import cross_validate
 from sera.model import EmotionClassifier, TeacherStudent
-from sera.pipeline import apply_quick, corpus_and_folds, features, unlabelled_features
+from sera.pipeline import apply_quick, corpus_and_folds, cross_corpus, features, unlabelled_features
 
 ABLATIONS = {  # name: settings (the same switches as the CLI's ablation flags), most telling first
     "full method": {},
@@ -58,7 +57,8 @@ def state_dir(tag: str, quick: bool) -> Path:
 
 
 def summarise(res: dict, settings: dict, cfg: SeraConfig, start: float) -> dict:
-    summary = {k: res[k] for k in ("ua", "wa", "f1", "per_seed", "per_fold", "val_ua", "best_epochs", "timing", "labels")}
+    summary = {k: res[k] for k in ("ua", "wa", "f1", "per_seed", "per_fold", "val_ua", "best_epochs", "timing", "labels",
+                                   "protocol", "protocols")}
     return {**summary, "settings": settings, "seeds": cfg.train.seeds, "wall_minutes": (time.perf_counter() - start) / 60}
 
 
@@ -74,17 +74,13 @@ def run(corpus_name: str, settings: dict, seeds: int, quick: bool, tag: str) -> 
 
 def across(source: str, target: str, seeds: int, quick: bool) -> dict:
     """The full method trained on all of ``source`` (stage 1 on its audio, early stopping on its own
-    held-out speakers) and tested once on all of ``target``, over the emotions both share."""
-    sets = []
-    for name in (source, target):
-        cfg = config(name, {"data.classes": SHARED[name]}, seeds, quick)
-        corpus, _ = corpus_and_folds(cfg)
-        sets.append((corpus, cfg, features(corpus, cfg)[0]))  # each corpus normalised per speaker on its own
-    (corpus, cfg, fs_source), (_, _, fs_target) = sets
-    fold = Fold(f"{source} -> {target}", frozenset(u.id for u in fs_target.utts))
+    held-out speakers) and tested once on all of ``target``, over the emotions both share: what
+    ``sera evaluate --corpus SOURCE --test-corpus TARGET`` runs."""
+    cfg = config(source, {"data.test_corpus": target}, seeds, quick)
+    corpus, folds, fs = cross_corpus(cfg)
     t = time.perf_counter()
-    res = cross_validate(fs_source + fs_target, corpus, [fold], cfg, state=state_dir(f"cross-{source}-{target}", quick))
-    return summarise(res, {"data.classes": SHARED[source]}, cfg, t)
+    res = cross_validate(fs, corpus, folds, cfg, state=state_dir(f"cross-{source}-{target}", quick))
+    return summarise(res, {"data.test_corpus": target}, cfg, t)
 
 
 def final_training(epochs: int, quick: bool) -> dict:

@@ -1,7 +1,8 @@
 """The baselines a user would pick instead of sera, on sera's speaker-independent folds:
 eGeMAPS + SVM (openSMILE functionals, the classic SER baseline) and the linear probe on frozen
-whisper-tiny.en features (time mean of every layer, logistic regression; SUPERB style), each
-on raw and on speaker-normalised inputs; within RAVDESS and EmoDB, and across them (train on all
+encoder features (time mean of every layer, logistic regression; SUPERB style), each on raw and
+on speaker-normalised inputs, and EmoBox's downstream recipe on the last layer's raw frames
+(``sera.probe.emobox_predictions``); within RAVDESS and EmoDB, and across them (train on all
 of one corpus, test on all of the other, over the six emotions both share).
 
     python bench/baselines.py [--quick]
@@ -13,6 +14,7 @@ bench/results/baselines.json; eGeMAPS features are kept under bench/runs/egemaps
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -32,7 +34,8 @@ from sera.data import Corpus  # noqa: E402
 from sera.evaluate import metrics  # noqa: E402
 from sera.normalise import normalise  # noqa: E402
 from sera.pipeline import apply_quick, corpus_and_folds, features  # noqa: E402
-from sera.probe import as_matrix, probe_predictions, utterance_embeddings  # noqa: E402
+from sera.features import FeatureSet  # noqa: E402
+from sera.probe import as_matrix, emobox_predictions, probe_predictions, utterance_embeddings  # noqa: E402
 
 
 
@@ -85,11 +88,14 @@ def inputs(corpus_name: str, quick: bool, classes: str = "") -> dict:
         "corpus": kept, "folds": folds, "y": fs.labels.numpy(), "speakers": np.array(speakers),
         "X": {"eGeMAPS + SVM": gem, "eGeMAPS + SVM, speaker-normalised": speaker_standardise(gem, speakers),
               "linear probe": as_matrix(utterance_embeddings(fs)),
+              "EmoBox recipe (last layer)": fs,
               "linear probe, speaker-normalised": as_matrix(utterance_embeddings(fs_spk))},
     }
 
 
-def predict(method: str, X: np.ndarray, y: np.ndarray, groups: np.ndarray, train: np.ndarray, test: np.ndarray):
+def predict(method: str, X, y: np.ndarray, groups: np.ndarray, train: np.ndarray, test: np.ndarray):
+    if isinstance(X, FeatureSet):  # the EmoBox recipe trains on frames
+        return emobox_predictions(X, y, train, test)
     if method.startswith("eGeMAPS"):
         return svm_predictions(X, y, groups, train, test)
     return probe_predictions(X, y, train, test)
@@ -116,7 +122,8 @@ def across(a: dict, b: dict) -> dict:
     assert a["corpus"].labels == b["corpus"].labels
     out = {}
     for method in a["X"]:
-        X = np.concatenate([a["X"][method], b["X"][method]])
+        X = a["X"][method] + b["X"][method] if isinstance(a["X"][method], FeatureSet) else \
+            np.concatenate([a["X"][method], b["X"][method]])
         y = np.concatenate([a["y"], b["y"]])
         groups = np.concatenate([a["speakers"], b["speakers"]])
         train = np.arange(len(y)) < len(a["y"])
@@ -124,6 +131,19 @@ def across(a: dict, b: dict) -> dict:
         out[method] = {k: m[k] for k in ("ua", "wa", "f1")}
         print(f"  {method:38s} UA {m['ua']:.3f}  WA {m['wa']:.3f}  F1 {m['f1']:.3f}", flush=True)
     return out
+
+
+def emobox_folds(folds_file: Path) -> dict:
+    """The linear probe and EmoBox's recipe on EmoBox's own 6 RAVDESS folds (raw features, clip
+    protocol), beside the UA EmoBox publishes for other encoders on the same folds."""
+    cfg = SeraConfig().updated({"data.corpus": "ravdess", "data.normalise": "none", "data.folds": str(folds_file)})
+    corpus, folds = corpus_and_folds(cfg)
+    fs, _ = features(corpus, cfg)
+    kept = corpus.subset(fs.utts)
+    data = {"corpus": kept, "folds": folds, "y": fs.labels.numpy(), "speakers": np.array([u.speaker for u in fs.utts]),
+            "X": {"linear probe": as_matrix(utterance_embeddings(fs)), "EmoBox recipe (last layer)": fs}}
+    return {"folds": str(folds_file.name), "within": within(data),
+            "published_ua": json.loads(folds_file.read_text())["published_ua"]}
 
 
 def main() -> None:
@@ -138,6 +158,10 @@ def main() -> None:
     for a, b in (("ravdess", "emodb"), ("emodb", "ravdess")):
         print(f"train {a}, test {b} (6 shared emotions):", flush=True)
         result["cross_corpus"][f"{a} -> {b}"] = across(shared[a], shared[b])
+    folds_file = Path(SeraConfig().data.root).parent / "folds" / "emobox-ravdess.json"
+    if not args.quick and folds_file.is_file():  # EmoBox's folds need every RAVDESS actor
+        print("RAVDESS on EmoBox's 6 folds:", flush=True)
+        result["emobox_folds"] = emobox_folds(folds_file)
     print(save("baselines-quick" if args.quick else "baselines", result))
 
 

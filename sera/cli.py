@@ -20,6 +20,8 @@ def _common(p: argparse.ArgumentParser, corpus: bool = True) -> None:
         p.add_argument("--corpus", help="ravdess, emodb, iemocap, crema-d, a manifest .csv (path,label,speaker"
                        "[,split]) or a folder with one subfolder per label (default: ravdess)")
         p.add_argument("--classes", help='class map, e.g. "neutral,happy,sad,angry" or "hap=happy,exc=happy,..."')
+        p.add_argument("--folds", metavar="JSON", help="each fold's test speakers from a file (e.g. EmoBox's RAVDESS "
+                       "folds: ../shared/folds/emobox-ravdess.json) instead of sera's standard folds")
         p.add_argument("--speaker-dependent", action="store_true",
                        help="random utterance folds instead of speaker-independent ones (flagged in every result)")
         p.add_argument("--allow-outside-root", action="store_true", help="let manifest paths leave the manifest's folder")
@@ -38,7 +40,7 @@ def config_from_args(args: argparse.Namespace) -> SeraConfig:
     for flag, (section, name) in {
         "data": ("data", "root"), "corpus": ("data", "corpus"), "classes": ("data", "classes"),
         "encoder": ("encoder", "name"), "cache": (None, "cache_dir"), "seed": (None, "seed"),
-        "protocol": ("data", "protocol"), "test_corpus": ("data", "test_corpus"),
+        "protocol": ("data", "protocol"), "test_corpus": ("data", "test_corpus"), "folds": ("data", "folds"),
     }.items():
         value = getattr(args, flag, None)
         if value is not None:

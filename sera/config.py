@@ -40,6 +40,7 @@ class DataConfig:
     corpus: str = "ravdess"  # corpus name, a manifest.csv, or a folder with one subfolder per label
     classes: str = ""  # class map "raw=target,raw,..."; "" keeps the corpus's own classes
     num_folds: int = 5  # folds for corpora without a standard speaker split
+    folds: str = ""  # a JSON file of each fold's test speakers (another benchmark's folds, e.g. EmoBox's); "" = sera's
     speaker_dependent: bool = False  # random utterance split; every result then says so
     allow_outside_root: bool = False  # let manifest paths point outside their folder
     normalise: str = "speaker"  # "speaker": standardise features per speaker (sera/normalise.py), "none"

@@ -110,3 +110,26 @@ def test_cross_corpus_from_the_command_line(tmp_path, data_root, whisper_path, f
     assert fold["fold"] == "ravdess -> emodb" and fold["test_utterances"] > 200  # EmoDB's first 8 speakers
     assert res["protocol"] == "clip" and set(res["protocols"]) == {"clip", "speaker"}
     assert res["protocols"]["clip"]["ua"]["mean"] > 0.25, res["protocols"]  # 6 classes: chance is 0.167
+
+
+def test_emobox_folds_from_a_file(data_root, tmp_path):
+    """--folds: EmoBox's 6 actor-disjoint RAVDESS folds, 240 clips each; a bad file is named."""
+    import json
+
+    from sera.cli import main
+    from sera.config import DataConfig
+    from sera.data import load_corpus, make_folds
+    from sera.errors import CorpusError
+
+    path = data_root.parent / "folds" / "emobox-ravdess.json"
+    cfg = DataConfig(root=str(data_root), corpus="ravdess", folds=str(path))
+    corpus = load_corpus(cfg)
+    folds = make_folds(corpus, cfg)
+    assert len(folds) == 6 and all(len(f.test_ids) == 240 for f in folds)
+    assert set().union(*(f.test_ids for f in folds)) == {u.id for u in corpus.utterances}  # each clip tested once
+    assert folds[0].name == "1: 01+11+20+21"
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"test_speakers": [["01", "99"]]}))
+    with pytest.raises(CorpusError, match=r"bad.json: speaker\(s\) 99 are not in ravdess"):
+        make_folds(corpus, DataConfig(root=str(data_root), folds=str(bad)))
+    assert main(["info", "--data", str(data_root), "--corpus", "ravdess", "--folds", str(bad)]) == 2

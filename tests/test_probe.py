@@ -15,3 +15,16 @@ def test_probe_finds_a_linear_cue_on_unseen_speakers_and_not_in_noise():
     assert res["ua"] > 0.9 and len(res["per_fold_ua"]) == 4
     noise = np.random.default_rng(0).standard_normal((48, 24))  # no cue: about chance
     assert probe_cv(noise, fs, folds, 2)["ua"] < 0.75
+
+
+def test_the_emobox_recipe_learns_a_toy_cue_and_scores_only_test_clips():
+    from sera.probe import emobox_predictions
+
+    fs = toy_features(n=128, D=16)
+    y = fs.labels.numpy()
+    test = np.array([u.speaker in ("s2", "s3") for u in fs.utts])  # one speaker per class
+    pred = emobox_predictions(fs, y, ~test, test, epochs=60)  # lr 1e-4 on 64 clips: more epochs than EmoBox's 20
+    assert pred.shape == (test.sum(),)
+    assert (pred == y[test]).mean() >= 0.8  # chance is 0.5
+    again = emobox_predictions(fs, y, ~test, test, epochs=60)
+    assert (pred == again).all()  # seeded: repeatable on CPU

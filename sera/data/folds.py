@@ -6,7 +6,9 @@ speaker-dependent split, which marks itself in every fold (and so in every resul
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -32,6 +34,8 @@ class Fold:
 
 def make_folds(corpus: Corpus, cfg: DataConfig | None = None, seed: int = 0) -> list[Fold]:
     cfg = cfg or DataConfig()
+    if cfg.folds:
+        return read_folds(cfg.folds, corpus)
     if cfg.speaker_dependent:
         return _random_folds(corpus, cfg.num_folds, seed)
     if corpus.name == "iemocap":  # leave one session out
@@ -49,6 +53,25 @@ def make_folds(corpus: Corpus, cfg: DataConfig | None = None, seed: int = 0) -> 
     else:
         groups_ = [speakers[i::k] for i in range(k)]
     return [_fold(corpus, f"speakers {_names(g)}", g) for g in groups_]
+
+
+def read_folds(path: str | Path, corpus: Corpus) -> list[Fold]:
+    """Folds another benchmark uses, for comparable figures: a JSON file whose ``test_speakers`` (or
+    ``test_actors``, as in ``../shared/folds/emobox-ravdess.json``) lists each fold's test speakers."""
+    try:
+        spec = json.loads(Path(path).read_text())
+        groups = spec.get("test_speakers", spec.get("test_actors"))
+    except (OSError, json.JSONDecodeError, AttributeError) as e:
+        raise CorpusError(f"{path}: not a readable folds file ({e})") from None
+    if not isinstance(groups, list) or not groups or not all(isinstance(g, list) and g for g in groups):
+        raise CorpusError(f"{path}: expected \"test_speakers\": a list of folds, each a list of speaker ids")
+    known = set(corpus.speakers)
+    for g in groups:
+        missing = sorted(set(map(str, g)) - known)
+        if missing:
+            raise CorpusError(f"{path}: speaker(s) {', '.join(missing)} are not in {corpus.name} "
+                              f"(its speakers: {', '.join(corpus.speakers[:8])}, ...)")
+    return [_fold(corpus, f"{i + 1}: {'+'.join(map(str, g))}", [str(x) for x in g]) for i, g in enumerate(groups)]
 
 
 def _names(speakers: list[str]) -> str:
