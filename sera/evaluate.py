@@ -30,6 +30,7 @@ from .errors import SeraError
 from .io import atomic_write_text
 from .features import FeatureSet
 from .normalise import Stats, normalise, reference_stats, speaker_stats
+from .provenance import code_version
 from .train import classify_clip, finetune, predict_proba, stage1, unweighted_accuracy, uses_stage1
 
 PROTOCOLS = ("clip", "speaker")
@@ -65,6 +66,7 @@ class FoldResult:
     stage2_seconds: float
     stage1_epoch_seconds: float
     stage2_epoch_seconds: float
+    code: dict | None = None  # provenance.code_version() of the code that ran this fold
 
 
 def protocol_probabilities(model, raw: FeatureSet, train_idx: list[int], test_idx: list[int], mode: str,
@@ -117,6 +119,7 @@ def run_fold(fs: FeatureSet, fold: Fold, cfg: SeraConfig, num_classes: int, prog
         fold.name, cfg.seed, scores, best["epoch"], best.get("val_ua"),
         t1 - t0, t2 - t1,
         (t1 - t0) / max(1, cfg.train.pretrain_epochs) if init is not None else 0.0, (t2 - t1) / max(1, len(history)),
+        code_version(),
     )
 
 
@@ -128,8 +131,15 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 
 
 def check_state(state: Path, cfg: SeraConfig) -> None:
-    """A run folder resumes only with the settings it was started with (more or fewer seeds is
-    fine: each seed's runs are kept apart)."""
+    """A run folder resumes only with the settings and the code it was started with (more or fewer
+    seeds is fine: each seed's runs are kept apart)."""
+    code = state / "code.json"
+    if code.is_file() and (then := json.loads(code.read_text()))["source"] != code_version()["source"]:
+        raise SeraError(f"{state.parent}: holds an unfinished run made by other code (commit {then.get('commit')}"
+                        f"{', uncommitted changes' if then.get('dirty') else ''}); use another --out, or --fresh "
+                        "to start over")
+    if not code.is_file():
+        atomic_write_text(code, json.dumps(code_version(), indent=2))
     path = state / "config.json"
     now = json.loads(json.dumps(cfg.to_dict()))
     now["train"].pop("seeds")
@@ -216,6 +226,7 @@ def cross_validate(fs: FeatureSet, corpus: Corpus, folds: list[Fold], cfg: SeraC
             "peak_rss_mb": _peak_rss_mb(),
         },
         "skipped": fs.skipped,
+        "code": [json.loads(c) for c in sorted({json.dumps(r.code, sort_keys=True) for r in runs if r.code})],  # all that ran
         "config": cfg.to_dict(),
     }
 

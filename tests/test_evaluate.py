@@ -133,3 +133,20 @@ def test_emobox_folds_from_a_file(data_root, tmp_path):
     with pytest.raises(CorpusError, match=r"bad.json: speaker\(s\) 99 are not in ravdess"):
         make_folds(corpus, DataConfig(root=str(data_root), folds=str(bad)))
     assert main(["info", "--data", str(data_root), "--corpus", "ravdess", "--folds", str(bad)]) == 2
+
+
+def test_results_name_their_code_and_a_resume_refuses_other_code(tmp_path):
+    import json
+
+    from sera.provenance import code_version
+
+    fs, cfg = toy_features(), small_cfg()
+    cfg.train.finetune_epochs = 1
+    corpus = Corpus("toy", fs.utts, ["0", "1"])
+    folds = [Fold("s0", frozenset(u.id for u in fs.utts if u.speaker == "s0"))]
+    res = cross_validate(fs, corpus, folds, cfg, progress=False, state=tmp_path / "state")
+    assert res["code"] == [code_version()] and res["runs"][0]["code"]["source"] == code_version()["source"]
+    code = tmp_path / "state" / "code.json"
+    code.write_text(json.dumps({**code_version(), "source": "0" * 16, "commit": "abc123", "dirty": True}))
+    with pytest.raises(SeraError, match=r"made by other code \(commit abc123, uncommitted changes\)"):
+        cross_validate(fs, corpus, folds, cfg, progress=False, state=tmp_path / "state")
