@@ -248,6 +248,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .predict import Predictor
 
     predictor = Predictor(args.checkpoint, encoder=args.encoder, device=args.device)
+    if args.same_speaker and not predictor.speaker_normalised:
+        print("note: this checkpoint was trained without speaker normalisation; --same-speaker changes nothing "
+              "(train with speaker normalisation, the default, for the speaker route)", file=sys.stderr)
     if predictor.speaker_normalised and not args.same_speaker:
         print("note: this checkpoint expects speaker-normalised features; each clip is standardised with "
               "reference statistics. Several clips of one speaker with --same-speaker do better.", file=sys.stderr)
