@@ -28,6 +28,7 @@ from sera.config import SeraConfig
 from sera.encoders import Encoder
 from sera.evaluate import cross_validate
 from sera.model import EmotionClassifier, TeacherStudent
+from sera.normalise import normalise
 from sera.pipeline import apply_quick, corpus_and_folds, cross_corpus, features, unlabelled_features
 
 ABLATIONS = {  # name: settings (the same switches as the CLI's ablation flags), most telling first
@@ -91,7 +92,7 @@ def final_training(epochs: int, quick: bool) -> dict:
 
     cfg = config("ravdess", {}, 1, quick)
     corpus, _ = corpus_and_folds(cfg)
-    fs, _ = features(corpus, cfg, progress=False)
+    fs = normalise(features(corpus, cfg, progress=False)[0], cfg.data.normalise)  # as `sera train`'s final model
     ended: dict[int, float] = {}  # stage -> when its last epoch ended
 
     def log(record: dict) -> None:

@@ -35,7 +35,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import RESULTS, RUNS, git_commit, measure_extraction, save  # noqa: E402
+from common import RESULTS, RUNS, measure_extraction, save  # noqa: E402
 
 from sera.audio import load_audio  # noqa: E402
 from sera.checkpoint import save_checkpoint  # noqa: E402
@@ -45,6 +45,7 @@ from sera.evaluate import cross_validate  # noqa: E402
 from sera.encoders import Encoder  # noqa: E402
 from sera.model import EmotionClassifier  # noqa: E402
 from sera.normalise import normalise  # noqa: E402
+from sera.provenance import code_version  # noqa: E402
 from sera.pipeline import apply_quick, corpus_and_folds, features  # noqa: E402
 from sera.predict import Predictor  # noqa: E402
 from sera.probe import as_matrix, probe_cv, utterance_embeddings  # noqa: E402
@@ -142,7 +143,7 @@ def main() -> int:
                 for p, v in result["protocols"].items():
                     print(f"  {p} protocol: UA {100 * v['ua']['mean']:.1f} ± {100 * v['ua']['std']:.1f}", flush=True)
                 saved = json.loads(path.read_text())  # read again: another run may have added its row meanwhile
-                saved["encoders"][enc].setdefault("sera", {})[mode] = {**result, "commit": git_commit()}
+                saved["encoders"][enc].setdefault("sera", {})[mode] = {**result, "code": code_version()}
                 kept = {k: v for k, v in saved.items() if k not in ("benchmark", "commit", "date", "machine", "upstream")}
                 save(name, {**kept, "table_commit": saved.get("table_commit", saved["commit"])})  # the rows' own
         return 0

@@ -180,6 +180,9 @@ def cross_validate(fs: FeatureSet, corpus: Corpus, folds: list[Fold], cfg: SeraC
     line per fold (default: with ``progress``, which also shows progress bars).
     """
     report = progress if report is None else report
+    if fs.normalised != "none":
+        raise SeraError("cross_validate takes features as the cache holds them (pipeline.features), not normalised: "
+                        "it standardises the training folds itself and scores each test clip as it arrives")
     C = len(corpus.labels)
     if state is not None:
         check_state(state, cfg)

@@ -29,6 +29,7 @@ class FeatureSet:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     key: str = ""  # the encoder identity the features came from (checkpoints record it)
     reference: "Stats | None" = None  # speaker-normalised: statistics for a clip of an unknown speaker
+    normalised: str = "none"  # what sera.normalise did to the features ("none": as the cache holds them)
 
     def __len__(self) -> int:
         return len(self.utts)
@@ -39,14 +40,16 @@ class FeatureSet:
 
     def subset(self, idx: list[int] | np.ndarray) -> "FeatureSet":
         return FeatureSet([self.utts[i] for i in idx], [self.feats[i] for i in idx], self.labels[list(idx)],
-                          key=self.key, reference=self.reference)
+                          key=self.key, reference=self.reference, normalised=self.normalised)
 
     def __add__(self, other: "FeatureSet") -> "FeatureSet":
         """Pool two sets (stage 1 on several corpora; their labels are not used there)."""
         if self.key != other.key:
             raise ValueError(f"features of two encoders ({self.key}, {other.key}) cannot be pooled")
+        if self.normalised != other.normalised:
+            raise ValueError(f"features normalised two ways ({self.normalised}, {other.normalised}) cannot be pooled")
         return FeatureSet(self.utts + other.utts, self.feats + other.feats, torch.cat([self.labels, other.labels]),
-                          self.skipped + other.skipped, self.key, self.reference)
+                          self.skipped + other.skipped, self.key, self.reference, self.normalised)
 
 
 def load_feature_set(corpus: Corpus, cache: FeatureCache, progress: bool = False) -> FeatureSet:

@@ -68,6 +68,8 @@ def normalise(fs: FeatureSet, mode: str) -> FeatureSet:
         return fs
     if mode != "speaker":
         raise ValueError(f"normalise mode {mode!r}: choose one of {', '.join(MODES)}")
+    if fs.normalised != "none":
+        raise ValueError(f"features already normalised ({fs.normalised})")
     per_speaker = speaker_stats(fs)
     feats = [per_speaker[speaker_of(u)].apply(f) for u, f in zip(fs.utts, fs.feats)]
-    return replace(fs, feats=feats, reference=reference_stats(per_speaker))
+    return replace(fs, feats=feats, reference=reference_stats(per_speaker), normalised=mode)

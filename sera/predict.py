@@ -68,6 +68,16 @@ class Predictor:
         if self.speaker_normalised and self.reference is None:
             raise SeraError(f"{checkpoint}: trained on speaker-normalised features but holds no reference statistics")
 
+    def protocol_note(self, same_speaker: bool = False) -> str:
+        """One sentence saying how a clip is scored and which cross-validated figure that matches."""
+        cv = self.meta.get("cv", {})
+        ua = lambda p: f"; cross-validated UA in this protocol: {100 * cv[p]['ua']['mean']:.1f}%" if p in cv else ""  # noqa: E731
+        if same_speaker and self.speaker_normalised:
+            return "Speaker protocol: the clips are standardised with their speaker's own statistics" + ua("speaker") + "."
+        how = ("standardised with the training speakers' reference statistics" if self.speaker_normalised
+               else "no speaker statistics needed")
+        return f"Clip protocol: each clip is scored alone ({how})" + ua("clip") + "."
+
     def windows(self, n_samples: int, sr: int = 16_000) -> list[tuple[int, int]]:
         """Consecutive windows of ``window_seconds``; a short remainder (under half a window) joins the last."""
         size = max(1, int(self.audio_cfg.window_seconds * sr))

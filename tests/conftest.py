@@ -82,6 +82,7 @@ def demo_checkpoint(tmp_path_factory, data_root, whisper_path, feature_cache) ->
     from sera.checkpoint import save_checkpoint
     from sera.config import DataConfig, SeraConfig
     from sera.data import load_corpus
+    from sera.normalise import normalise
     from sera.pipeline import features
     from sera.train import final_attributes, finetune
 
@@ -91,6 +92,7 @@ def demo_checkpoint(tmp_path_factory, data_root, whisper_path, feature_cache) ->
     corpus = load_corpus(cfg.data)
     corpus = corpus.subset(u for u in corpus.utterances if int(u.speaker) <= 4)
     fs, key = features(corpus, cfg, progress=False)
+    fs = normalise(fs, cfg.data.normalise)  # per speaker, as `sera train` trains its final model
     L, _, D = fs.feats[0].shape
     model, _ = finetune(fs, None, cfg, L, D, len(corpus.labels), progress=False)
     path = tmp_path_factory.mktemp("demo") / "checkpoint"

@@ -34,7 +34,7 @@ def test_quick_bench_runs_every_script_and_reports(data_root, whisper_path, feat
     assert 0.0 <= encoders["whisper-base"]["probe"]["emodb"]["speaker"]["ua"] <= 1.0
     base = load("baselines")
     for corpus in ("ravdess", "emodb"):
-        assert len(base["within"][corpus]) == 4
+        assert len(base["within"][corpus]) == 5  # eGeMAPS and the probe, raw and normalised, and EmoBox's recipe
         assert all(0.0 <= m["ua"] <= 1.0 for m in base["within"][corpus].values())
     assert set(base["cross_corpus"]) == {"ravdess -> emodb", "emodb -> ravdess"}
     parts = load("adapter")["parts"]
@@ -42,13 +42,16 @@ def test_quick_bench_runs_every_script_and_reports(data_root, whisper_path, feat
     assert parts["final"]["peak_rss_mb"] > parts["final"]["features_mb"] > 0 and parts["final"]["train_seconds"] > 0
     assert set(parts["cross"]) == {"ravdess -> emodb", "emodb -> ravdess"}
     assert all(0.0 <= r["ua"]["mean"] <= 1.0 for r in parts["ablations"].values())
+    for r in (parts["ravdess"], *parts["cross"].values()):  # both test protocols, the clip protocol leading
+        assert r["protocol"] == "clip" and r["ua"] == r["protocols"]["clip"]["ua"] and "speaker" in r["protocols"]
     modes = load("whisper_padding")["modes"]
     assert set(modes) == {"real length", "padded to 30 s"}
     assert modes["padded to 30 s"]["encoder_rtf"] > modes["real length"]["encoder_rtf"]  # 30 s of input per clip
     rows = load("scaling")["rows"]
     assert [round(r["seconds"]) for r in rows] == [4, 10, 30] and rows[-1]["windows"] == 3
     summary = (RESULTS / "summary-quick.md").read_text()
-    for method in ("eGeMAPS + SVM", "linear probe", "sera, full method", "no stage 1", "predict 30 s", "padded to 30 s",
-                   "training on all RAVDESS"):
+    for method in ("eGeMAPS + SVM", "linear probe", "EmoBox recipe", "sera, full method (clip protocol)",
+                   "sera, full method (speaker protocol)", "clip protocol: sera", "no stage 1", "predict 30 s",
+                   "padded to 30 s", "training on all RAVDESS"):
         assert method in summary, method
     assert (RESULTS / "ua_by_method-quick.png").stat().st_size > 10_000

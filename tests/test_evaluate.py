@@ -150,3 +150,21 @@ def test_results_name_their_code_and_a_resume_refuses_other_code(tmp_path):
     code.write_text(json.dumps({**code_version(), "source": "0" * 16, "commit": "abc123", "dirty": True}))
     with pytest.raises(SeraError, match=r"made by other code \(commit abc123, uncommitted changes\)"):
         cross_validate(fs, corpus, folds, cfg, progress=False, state=tmp_path / "state")
+
+
+def test_a_prediction_says_which_protocol_it_uses(demo_checkpoint, tmp_path):
+    import json
+    import shutil
+
+    from sera.predict import Predictor
+
+    note = Predictor(demo_checkpoint).protocol_note()
+    assert note.startswith("Clip protocol") and "reference statistics" in note  # a speaker-normalised checkpoint
+    assert Predictor(demo_checkpoint).protocol_note(same_speaker=True).startswith("Speaker protocol")
+    copy = shutil.copytree(demo_checkpoint, tmp_path / "ckpt")
+    meta = json.loads((copy / "config.json").read_text())
+    meta["cv"] = {"clip": {"ua": {"mean": 0.7061, "std": 0.0}}, "speaker": {"ua": {"mean": 0.778, "std": 0.0}}}
+    (copy / "config.json").write_text(json.dumps(meta))
+    predictor = Predictor(copy)
+    assert predictor.protocol_note().endswith("cross-validated UA in this protocol: 70.6%.")
+    assert predictor.protocol_note(same_speaker=True).endswith("protocol: 77.8%.")

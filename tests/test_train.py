@@ -14,6 +14,7 @@ from sera.config import DataConfig, SeraConfig
 from sera.data import load_corpus
 from sera.errors import EncoderError, SeraError
 from sera.evaluate import metrics
+from sera.normalise import normalise
 from sera.pipeline import features
 from sera.train import final_attributes, finetune, predict_proba, pretrain
 
@@ -81,7 +82,7 @@ def angry_sad(data_root, whisper_path, feature_cache):
     corpus = load_corpus(cfg.data)
     corpus = corpus.subset(u for u in corpus.utterances if int(u.speaker) <= 8)
     fs, key = features(corpus, cfg, progress=False)
-    return cfg, corpus, fs, key
+    return cfg, corpus, normalise(fs, cfg.data.normalise), key
 
 
 def test_learns_angry_vs_sad_on_unseen_actors(angry_sad):
@@ -157,7 +158,7 @@ def test_an_interrupted_cross_validation_resumes_with_the_same_results(tmp_path)
     corpus = Corpus("toy", fs.utts, ["0", "1"])
     folds = [Fold(f"s{k}", frozenset(u.id for u in fs.utts if u.speaker == f"s{k}")) for k in range(2)]
     first = cross_validate(fs, corpus, folds, cfg, progress=False, state=tmp_path / "state")
-    assert {p.name for p in (tmp_path / "state").iterdir()} == {"config.json", "seed0-s0", "seed0-s1"}
+    assert {p.name for p in (tmp_path / "state").iterdir()} == {"code.json", "config.json", "seed0-s0", "seed0-s1"}
     # as if killed during fold s1's stage 2: its stage 1 is kept, its result is not
     (tmp_path / "state" / "seed0-s1" / "result.json").unlink()
     again = cross_validate(fs, corpus, folds, cfg, progress=False, state=tmp_path / "state")
