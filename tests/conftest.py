@@ -13,6 +13,8 @@ import torch
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the hub is unreachable here; fail at once, not after retries
 
+pytest_plugins = ["strict_ci"]  # CI=true turns a skip into a failure
+
 _SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 DATA = Path(os.environ.get("SERA_DATA") or _SHARED / "data")
 WHISPER = Path(os.environ.get("SERA_WHISPER") or _SHARED / "models" / "whisper-tiny.en")

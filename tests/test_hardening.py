@@ -273,3 +273,20 @@ def test_train_killed_midway_resumes_to_the_same_results(tmp_path, label_folders
 
     wa, wb = (load_file(str(d / "checkpoint" / "model.safetensors")) for d in (tmp_path / "whole", out))
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_under_ci_a_skip_fails_and_elsewhere_it_stays_a_skip(tmp_path):
+    """What a green CI means: no test was skipped for missing data, models or a browser."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "test_needs_data.py").write_text("import pytest\n\ndef test_x():\n    pytest.skip('no data here')\n")
+    here = os.path.dirname(os.path.abspath(__file__))
+    run = lambda ci: subprocess.run(  # noqa: E731
+        [sys.executable, "-m", "pytest", "-q", "-p", "strict_ci", "-p", "no:cacheprovider", str(tmp_path)],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+        env={**os.environ, "PYTHONPATH": here, "CI": ci})
+    strict, relaxed = run("true"), run("")
+    assert strict.returncode == 1 and "skipped under CI=true, where every test must run: no data here" in strict.stdout
+    assert relaxed.returncode == 0 and "1 skipped" in relaxed.stdout
