@@ -249,7 +249,8 @@ def classify_clip(model: EmotionClassifier, feats: torch.Tensor, stats: Stats | 
     model was trained speaker-normalised, -> logits (1, C), frames (1, T, H) and mask (1, T).
 
     The clip protocol and ``Predictor`` both go through here, so a cross-validated clip-protocol
-    figure measures exactly what ``sera predict`` computes."""
+    figure measures what ``sera predict`` computes (from the cache's float16 copy of the features
+    where ``Predictor`` has the encoder's float32 ones)."""
     model.eval()
     device = next(model.parameters()).device
     feats = feats.float()
