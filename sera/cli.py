@@ -130,6 +130,9 @@ def _prepare(args: argparse.Namespace, cfg: SeraConfig | None = None):
     from .pipeline import corpus_and_folds, cross_corpus, features
 
     cfg = cfg or training_config(args)
+    if cfg.data.test_corpus and args.command not in ("train", "evaluate"):
+        raise SeraError(f"--test-corpus: sera {args.command} would train on the test corpus too; "
+                        "cross-corpus runs are sera evaluate (or train) --test-corpus")
     out = _out(args)
     if cfg.data.test_corpus:
         corpus, folds, fs = cross_corpus(cfg, not args.no_progress)

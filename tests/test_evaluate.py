@@ -168,3 +168,11 @@ def test_a_prediction_says_which_protocol_it_uses(demo_checkpoint, tmp_path):
     predictor = Predictor(copy)
     assert predictor.protocol_note().endswith("cross-validated UA in this protocol: 70.6%.")
     assert predictor.protocol_note(same_speaker=True).endswith("protocol: 77.8%.")
+
+
+def test_only_evaluate_and_train_take_a_test_corpus(tmp_path, capsys):
+    from sera.cli import main
+
+    for command in ("pretrain", "finetune"):
+        assert main([command, "--corpus", "ravdess", "--test-corpus", "emodb", "--out", str(tmp_path)]) == 2
+        assert f"sera {command} would train on the test corpus too" in capsys.readouterr().err
