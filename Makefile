@@ -42,6 +42,7 @@ test: install
 # the clip protocol: trained without speaker normalisation, which scores higher there than a
 # speaker-normalised model fed the training speakers' reference statistics (bench/results/README.md).
 reproduce: install
+	$(BIN)/sera download ravdess emodb
 	$(BIN)/sera extract --corpus ravdess
 	$(BIN)/sera extract --corpus emodb
 	$(BIN)/sera train --corpus ravdess --no-speaker-norm --out runs/ravdess

@@ -4,6 +4,10 @@ ablation table on RAVDESS, seconds per epoch of both stages, and trainable param
 the encoder's.
 
     python bench/adapter.py [--parts ravdess,emodb,cross,ablations,final] [--seeds 3] [--ablation-seeds 3] [--quick]
+    python bench/adapter.py --parts emodb,cross --normalise none
+
+``--normalise none`` runs the corpus and cross-corpus parts without speaker normalisation (the
+clip-protocol choice that `make reproduce` ships); their rows are named "... (no speaker norm)".
 
 The "final" part times what `make reproduce` ends with, both stages on all RAVDESS speakers, in a
 process of its own, and reports that process's peak memory beside the size of the features it holds.
@@ -22,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import RESULTS, RUNS, save
+from common import RESULTS, RUNS, save, upstream
 
 from sera.config import SeraConfig
 from sera.encoders import Encoder
@@ -60,7 +64,11 @@ def state_dir(tag: str, quick: bool) -> Path:
 def summarise(res: dict, settings: dict, cfg: SeraConfig, start: float) -> dict:
     summary = {k: res[k] for k in ("ua", "wa", "f1", "per_seed", "per_fold", "val_ua", "best_epochs", "timing", "labels",
                                    "protocol", "protocols")}
-    return {**summary, "settings": settings, "seeds": cfg.train.seeds, "wall_minutes": (time.perf_counter() - start) / 60}
+    return {**summary, "settings": settings, "seeds": cfg.train.seeds, "upstream": upstream(cfg.encoder.name),
+            "wall_minutes": (time.perf_counter() - start) / 60}
+
+
+UNNORMALISED = " (no speaker norm)"  # suffix of the parts run with --normalise none
 
 
 def run(corpus_name: str, settings: dict, seeds: int, quick: bool, tag: str) -> dict:
@@ -73,15 +81,17 @@ def run(corpus_name: str, settings: dict, seeds: int, quick: bool, tag: str) -> 
     return summarise(res, settings, cfg, t)
 
 
-def across(source: str, target: str, seeds: int, quick: bool) -> dict:
+def across(source: str, target: str, seeds: int, quick: bool, settings: dict) -> dict:
     """The full method trained on all of ``source`` (stage 1 on its audio, early stopping on its own
     held-out speakers) and tested once on all of ``target``, over the emotions both share: what
     ``sera evaluate --corpus SOURCE --test-corpus TARGET`` runs."""
-    cfg = config(source, {"data.test_corpus": target}, seeds, quick)
+    settings = {"data.test_corpus": target, **settings}
+    cfg = config(source, settings, seeds, quick)
     corpus, folds, fs = cross_corpus(cfg)
     t = time.perf_counter()
-    res = cross_validate(fs, corpus, folds, cfg, state=state_dir(f"cross-{source}-{target}", quick))
-    return summarise(res, {"data.test_corpus": target}, cfg, t)
+    tag = "-none" if cfg.data.normalise == "none" else ""
+    res = cross_validate(fs, corpus, folds, cfg, state=state_dir(f"cross-{source}-{target}{tag}", quick))
+    return summarise(res, settings, cfg, t)
 
 
 def final_training(epochs: int, quick: bool) -> dict:
@@ -126,20 +136,32 @@ def parameters(cfg: SeraConfig) -> dict:
 
 def markdown(r: dict) -> str:
     pct = lambda d: f"{100 * d['mean']:.1f} ± {100 * d['std']:.1f}"  # noqa: E731
+
+    def by_protocol(k: str, v: dict, extra: str = "") -> list[str]:
+        """One row per test protocol (clip first); parts from before both were scored have one row."""
+        enc = v.get("upstream", "whisper-tiny.en")  # parts saved before the encoder was recorded ran on tiny.en
+        protos = v.get("protocols") or {v.get("protocol", "speaker"): v}
+        return [f"| {k} | {enc} | {p} | {v['seeds']} | {pct(m['ua'])} | {pct(m['wa'])} | {pct(m['f1'])} |{extra}"
+                for p, m in sorted(protos.items(), key=lambda pm: pm[0] != "clip")]
+
     lines = ["# Adapter figures (`bench/adapter.py`)", "",
-             f"{r.get('upstream', 'whisper-tiny.en')}, speaker-independent folds, this machine ({r['machine']['cpu_cores']} cores); "
-             f"commit {r['commit'][:10]}. UA / WA / macro-F1 in %, mean ± std over seeds.", ""]
-    main = [(k, v) for k, v in r.get("parts", {}).items() if k in ("ravdess", "emodb")]
+             f"Speaker-independent folds, this machine ({r['machine']['cpu_cores']} cores); commit {r['commit'][:10]}. "
+             "UA / WA / macro-F1 in %, mean ± std over seeds, per test protocol (clip: each test clip alone, as "
+             "`sera predict`; speaker: test speakers standardised with all their own clips). Rows marked "
+             f"\"{UNNORMALISED.strip()}\" trained without speaker normalisation.", ""]
+    main = [(k, v) for k, v in r.get("parts", {}).items() if k.removesuffix(UNNORMALISED) in ("ravdess", "emodb")]
     if main:
-        lines += ["| corpus | seeds | UA | WA | macro-F1 | stage 1 s/epoch | stage 2 s/epoch |", "|---|---|---|---|---|---|---|"]
-        lines += [f"| {k} | {v['seeds']} | {pct(v['ua'])} | {pct(v['wa'])} | {pct(v['f1'])} | "
-                  f"{v['timing']['stage1_seconds_per_epoch']:.1f} | {v['timing']['stage2_seconds_per_epoch']:.1f} |"
-                  for k, v in main]
+        lines += ["| corpus | encoder | protocol | seeds | UA | WA | macro-F1 | stage 1 s/epoch | stage 2 s/epoch |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for k, v in main:
+            t = v["timing"]
+            lines += by_protocol(k, v, f" {t['stage1_seconds_per_epoch']:.1f} | {t['stage2_seconds_per_epoch']:.1f} |")
     cross = r.get("parts", {}).get("cross")
     if cross:
         lines += ["", "Across corpora (6 shared emotions; trained on all of the first, tested on all of the second):", "",
-                  "| direction | seeds | UA | WA | macro-F1 |", "|---|---|---|---|---|"]
-        lines += [f"| {k} | {v['seeds']} | {pct(v['ua'])} | {pct(v['wa'])} | {pct(v['f1'])} |" for k, v in cross.items()]
+                  "| direction | encoder | protocol | seeds | UA | WA | macro-F1 |", "|---|---|---|---|---|---|---|"]
+        for k, v in cross.items():
+            lines += by_protocol(k, v)
     abl = r.get("parts", {}).get("ablations")
     if abl:
         lines += ["", "Ablations on RAVDESS (8 classes, 4 folds):", "", "| variant | seeds | UA | WA | macro-F1 |",
@@ -165,6 +187,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--ablation-seeds", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="a few speakers, few epochs: checks the harness only")
+    ap.add_argument("--normalise", choices=("speaker", "none"), default="speaker",
+                    help="data.normalise of the ravdess, emodb and cross parts")
     ap.add_argument("--final-child", type=int, metavar="EPOCHS", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.final_child:
@@ -178,13 +202,15 @@ def main() -> None:
         saved = save(name, {"parts": parts, "parameters": parameters(SeraConfig())})
         (RESULTS / f"{name}.md").write_text(markdown(json.loads(saved.read_text())))
 
+    unnormalised = args.normalise == "none"
+    settings, suffix = ({"data.normalise": "none"}, UNNORMALISED) if unnormalised else ({}, "")
     for part in args.parts.split(","):
         if part in ("ravdess", "emodb"):
-            parts[part] = run(part, {}, args.seeds, args.quick, "full")
+            parts[part + suffix] = run(part, settings, args.seeds, args.quick, "full" + ("-none" if unnormalised else ""))
         elif part == "cross":
             table = parts.setdefault("cross", {})
             for a, b in (("ravdess", "emodb"), ("emodb", "ravdess")):
-                table[f"{a} -> {b}"] = across(a, b, args.seeds, args.quick)
+                table[f"{a} -> {b}{suffix}"] = across(a, b, args.seeds, args.quick, settings)
                 publish()
         elif part == "ablations":
             table = parts.setdefault("ablations", {})

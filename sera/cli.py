@@ -153,6 +153,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .checkpoint import save_checkpoint
     from .evaluate import cross_validate, write_results
     from .normalise import normalise
+    from .data import parts_of
     from .pipeline import final_epochs, train_final, unlabelled_features
 
     progress = not args.no_progress
@@ -170,9 +171,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         fs = normalise(fs, cfg.data.normalise)
         model, attrs = train_final(fs, cfg, len(corpus.labels), epochs, progress, unlabelled, out / "state")
         L, _, D = fs.feats[0].shape
-        cv = {p: {k: results["protocols"][p][k] for k in ("ua", "wa", "f1")} for p in results["protocols"]}
+        cv = {p: {k: v[k] for k in ("ua", "wa", "f1", "by_corpus") if k in v} for p, v in results["protocols"].items()}
         save_checkpoint(out / "checkpoint", model, cfg, corpus.labels, key, L, D,
-                        {"trained_on": corpus.name, "cv_ua": results["ua"], "cv_protocol": results["protocol"],
+                        {"trained_on": corpus.name, "corpora": parts_of(corpus), "cv_ua": results["ua"], "cv_protocol": results["protocol"],
                          "cv": cv, "stage2_epochs": epochs}, fs.reference, attrs)
         print(f"checkpoint: {out / 'checkpoint'}")
     return 0
@@ -307,6 +308,19 @@ def cmd_extract(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_download(args: argparse.Namespace) -> int:
+    from .config import DataConfig
+    from .data.download import SOURCES, download
+
+    root = args.data or DataConfig().root
+    if args.checksum and len(args.corpora) > 1:
+        raise SeraError("--checksum pins one archive: download one corpus at a time with it")
+    for name in args.corpora:
+        folder = download(name, root, checksum=args.checksum, progress=not args.no_progress)
+        print(f"{name}: {folder} ({SOURCES[name].title}); licence: {SOURCES[name].licence}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sera",
@@ -339,6 +353,17 @@ def build_parser() -> argparse.ArgumentParser:
             "on a corpus's labels, early-stopped on held-out speakers")
     _training_flags(p)
     p.add_argument("--adapter", metavar="DIR", help="stage 1 result (OUT/adapter of sera pretrain)")
+    p = sub.add_parser("download", help="fetch public corpora (ravdess, emodb) from their publishers into the data "
+                       "folder, checked and unpacked atomically",
+                       description="fetch public corpora (ravdess, emodb) from their publishers into the data folder; "
+                       "each archive's size and checksum are checked before anything is unpacked")
+    p.add_argument("corpora", nargs="+", choices=["ravdess", "emodb"], metavar="CORPUS", help="ravdess, emodb")
+    p.add_argument("--data", metavar="DIR", help="where the corpora go (default: $SERA_DATA or ./data)")
+    p.add_argument("--checksum", metavar="ALG:HEX", help="pin the archive, e.g. sha256:... (default: the publisher's "
+                   "stated checksum where it publishes one)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--debug", action="store_true", help="show full tracebacks")
+    p.set_defaults(fn=cmd_download)
     p = sub.add_parser("predict", help="emotion probabilities for audio files from a checkpoint",
                        description="emotion probabilities for audio files from a checkpoint")
     p.add_argument("files", nargs="+", metavar="FILE")

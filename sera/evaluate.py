@@ -45,6 +45,18 @@ def metrics(y: np.ndarray, pred: np.ndarray, num_classes: int) -> dict:
     }
 
 
+def corpus_metrics(y: np.ndarray, pred: np.ndarray, num_classes: int, sources: np.ndarray) -> dict:
+    """UA / WA / macro-F1 of each corpus's test clips of a model trained on several: over the classes
+    that corpus has (a RAVDESS clip called "boredom" is simply wrong), so that its figures compare with
+    a model trained on it alone."""
+    out = {}
+    for c in sorted(set(sources.tolist())):
+        yc, pc = y[sources == c], pred[sources == c]
+        out[c] = {"ua": unweighted_accuracy(yc, pc, num_classes), "wa": float((yc == pc).mean()),
+                  "f1": float(f1_score(yc, pc, labels=sorted(set(yc.tolist())), average="macro", zero_division=0))}
+    return out
+
+
 def carve_validation(fs: FeatureSet, idx: list[int], share: float, seed: int) -> tuple[list[int], list[int]]:
     """Hold out a share of the training speakers (at least one) for early stopping."""
     speakers = sorted({fs.utts[i].speaker for i in idx})
@@ -112,8 +124,14 @@ def run_fold(fs: FeatureSet, fold: Fold, cfg: SeraConfig, num_classes: int, prog
                               resume=state / "stage2-progress.pt" if state else None)
     t2 = time.perf_counter()
     y = fs.labels[test_idx].numpy()
-    scores = {p: metrics(y, protocol_probabilities(model, fs, train_idx, test_idx, cfg.data.normalise, p).argmax(1).numpy(),
-                         num_classes) for p in PROTOCOLS}
+    sources = np.array([fs.utts[i].corpus for i in test_idx])
+    several = len({u.corpus for u in fs.utts}) > 1  # trained on several corpora (or tested across them)
+    scores = {}
+    for p in PROTOCOLS:
+        pred = protocol_probabilities(model, fs, train_idx, test_idx, cfg.data.normalise, p).argmax(1).numpy()
+        scores[p] = metrics(y, pred, num_classes)
+        if several:
+            scores[p]["corpora"] = corpus_metrics(y, pred, num_classes, sources)
     best = max(history, key=lambda r: r.get("val_ua", 0.0)) if val_idx else {"epoch": len(history)}
     return FoldResult(
         fold.name, cfg.seed, scores, best["epoch"], best.get("val_ua"),
@@ -249,11 +267,18 @@ def _summary(runs: list[FoldResult], folds: list[Fold], protocol: str) -> dict:
         mine = [r.metrics[protocol] for r in runs if r.fold == fold.name]
         per_fold.append({"fold": fold.name, "test_utterances": len(fold.test_ids),
                          **{k: _mean_std([m[k] for m in mine]) for k in ("ua", "wa", "f1")}})
+    by_corpus = {}  # each corpus of a multi-corpus run: seed figure = mean over the folds testing it
+    for c in sorted({c for r in runs for c in r.metrics[protocol].get("corpora", {})}):
+        seeds = [[r.metrics[protocol]["corpora"][c] for r in runs if r.seed == s and c in r.metrics[protocol].get("corpora", {})]
+                 for s in sorted({r.seed for r in runs})]
+        by_corpus[c] = {k: _mean_std([float(np.mean([m[k] for m in mine])) for mine in seeds if mine])
+                        for k in ("ua", "wa", "f1")}
     return {
         **{k: _mean_std([p[k] for p in per_seed]) for k in ("ua", "wa", "f1")},
         "per_seed": per_seed,
         "per_fold": per_fold,
         "confusion": np.sum([r.metrics[protocol]["confusion"] for r in runs], axis=0).tolist(),
+        **({"by_corpus": by_corpus} if len(by_corpus) > 1 else {}),
     }
 
 
@@ -282,6 +307,8 @@ def results_markdown(results: dict, title: str = "") -> str:
     for protocol, r in _led(results["protocols"], lead):
         name = f"**{protocol}**" if protocol == lead else protocol
         lines.append(f"| {name} | **all** | {ms(r['ua'])} | {ms(r['wa'])} | {ms(r['f1'])} |")
+        lines += [f"| {protocol} | {c} (its clips, its classes) | {ms(m['ua'])} | {ms(m['wa'])} | {ms(m['f1'])} |"
+                  for c, m in r.get("by_corpus", {}).items()]
         lines += [f"| {protocol} | {f['fold']} | {ms(f['ua'])} | {ms(f['wa'])} | {ms(f['f1'])} |" for f in r["per_fold"]]
     other = [p for p in results["protocols"] if p != lead]
     lines += ["", f"Other protocol{'s' if len(other) > 1 else ''}: " + "; ".join(PROTOCOL_NOTES[p] for p in other) + "."]

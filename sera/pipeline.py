@@ -32,7 +32,11 @@ def apply_quick(cfg: SeraConfig) -> SeraConfig:
 
 
 def _first_speakers(corpus: Corpus, n: int) -> Corpus:
-    keep = set(corpus.speakers[:n])
+    """The first ``n`` speakers of each corpus a (combined) corpus is made of."""
+    speakers: dict[str, set[str]] = {}
+    for u in corpus.utterances:
+        speakers.setdefault(u.corpus, set()).add(u.speaker)
+    keep = {s for mine in speakers.values() for s in sorted(mine)[:n]}
     return corpus.subset(u for u in corpus.utterances if u.speaker in keep)
 
 
@@ -90,7 +94,7 @@ def unlabelled_features(cfg: SeraConfig, progress: bool = True) -> FeatureSet | 
     (normalised as training features are)."""
     sets = []
     for name in pretrain_corpora(cfg):
-        if name == cfg.data.corpus:
+        if name in cfg.data.corpus.split("+"):
             raise SeraError(f"train.pretrain_corpora: {name} is the corpus being evaluated; stage 1 already sees "
                             "its training folds, and all of it would leak the test folds")
         other = copy.deepcopy(cfg)

@@ -92,7 +92,24 @@ def test_emodb_real(data_root):
     assert names == ["speakers 03+08", "speakers 09+10", "speakers 11+12", "speakers 13+14", "speakers 15+16"]
 
 
-@pytest.mark.parametrize("corpus_name", ["ravdess", "emodb"])
+def test_two_corpora_as_one_keep_each_corpus_folds(data_root):
+    both = load_corpus(DataConfig(root=str(data_root), corpus="ravdess+emodb"))
+    assert len(both.utterances) == 1440 + 535 and len(both.speakers) == 34  # RAVDESS's 03 and EmoDB's 03: two people
+    assert both.labels == ["neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised", "boredom"]
+    assert Counter(u.label for u in both.utterances)["angry"] == 192 + 127  # EmoDB's anger, unified
+    folds = make_folds(both)
+    assert len(folds) == 5 and folds[4].name == "emodb speakers 15+16"
+    for name in ("ravdess", "emodb"):  # each corpus's clips are tested in the folds its own CV tests them
+        alone = load_corpus(DataConfig(root=str(data_root), corpus=name))
+        for mine, joint in zip(make_folds(alone), folds):
+            assert {f"{name}:{i}" for i in mine.test_ids} == {i for i in joint.test_ids if i.startswith(name)}
+    four = load_corpus(DataConfig(root=str(data_root), corpus="ravdess+emodb", classes="neutral,happy,sad,angry"))
+    assert len(four.utterances) == 96 + 3 * 192 + 79 + 71 + 62 + 127
+    with pytest.raises(CorpusError, match="named twice"):
+        load_corpus(DataConfig(root=str(data_root), corpus="emodb+emodb"))
+
+
+@pytest.mark.parametrize("corpus_name", ["ravdess", "emodb", "emodb+ravdess"])
 def test_folds_are_speaker_independent_and_cover_everything(data_root, corpus_name):
     corpus = load_corpus(DataConfig(root=str(data_root), corpus=corpus_name))
     seen = set()

@@ -6,8 +6,10 @@ from .corpora import (
     Corpus,
     Utterance,
     apply_class_map,
+    combine,
     load_corpus,
     parse_class_map,
+    parts_of,
     read_cremad,
     read_emodb,
     read_iemocap,
@@ -20,7 +22,7 @@ from .corpora import (
 from .folds import Fold, make_folds
 
 __all__ = [
-    "AUDIO_EXTENSIONS", "READERS", "Corpus", "Fold", "Utterance", "apply_class_map", "load_corpus",
-    "make_folds", "parse_class_map", "read_cremad", "read_emodb", "read_iemocap", "read_label_folders",
+    "AUDIO_EXTENSIONS", "READERS", "Corpus", "Fold", "Utterance", "apply_class_map", "combine", "load_corpus",
+    "make_folds", "parse_class_map", "parts_of", "read_cremad", "read_emodb", "read_iemocap", "read_label_folders",
     "read_manifest", "read_ravdess", "shared_labels", "unified_label",
 ]

@@ -7,6 +7,7 @@ a corpus is fast and a broken audio file surfaces where it is used, named.
 from __future__ import annotations
 
 import csv
+import os
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -283,13 +284,38 @@ def shared_labels(a: Corpus, b: Corpus) -> tuple[Corpus, Corpus]:
     return keep(a), keep(b)
 
 
+CORPUS_JOIN = "+"  # "ravdess+emodb": several corpora trained on as one
+
+
+def combine(corpora: list[Corpus]) -> Corpus:
+    """One corpus of several, under unified label names (their union, in order of appearance).
+
+    Speakers and ids are prefixed with their corpus ("emodb:03"), so RAVDESS's actor 03 and EmoDB's
+    speaker 03 stay two people; ``Utterance.corpus`` keeps where each clip came from."""
+    names = [c.name for c in corpora]
+    if len(set(names)) < len(names):
+        raise CorpusError(f"{CORPUS_JOIN.join(names)}: a corpus is named twice")
+    utts = [Utterance(f"{c.name}:{u.id}", u.path, unified_label(u.label), f"{c.name}:{u.speaker}", u.corpus,
+                      u.duration, u.split) for c in corpora for u in c.utterances]
+    labels = list(dict.fromkeys(unified_label(label) for c in corpora for label in c.labels))
+    return Corpus(CORPUS_JOIN.join(names), utts, labels, Path(os.path.commonpath([str(c.root) for c in corpora])))
+
+
+def parts_of(corpus: Corpus) -> list[str]:
+    """The corpora a (combined) corpus is made of, in order."""
+    return corpus.name.split(CORPUS_JOIN)
+
+
 def load_corpus(cfg: DataConfig | None = None, **overrides: str) -> Corpus:
-    """Read the corpus that ``cfg`` names (a registered name, a manifest .csv or a label-folder path)."""
+    """Read the corpus that ``cfg`` names (a registered name, a manifest .csv, a label-folder path, or
+    several of these joined by "+", read with their own class maps and then combined)."""
     cfg = cfg or DataConfig()
     name = overrides.get("corpus", cfg.corpus)
     classes = overrides.get("classes", cfg.classes)
     key = name.lower()
-    if key in READERS:
+    if CORPUS_JOIN in name:
+        corpus = combine([load_corpus(cfg, corpus=part.strip(), classes="") for part in name.split(CORPUS_JOIN)])
+    elif key in READERS:
         folder, reader, default_map = READERS[key]
         corpus = reader(Path(cfg.root) / folder)
         classes = classes or default_map

@@ -6,6 +6,8 @@ speaker-dependent split, which marks itself in every fold (and so in every resul
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +16,7 @@ import numpy as np
 
 from ..config import DataConfig
 from ..errors import CorpusError
-from .corpora import Corpus
+from .corpora import CORPUS_JOIN, Corpus, parts_of
 
 STANDARD_FOLDS = {"ravdess": 4, "emodb": 5}  # consecutive groups of sorted speaker ids
 
@@ -38,6 +40,8 @@ def make_folds(corpus: Corpus, cfg: DataConfig | None = None, seed: int = 0) -> 
         return read_folds(cfg.folds, corpus)
     if cfg.speaker_dependent:
         return _random_folds(corpus, cfg.num_folds, seed)
+    if CORPUS_JOIN in corpus.name:
+        return _combined_folds(corpus, cfg, seed)
     if corpus.name == "iemocap":  # leave one session out
         groups = _group_by(corpus, lambda s: s[:5])
         return [_fold(corpus, f"session {name}", speakers) for name, speakers in groups.items()]
@@ -53,6 +57,23 @@ def make_folds(corpus: Corpus, cfg: DataConfig | None = None, seed: int = 0) -> 
     else:
         groups_ = [speakers[i::k] for i in range(k)]
     return [_fold(corpus, f"speakers {_names(g)}", g) for g in groups_]
+
+
+def _combined_folds(corpus: Corpus, cfg: DataConfig, seed: int) -> list[Fold]:
+    """Fold i holds each part's own fold i (RAVDESS has 4, EmoDB 5: the fifth is EmoDB's alone), so
+    each corpus's test clips are the ones its single-corpus folds test, and its figures compare."""
+    per_part = []
+    for name in parts_of(corpus):
+        mine = [u for u in corpus.utterances if u.speaker.startswith(f"{name}:")]
+        alone = Corpus(name, [dataclasses.replace(u, speaker=u.speaker.split(":", 1)[1]) for u in mine], corpus.labels)
+        per_part.append([(name, f) for f in make_folds(alone, cfg, seed)])
+    folds = []
+    for group in itertools.zip_longest(*per_part):
+        group = [g for g in group if g is not None]
+        ids = frozenset(i for _, f in group for i in f.test_ids)  # already prefixed with the corpus
+        folds.append(Fold(" + ".join(f"{name} {f.name}" for name, f in group), ids,
+                          all(f.speaker_independent for _, f in group)))
+    return folds
 
 
 def read_folds(path: str | Path, corpus: Corpus) -> list[Fold]:
