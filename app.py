@@ -3,7 +3,8 @@
     python app.py [--checkpoint DIR] [--port N]      (or: make demo)
 
 ``demo`` is built when this module is imported, so the file also runs unchanged as a Hugging Face
-Space: there, set SERA_CHECKPOINT (and SERA_ENCODER if the encoder is a local folder). The
+Space: there, set SERA_CHECKPOINT to the model's Hub repository (USER/NAME, pushed with `sera push`),
+and SERA_ENCODER if the checkpoint names a local encoder folder. The
 model loads once; every request reuses it. All the work is sera's (predict.py, plots.py):
 this file only lays out the page.
 """
@@ -114,8 +115,8 @@ def build_demo(cfg: SeraConfig | None = None) -> gr.Blocks:
 
 def config_from_argv(argv: list[str]) -> SeraConfig:
     ap = argparse.ArgumentParser(description="sera's Gradio demo")
-    ap.add_argument("--checkpoint", metavar="DIR", help="a checkpoint folder (default: SERA_CHECKPOINT or "
-                    "runs/ravdess/checkpoint)")
+    ap.add_argument("--checkpoint", metavar="DIR|USER/NAME", help="a checkpoint folder or Hub repository "
+                    "(default: SERA_CHECKPOINT or runs/ravdess/checkpoint)")
     ap.add_argument("--encoder", metavar="ID|PATH", help="the checkpoint's encoder in another folder or as a hub id")
     ap.add_argument("--device", help="auto (CUDA when present), cpu, cuda, ...")
     ap.add_argument("--port", type=int)

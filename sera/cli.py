@@ -154,6 +154,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .evaluate import cross_validate, write_results
     from .normalise import normalise
     from .data import parts_of
+    from .hub import model_card
+    from .io import atomic_write_text
     from .pipeline import final_epochs, train_final, unlabelled_features
 
     progress = not args.no_progress
@@ -175,6 +177,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         save_checkpoint(out / "checkpoint", model, cfg, corpus.labels, key, L, D,
                         {"trained_on": corpus.name, "corpora": parts_of(corpus), "cv_ua": results["ua"], "cv_protocol": results["protocol"],
                          "cv": cv, "stage2_epochs": epochs}, fs.reference, attrs)
+        atomic_write_text(out / "checkpoint" / "README.md", model_card(out / "checkpoint"))  # ready for `sera push`
         print(f"checkpoint: {out / 'checkpoint'}")
     return 0
 
@@ -321,6 +324,16 @@ def cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_push(args: argparse.Namespace) -> int:
+    from .checkpoint import read_checkpoint_config
+    from .hub import push
+
+    read_checkpoint_config(args.checkpoint)  # a clear error before anything is uploaded
+    url = push(args.checkpoint, args.repo, private=args.private, token=args.token, endpoint=args.endpoint)
+    print(f"pushed {args.checkpoint} with its model card: {url}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sera",
@@ -364,10 +377,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--debug", action="store_true", help="show full tracebacks")
     p.set_defaults(fn=cmd_download)
+    p = sub.add_parser("push", help="upload a checkpoint to the Hugging Face Hub as a model repository, with a "
+                       "generated model card", description="upload a checkpoint folder (config.json, "
+                       "model.safetensors) and a model card (README.md, written into the folder) to the Hub")
+    p.add_argument("checkpoint", metavar="CHECKPOINT")
+    p.add_argument("repo", metavar="USER/NAME")
+    p.add_argument("--private", action="store_true", help="create the repository private")
+    p.add_argument("--token", help="a Hub token with write access (default: the one `hf auth login` saved)")
+    p.add_argument("--endpoint", help="another Hub server (default: $HF_ENDPOINT or huggingface.co)")
+    p.add_argument("--debug", action="store_true", help="show full tracebacks")
+    p.set_defaults(fn=cmd_push)
     p = sub.add_parser("predict", help="emotion probabilities for audio files from a checkpoint",
                        description="emotion probabilities for audio files from a checkpoint")
     p.add_argument("files", nargs="+", metavar="FILE")
-    p.add_argument("--checkpoint", required=True, metavar="DIR")
+    p.add_argument("--checkpoint", required=True, metavar="DIR|USER/NAME", help="a checkpoint folder or a Hub repository")
     p.add_argument("--encoder", metavar="ID|PATH", help="the checkpoint's encoder in another folder or as a hub id "
                    "(the same weights: checked by content)")
     p.add_argument("--device", default="auto", help="where the encoder and model run: auto (CUDA when present), "

@@ -22,6 +22,7 @@ from .checkpoint import load_classifier, read_checkpoint_config
 from .config import AudioConfig, EncoderConfig, _build
 from .encoders import Encoder, reduce_frames
 from .errors import SeraError
+from .hub import resolve_checkpoint
 from .normalise import Stats
 from .train import classify_clip
 
@@ -47,6 +48,8 @@ class Prediction:
 
 class Predictor:
     def __init__(self, checkpoint: str | Path, encoder: str | None = None, device: str = "auto"):
+        """``checkpoint``: a folder, or a Hub repository id ("user/name", fetched once, then from the local cache)."""
+        checkpoint = resolve_checkpoint(checkpoint)
         meta = read_checkpoint_config(checkpoint)
         name = encoder or meta["encoder"]["name"]
         if encoder is None and name.startswith(("/", ".", "~")) and not Path(name).expanduser().is_dir():
@@ -67,6 +70,11 @@ class Predictor:
         self.speaker_normalised = self.meta.get("normalise", "none") == "speaker"
         if self.speaker_normalised and self.reference is None:
             raise SeraError(f"{checkpoint}: trained on speaker-normalised features but holds no reference statistics")
+
+    @classmethod
+    def from_pretrained(cls, source: str | Path, encoder: str | None = None, device: str = "auto") -> "Predictor":
+        """As transformers' ``from_pretrained``: a Hub repository id or a local folder."""
+        return cls(source, encoder, device)
 
     def protocol_note(self, same_speaker: bool = False) -> str:
         """One sentence saying how a clip is scored and which cross-validated figure that matches."""
