@@ -25,6 +25,7 @@ from sera.audio import load_audio
 from sera.config import SeraConfig
 from sera.data import load_corpus
 from sera.errors import AudioError, SeraError
+from sera.normalise import Stats
 from sera.predict import Predictor
 
 HOW_TO_TRAIN = """No model to serve yet ({problem}).
@@ -39,6 +40,12 @@ or train your own and point the demo at it:
     python app.py --checkpoint runs/ravdess/checkpoint
 """
 PYPLOT = threading.Lock()
+ENROL_PAYS = 16  # clips of varied emotion from which a voice's statistics gained in the probe measurement
+ENROL_HELP = (
+    "Several clips of **one** speaker, ideally in varied emotions: their statistics then replace the training "
+    "speakers' for every clip you classify (the speaker route). Measured with the linear probe on whisper-base, "
+    "this gains with about {n} or more clips and loses with 4 or fewer (bench/results/README.md).")
+NOT_ENROLLED = "No voice enrolled: each clip is scored alone (clip protocol)."
 
 
 def example_clips(cfg: SeraConfig, labels: list[str], corpus: str = "ravdess") -> dict[str, str]:
@@ -65,12 +72,12 @@ def build_demo(cfg: SeraConfig | None = None) -> gr.Blocks:
         return page
     audio_cfg = replace(predictor.audio_cfg, max_megabytes=cfg.demo.max_megabytes)
 
-    def classify(path: str | None):
+    def classify(path: str | None, voice: Stats | None = None):
         if not path:
             raise gr.Error("No audio yet: upload a file or record a clip first.")
         try:
             wave = load_audio(path, audio_cfg, cfg.demo.max_seconds)
-            pred = predictor.predict_wave(wave, audio_cfg.sample_rate, Path(path).name)
+            pred = predictor.predict_wave(wave, audio_cfg.sample_rate, Path(path).name, speaker=voice)
         except AudioError as e:  # the upload's temporary path means nothing to the visitor: name the file only
             raise gr.Error(f"{Path(e.path).name}: {e.problem}") from None
         except SeraError as e:
@@ -84,6 +91,19 @@ def build_demo(cfg: SeraConfig | None = None) -> gr.Blocks:
                 if fig is not None:
                     plt.close(fig)  # gradio still renders a closed figure; pyplot forgets it (no leak per request)
         return pred.probabilities, *figures, gr.update(value=timeline, visible=long)
+
+    def enrol(paths: list[str] | None):
+        if not paths:
+            raise gr.Error("No clips to enrol: add a few clips of the same speaker first.")
+        try:
+            voice = predictor.enrol([load_audio(p, audio_cfg, cfg.demo.max_seconds) for p in paths])
+        except AudioError as e:
+            raise gr.Error(f"{Path(e.path).name}: {e.problem}") from None
+        except SeraError as e:
+            raise gr.Error(str(e)) from None
+        few = " With this few clips it may well do worse than the clip alone." if len(paths) < ENROL_PAYS else ""
+        return voice, (f"**Enrolled: {len(paths)} clip(s).** Predictions now use this voice's statistics. "
+                       f"{predictor.protocol_note(same_speaker=True)}{few}")
 
     trained_on = predictor.meta.get("trained_on", "?")
     with gr.Blocks(title="sera: speech emotion recognition") as page:
@@ -99,6 +119,21 @@ def build_demo(cfg: SeraConfig | None = None) -> gr.Blocks:
                 audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="clip", elem_id="clip")
                 button = gr.Button("Classify", variant="primary")
                 label = gr.Label(num_top_classes=min(4, len(predictor.labels)), label="emotion", elem_id="emotion")
+                voice = gr.State(None)
+                with gr.Accordion("Enrol this voice (speaker route)", open=False):
+                    if predictor.can_enrol:
+                        gr.Markdown(ENROL_HELP.format(n=ENROL_PAYS))
+                        enrol_clips = gr.File(file_count="multiple", file_types=["audio"], type="filepath",
+                                              label="clips of one speaker", elem_id="enrol-clips")
+                        with gr.Row():
+                            enrol_button = gr.Button("Enrol", elem_id="enrol")
+                            forget_button = gr.Button("Forget the voice")
+                        enrolled = gr.Markdown(NOT_ENROLLED, elem_id="enrolled")
+                        enrol_button.click(enrol, inputs=enrol_clips, outputs=[voice, enrolled], api_name="enrol")
+                        forget_button.click(lambda: (None, NOT_ENROLLED), outputs=[voice, enrolled], api_name=False)
+                    else:
+                        gr.Markdown("This checkpoint holds no training-speaker statistics (an older sera): "
+                                    "enrolment would change nothing.")
             with gr.Column(scale=2):
                 attention = gr.Plot(label="where the model listened (SAP attention)", elem_id="attention-plot")
                 attributes = gr.Plot(label="local attributes over time", elem_id="attributes-plot")
@@ -108,7 +143,7 @@ def build_demo(cfg: SeraConfig | None = None) -> gr.Blocks:
         if examples:
             gr.Examples([[p] for p in examples.values()], inputs=audio, label="examples from the data folder",
                         example_labels=[f"{label}: {Path(p).name}" for label, p in examples.items()])
-        gr.on([button.click, audio.upload, audio.stop_recording], classify, inputs=audio,
+        gr.on([button.click, audio.upload, audio.stop_recording], classify, inputs=[audio, voice],
               outputs=[label, attention, attributes, layers, timeline], api_name="classify")
     return page.queue(default_concurrency_limit=cfg.demo.concurrency)
 

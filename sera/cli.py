@@ -255,9 +255,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .predict import Predictor
 
     predictor = Predictor(args.checkpoint, encoder=args.encoder, device=args.device)
-    if args.same_speaker and not predictor.speaker_normalised:
-        print("note: this checkpoint was trained without speaker normalisation; --same-speaker changes nothing "
-              "(train with speaker normalisation, the default, for the speaker route)", file=sys.stderr)
+    if args.same_speaker and not predictor.can_enrol:
+        print("note: this checkpoint holds no training-speaker statistics (an older sera); --same-speaker changes "
+              "nothing (retrain it for the speaker route)", file=sys.stderr)
+    elif args.same_speaker:
+        print(f"note: {predictor.protocol_note(same_speaker=True)}", file=sys.stderr)
     if predictor.speaker_normalised and not args.same_speaker:
         print("note: this checkpoint expects speaker-normalised features; each clip is standardised with "
               "reference statistics. Several clips of one speaker with --same-speaker do better.", file=sys.stderr)
@@ -397,8 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "cpu, cuda, cuda:1, ...")
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--same-speaker", action="store_true",
-                   help="the files are one speaker: standardise them with their own statistics (speaker-normalised "
-                   "checkpoints; best with several clips of varied emotion)")
+                   help="the files are one speaker: use their pooled statistics (pays with about 16 or more clips of "
+                   "varied emotion; with 4 or fewer it costs accuracy)")
     p.add_argument("--json", action="store_true", help="JSON output")
     p.add_argument("--debug", action="store_true", help="show full tracebacks")
     p.set_defaults(fn=cmd_predict)

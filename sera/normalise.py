@@ -43,6 +43,11 @@ class Stats:
         mean, std = self.mean.to(h.device).unsqueeze(-2), self.std.to(h.device).unsqueeze(-2)
         return ((h.float() - mean) / std).to(h.dtype)
 
+    def restore(self, h: torch.Tensor) -> torch.Tensor:
+        """The inverse of ``apply``: standardised (…, L, T, D) back to these statistics."""
+        mean, std = self.mean.to(h.device).unsqueeze(-2), self.std.to(h.device).unsqueeze(-2)
+        return (h.float() * std + mean).to(h.dtype)
+
 
 def speaker_of(u) -> tuple[str, str]:
     """Speakers are told apart by corpus too: RAVDESS's "03" and EmoDB's "03" are two people."""
@@ -63,9 +68,13 @@ def reference_stats(per_speaker: dict[tuple[str, str], Stats]) -> Stats:
 
 
 def normalise(fs: FeatureSet, mode: str) -> FeatureSet:
-    """``fs`` with its features standardised per speaker; ``.reference`` set for checkpoints."""
+    """``fs`` with its features standardised per speaker; ``.reference`` set for checkpoints.
+
+    With mode "none" the features stay as they are, and ``.reference`` still records the training
+    speakers' statistics: an unnormalised model can then take an enrolled speaker's clips mapped
+    onto them (``Predictor.enrol``)."""
     if mode == "none":
-        return fs
+        return replace(fs, reference=reference_stats(speaker_stats(fs))) if len(fs) else fs
     if mode != "speaker":
         raise ValueError(f"normalise mode {mode!r}: choose one of {', '.join(MODES)}")
     if fs.normalised != "none":

@@ -4,9 +4,12 @@ The encoder loads once; each clip runs encoder -> frame-rate reduction -> adapte
 Audio longer than ``AudioConfig.window_seconds`` runs window by window, so time grows linearly
 and memory stays flat with the length; the windows also give an emotion timeline.
 
-A checkpoint trained on speaker-normalised features (``data.normalise = "speaker"``) standardises
-a clip with its speaker's statistics when several clips of that speaker are given together
-(``predict_files(..., same_speaker=True)``), and with the checkpoint's reference statistics otherwise.
+A clip of an unknown speaker is scored alone (the clip protocol). Where several clips of one speaker
+are known (``enrol``, ``predict_files(..., same_speaker=True)``), their statistics are used: a
+speaker-normalised checkpoint standardises with them instead of the training speakers' reference
+statistics, and an unnormalised one maps the speaker's features onto the training speakers'
+statistics. Measured with the linear probe on whisper-base (bench/results/README.md), this pays
+only with many clips of varied emotion: about 16 or more; with 4 or fewer it costs accuracy.
 """
 
 from __future__ import annotations
@@ -70,6 +73,8 @@ class Predictor:
         self.speaker_normalised = self.meta.get("normalise", "none") == "speaker"
         if self.speaker_normalised and self.reference is None:
             raise SeraError(f"{checkpoint}: trained on speaker-normalised features but holds no reference statistics")
+        # Enrolment needs the training speakers' statistics (unnormalised checkpoints before sera 0.3 lack them)
+        self.can_enrol = self.reference is not None
 
     @classmethod
     def from_pretrained(cls, source: str | Path, encoder: str | None = None, device: str = "auto") -> "Predictor":
@@ -82,6 +87,9 @@ class Predictor:
         ua = lambda p: f"; cross-validated UA in this protocol: {100 * cv[p]['ua']['mean']:.1f}%" if p in cv else ""  # noqa: E731
         if same_speaker and self.speaker_normalised:
             return "Speaker protocol: the clips are standardised with their speaker's own statistics" + ua("speaker") + "."
+        if same_speaker and self.can_enrol:
+            return ("Speaker route: the clips are mapped onto the training speakers' statistics with their speaker's own "
+                    "(not cross-validated for this checkpoint; it pays with about 16 or more clips of varied emotion).")
         how = ("standardised with the training speakers' reference statistics" if self.speaker_normalised
                else "no speaker statistics needed")
         return f"Clip protocol: each clip is scored alone ({how})" + ua("clip") + "."
@@ -100,10 +108,32 @@ class Predictor:
         [hidden] = self.encoder([wave])
         return reduce_frames(hidden, self.stride).float().cpu()
 
+    def enrol(self, sources: list[str | Path | np.ndarray], sr: int = 16_000) -> Stats:
+        """A speaker's statistics from a few of their clips (files or 16 kHz waves), to pass as ``speaker=``.
+
+        Every window of every clip counts; best with many clips of varied emotion."""
+        if not self.can_enrol:
+            raise SeraError("this checkpoint holds no training-speaker statistics (an unnormalised checkpoint of an "
+                            "older sera): enrolment would change nothing; retrain it to enrol voices")
+        if not sources:
+            raise SeraError("enrol: no clips given")
+        feats = []
+        for i, source in enumerate(sources):
+            name = str(source) if not isinstance(source, np.ndarray) else f"<enrolment clip {i + 1}>"
+            wave = self._load(source) if not isinstance(source, np.ndarray) else source
+            wave, spans = self._spans(wave, sr if isinstance(source, np.ndarray) else 16_000, name)
+            feats += [self._features(wave[a:b]) for a, b in spans]
+        return Stats.of(feats)
+
     @torch.inference_mode()
     def _classify(self, feats: torch.Tensor, speaker: Stats | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One window's features -> class probabilities (C,), SAP attention (T,) and cluster ids (T,)."""
-        stats = (speaker or self.reference) if self.speaker_normalised else None
+        if self.speaker_normalised:
+            stats = speaker or self.reference
+        else:  # an enrolled speaker's features mapped onto the training speakers' statistics
+            stats = None
+            if speaker is not None and self.reference is not None:
+                feats = self.reference.restore(speaker.apply(feats))
         logits, frames, mask = classify_clip(self.model, feats, stats)
         pool = self.model.pool
         attention = pool.attention(frames, mask)[0].cpu().numpy() if hasattr(pool, "attention") else np.zeros(0)
@@ -143,8 +173,9 @@ class Predictor:
         return load_audio(path, self.audio_cfg, self.audio_cfg.predict_max_seconds)
 
     def predict_files(self, paths: list[str | Path], same_speaker: bool = False) -> list[Prediction]:
-        """With ``same_speaker``, the clips are standardised with their pooled statistics (one encoder pass each)."""
-        if not (same_speaker and self.speaker_normalised):
+        """With ``same_speaker``, the clips' pooled statistics are used (see the module's docstring; one encoder
+        pass each)."""
+        if not (same_speaker and self.can_enrol):
             return [self.predict_file(p) for p in paths]  # one at a time: memory stays flat
         encoded = []  # the speaker's statistics need every clip's features before any clip is classified
         for p in paths:

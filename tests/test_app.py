@@ -71,6 +71,23 @@ def test_a_real_clip_gets_probabilities_over_the_checkpoint_labels(client, data_
     assert sum(conf.values()) == pytest.approx(1.0, abs=1e-4)
 
 
+def test_an_enrolled_voice_is_used_for_that_visitor_only(served, client, demo_checkpoint, data_root):
+    from gradio_client import Client, handle_file
+
+    from sera.predict import Predictor
+
+    voice = sorted((data_root / "ravdess" / "Actor_20").glob("*.flac"))[::6]  # 10 clips, varied emotions
+    visitor = Client(served, verbose=False)
+    status = visitor.predict([handle_file(str(p)) for p in voice], api_name="/enrol")  # the state stays server-side
+    assert status.startswith(f"**Enrolled: {len(voice)} clip(s).**") and "may well do worse" in status
+    enrolled = _confidences(visitor.predict(handle_file(str(_clip(data_root))), api_name="/classify")[0])
+    alone = _confidences(client.predict(handle_file(str(_clip(data_root))), api_name="/classify")[0])  # another session
+    predictor = Predictor(demo_checkpoint)
+    expected = predictor.predict_file(_clip(data_root), speaker=predictor.enrol(voice)).probabilities
+    assert all(enrolled[c] == pytest.approx(expected[c], abs=1e-3) for c in LABELS)
+    assert max(abs(enrolled[c] - alone[c]) for c in LABELS) > 1e-3
+
+
 def test_a_long_clip_gets_an_emotion_timeline(client, data_root, tmp_path):
     from gradio_client import handle_file
 

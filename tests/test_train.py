@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -226,6 +227,45 @@ def test_predictor_windows_long_audio(tmp_path, angry_sad):
     lengths = np.diff(pred.windows, axis=1)[:, 0]
     expected = (pred.window_probabilities * lengths[:, None]).sum(0) / lengths.sum()
     assert pred.probabilities[pred.labels[0]] == pytest.approx(expected[0], abs=1e-6)
+
+
+def test_enrolling_a_voice_maps_it_onto_the_training_speakers(tmp_path, angry_sad):
+    """An unnormalised checkpoint keeps the training speakers' statistics; an enrolled speaker's clips are
+    standardised with their own and mapped onto those, exactly as computed from the cache here."""
+    import copy
+
+    from sera.normalise import Stats
+    from sera.predict import Predictor
+
+    cfg, corpus, normalised, key = angry_sad
+    cfg = copy.deepcopy(cfg)
+    cfg.data.normalise, cfg.train.finetune_epochs = "none", 10
+    raw = features(corpus, cfg, progress=False)[0]
+    train = normalise(raw.subset([i for i, u in enumerate(raw.utts) if u.speaker != "07"]), "none")
+    assert train.reference is not None and train.normalised == "none"  # statistics kept, features untouched
+    L, _, D = raw.feats[0].shape
+    model, _ = finetune(train, None, cfg, L, D, 2, progress=False)
+    # Statistics far from this speaker's, so that the mapping surely shows in the outputs
+    reference = Stats(train.reference.mean + 2 * train.reference.std, train.reference.std / 2)
+    save_checkpoint(tmp_path / "ckpt", model, cfg, corpus.labels, key, L, D, reference=reference)
+    predictor = Predictor(tmp_path / "ckpt")
+    idx = [i for i, u in enumerate(raw.utts) if u.speaker == "07"]
+    voice = predictor.enrol([raw.utts[i].path for i in idx])
+    cached = Stats.of([raw.feats[i] for i in idx])
+    torch.testing.assert_close(voice.mean, cached.mean, atol=0.02, rtol=0.01)  # the cache keeps float16
+    mapped = [reference.restore(cached.apply(raw.feats[i].float())) for i in idx[:4]]
+    expected = predict_proba(model, replace(raw.subset(idx[:4]), feats=mapped)).numpy()
+    got = [predictor.predict_file(raw.utts[i].path, speaker=voice) for i in idx[:4]]
+    np.testing.assert_allclose([[p.probabilities[c] for c in corpus.labels] for p in got], expected, atol=0.02)
+    alone = predict_proba(model, raw.subset(idx[:4])).numpy()  # no voice: the clip as it is, which differs
+    assert np.abs(alone - expected).max() > 0.1
+    assert predictor.protocol_note(same_speaker=True).startswith("Speaker route")
+    # An unnormalised checkpoint of an older sera holds no statistics: enrolment says so, predict still works.
+    save_checkpoint(tmp_path / "old", model, cfg, corpus.labels, key, L, D)
+    old = Predictor(tmp_path / "old")
+    with pytest.raises(SeraError, match="enrolment would change nothing"):
+        old.enrol([raw.utts[idx[0]].path])
+    assert json.loads((tmp_path / "old" / "config.json").read_text())["normalise"] == "none"
 
 
 def test_predict_normalises_clips_of_one_speaker_as_training_did(tmp_path, angry_sad):
