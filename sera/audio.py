@@ -87,3 +87,13 @@ def prepare_audio(
     if sr != cfg.sample_rate:
         wave = soxr.resample(wave, sr, cfg.sample_rate, quality="HQ").astype(np.float32, copy=False)
     return np.ascontiguousarray(wave)
+
+
+def windows(n_samples: int, window_seconds: float, sr: int = 16_000) -> list[tuple[int, int]]:
+    """Consecutive windows of ``window_seconds`` for long audio; a short remainder (under half a window)
+    joins the last, so no window is a sliver."""
+    size = max(1, int(window_seconds * sr))
+    bounds = list(range(0, n_samples, size)) + [n_samples]
+    if len(bounds) > 2 and bounds[-1] - bounds[-2] < size // 2:
+        del bounds[-2]
+    return list(zip(bounds[:-1], bounds[1:]))

@@ -249,9 +249,44 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_predict(args: argparse.Namespace) -> int:
+def _print_predictions(out: list[dict], as_json: bool) -> None:
     import json
 
+    if as_json:
+        print(json.dumps(out, indent=2))
+        return
+    for item in out:
+        print(item["file"] + ": " + ", ".join(f"{k} {v:.3f}" for k, v in item["top"].items()))
+        for w in item.get("timeline", []):
+            print(f"  {w['start']:7.1f}-{w['end']:7.1f} s  {w['label']} {w['probability']:.3f}")
+
+
+def _item(path: str, labels: list[str], mean, windows, window_probabilities, top_k: int) -> dict:
+    order = sorted(range(len(labels)), key=lambda i: -mean[i])[:top_k]
+    item = {"file": path, "label": labels[order[0]], "top": {labels[i]: float(mean[i]) for i in order}}
+    if len(windows) > 1:  # long audio: the emotion timeline, one entry per window
+        item["timeline"] = [{"start": float(a), "end": float(b), "label": labels[int(p.argmax())],
+                             "probability": float(p.max())} for (a, b), p in zip(windows, window_probabilities)]
+    return item
+
+
+def cmd_predict_onnx(args: argparse.Namespace) -> int:
+    """The ONNX route: onnxruntime and numpy only (no torch, no transformers are imported)."""
+    from .onnx_predict import OnnxPredictor
+
+    if args.checkpoint or args.same_speaker or args.encoder:
+        raise SeraError("--onnx runs an exported folder on its own: leave out --checkpoint, --encoder and --same-speaker")
+    predictor = OnnxPredictor(args.onnx)
+    out = [_item(path, predictor.labels, *predictor.predict_file(path), args.top_k) for path in args.files]
+    _print_predictions(out, args.json)
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    if args.onnx:
+        return cmd_predict_onnx(args)
+    if not args.checkpoint:
+        raise SeraError("give --checkpoint DIR|USER/NAME (or --onnx DIR for an exported model)")
     from .predict import Predictor
 
     predictor = Predictor(args.checkpoint, encoder=args.encoder, device=args.device)
@@ -265,19 +300,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
               "reference statistics. Several clips of one speaker with --same-speaker do better.", file=sys.stderr)
     out = []
     for path, pred in zip(args.files, predictor.predict_files(args.files, args.same_speaker)):
-        item = {"file": path, "label": pred.label, "top": dict(pred.top(args.top_k))}
-        if len(pred.windows) > 1:  # long audio: the emotion timeline, one entry per window
-            item["timeline"] = [{"start": float(a), "end": float(b), "label": pred.labels[int(p.argmax())],
-                                 "probability": float(p.max())}
-                                for (a, b), p in zip(pred.windows, pred.window_probabilities)]
-        out.append(item)
-    if args.json:
-        print(json.dumps(out, indent=2))
-    else:
-        for item in out:
-            print(item["file"] + ": " + ", ".join(f"{k} {v:.3f}" for k, v in item["top"].items()))
-            for w in item.get("timeline", []):
-                print(f"  {w['start']:7.1f}-{w['end']:7.1f} s  {w['label']} {w['probability']:.3f}")
+        mean = [pred.probabilities[label] for label in pred.labels]
+        out.append(_item(path, pred.labels, mean, pred.windows, pred.window_probabilities, args.top_k))
+    _print_predictions(out, args.json)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_onnx
+
+    out = export_onnx(args.checkpoint, args.onnx, encoder=args.encoder)
+    print(f"ONNX model: {out / 'model.onnx'}; run it with `sera predict --onnx {out} FILE...`")
     return 0
 
 
@@ -379,6 +412,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--debug", action="store_true", help="show full tracebacks")
     p.set_defaults(fn=cmd_download)
+    p = sub.add_parser("export", help="export a checkpoint and its encoder as one ONNX graph (input features to "
+                       "class probabilities, any length)", description="export a checkpoint and its encoder as one "
+                       "ONNX graph, for `sera predict --onnx` (onnxruntime, no torch)")
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="a checkpoint folder or Hub repository")
+    p.add_argument("--onnx", required=True, metavar="OUT", help="the folder to write")
+    p.add_argument("--encoder", metavar="ID|PATH", help="the checkpoint's encoder in another folder or as a hub id")
+    p.add_argument("--debug", action="store_true", help="show full tracebacks")
+    p.set_defaults(fn=cmd_export)
     p = sub.add_parser("push", help="upload a checkpoint to the Hugging Face Hub as a model repository, with a "
                        "generated model card", description="upload a checkpoint folder (config.json, "
                        "model.safetensors) and a model card (README.md, written into the folder) to the Hub")
@@ -392,7 +433,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="emotion probabilities for audio files from a checkpoint",
                        description="emotion probabilities for audio files from a checkpoint")
     p.add_argument("files", nargs="+", metavar="FILE")
-    p.add_argument("--checkpoint", required=True, metavar="DIR|USER/NAME", help="a checkpoint folder or a Hub repository")
+    p.add_argument("--checkpoint", metavar="DIR|USER/NAME", help="a checkpoint folder or a Hub repository")
+    p.add_argument("--onnx", metavar="DIR", help="instead of --checkpoint: a `sera export --onnx` folder, run with "
+                   "onnxruntime (starts fast: no torch, no transformers)")
     p.add_argument("--encoder", metavar="ID|PATH", help="the checkpoint's encoder in another folder or as a hub id "
                    "(the same weights: checked by content)")
     p.add_argument("--device", default="auto", help="where the encoder and model run: auto (CUDA when present), "

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .audio import load_audio, prepare_audio
+from .audio import load_audio, prepare_audio, windows
 from .checkpoint import load_classifier, read_checkpoint_config
 from .config import AudioConfig, EncoderConfig, _build
 from .encoders import Encoder, reduce_frames
@@ -95,12 +95,7 @@ class Predictor:
         return f"Clip protocol: each clip is scored alone ({how})" + ua("clip") + "."
 
     def windows(self, n_samples: int, sr: int = 16_000) -> list[tuple[int, int]]:
-        """Consecutive windows of ``window_seconds``; a short remainder (under half a window) joins the last."""
-        size = max(1, int(self.audio_cfg.window_seconds * sr))
-        bounds = list(range(0, n_samples, size)) + [n_samples]
-        if len(bounds) > 2 and bounds[-1] - bounds[-2] < size // 2:
-            del bounds[-2]
-        return list(zip(bounds[:-1], bounds[1:]))
+        return windows(n_samples, self.audio_cfg.window_seconds, sr)
 
     @torch.inference_mode()
     def _features(self, wave: np.ndarray) -> torch.Tensor:

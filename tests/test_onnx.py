@@ -1,0 +1,63 @@
+"""`sera export --onnx` and `sera predict --onnx`: the exported graph gives the PyTorch path's probabilities,
+and its runtime imports neither torch nor transformers."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from sera.audio import load_audio
+from sera.cli import main
+from sera.errors import SeraError
+from sera.export import whisper_input
+from sera.onnx_predict import OnnxPredictor, log_mel
+from sera.predict import Predictor
+
+
+@pytest.fixture(scope="module")
+def exported(demo_checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp("onnx") / "model"
+    assert main(["export", str(demo_checkpoint), "--onnx", str(out)]) == 0
+    return out
+
+
+def _clips(data_root):
+    ravdess = load_audio(data_root / "ravdess" / "Actor_21" / "03-01-05-02-01-01-21.flac")
+    emodb = load_audio(data_root / "emodb" / "wav" / "03a01Fa.flac")
+    return {"1 s": ravdess[:16_000], "RAVDESS clip": ravdess, "EmoDB clip": emodb,
+            "14 s (two windows)": np.concatenate([ravdess, emodb, ravdess, emodb, ravdess])[: 14 * 16_000]}
+
+
+def test_onnx_gives_the_pytorch_probabilities(exported, demo_checkpoint, data_root):
+    torch_path, onnx_path = Predictor(demo_checkpoint, device="cpu"), OnnxPredictor(exported)
+    assert onnx_path.labels == torch_path.labels
+    for name, wave in _clips(data_root).items():
+        expected = torch_path.predict_wave(wave)
+        mean, windows, per_window = onnx_path.predict_wave(wave)
+        np.testing.assert_allclose(per_window, expected.window_probabilities, atol=1e-3, err_msg=name)
+        np.testing.assert_allclose(windows, expected.windows, err_msg=name)
+        assert [onnx_path.labels[i] for i in np.argsort(-mean)][0] == expected.label, name
+
+
+def test_numpy_log_mel_matches_whisper_feature_extractor(exported, demo_checkpoint, data_root):
+    predictor = Predictor(demo_checkpoint, device="cpu")
+    filters = np.load(exported / "mel_filters.npy")
+    for wave in _clips(data_root).values():
+        wave = wave[: 10 * 16_000]
+        np.testing.assert_allclose(log_mel(wave, filters)[None], whisper_input(predictor, wave), atol=1e-4)
+
+
+def test_sera_predict_onnx_imports_neither_torch_nor_transformers(exported, data_root, tmp_path):
+    clip = data_root / "ravdess" / "Actor_21" / "03-01-05-02-01-01-21.flac"
+    code = ("import json, sys; from sera.cli import main; rc = main(['predict', '--onnx', sys.argv[1], sys.argv[2], "
+            "'--json', '--top-k', '4']); print(json.dumps({'rc': rc, 'heavy': [m for m in ('torch', 'transformers') if m in sys.modules]}))")
+    run = subprocess.run([sys.executable, "-c", code, str(exported), str(clip)], capture_output=True, text=True,
+                         timeout=120)
+    *predictions, status = run.stdout.strip().splitlines()
+    assert json.loads(status) == {"rc": 0, "heavy": []}, run.stderr[-2000:]
+    [item] = json.loads("\n".join(predictions))
+    assert item["file"] == str(clip) and abs(sum(item["top"].values()) - 1) < 1e-4  # all 4 classes
+    with pytest.raises(SeraError, match="not a sera ONNX export"):
+        OnnxPredictor(tmp_path)
