@@ -62,6 +62,7 @@ bench: install
 		$(BIN)/sera train --corpus ravdess --quick --no-progress --out runs/quick; else $(MAKE) --no-print-directory reproduce; fi; }
 	$(BIN)/python bench/scaling.py --checkpoint $(BENCH_CHECKPOINT) $(BENCH_ARGS)
 	$(BIN)/python bench/demo_latency.py --checkpoint $(BENCH_CHECKPOINT) $(BENCH_ARGS)
+	$(BIN)/python bench/startup.py --checkpoint $(BENCH_CHECKPOINT) $(BENCH_ARGS)
 	$(BIN)/python bench/report.py $(BENCH_ARGS)
 
 CHECKPOINT ?= runs/ravdess/checkpoint
