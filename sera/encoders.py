@@ -217,6 +217,21 @@ def _load_pretrained(name: str, device: torch.device):
     return config, model, fe, source
 
 
+def whisper_states(enc: torch.nn.Module, mel: torch.Tensor) -> torch.Tensor:
+    """Whisper's encoder on log-mel frames of the clip's real length (not padded to 30 s):
+    (B, n_mels, M) -> every hidden state (L+1, B, ceil(M / 2), D). ``sera.export`` traces this too."""
+    x = F.gelu(enc.conv1(mel))
+    x = F.gelu(enc.conv2(x)).permute(0, 2, 1)  # (B, T, D)
+    x = x + enc.embed_positions.weight[: x.shape[1]]
+    hidden = [x]
+    for layer in enc.layers:
+        x = layer(x, None)
+        x = x[0] if isinstance(x, tuple) else x
+        hidden.append(x)
+    hidden[-1] = enc.layer_norm(x)  # transformers reports the last layer after the final norm
+    return torch.stack(hidden)
+
+
 class Encoder:
     """A frozen speech encoder: ``encoder([wave, ...])`` -> [(layers, frames, dim), ...] float32, where
     ``layers`` are the hidden states ``EncoderConfig.layers`` keeps (all by default: embeddings + blocks)."""
@@ -309,13 +324,4 @@ class Encoder:
         if padded:
             hidden = enc(mel, output_hidden_states=True).hidden_states
             return torch.stack(hidden)[:, 0, :valid].float().cpu()
-        x = F.gelu(enc.conv1(mel))
-        x = F.gelu(enc.conv2(x)).permute(0, 2, 1)  # (1, T, D)
-        x = x + enc.embed_positions.weight[: x.shape[1]]
-        hidden = [x]
-        for layer in enc.layers:
-            x = layer(x, None)
-            x = x[0] if isinstance(x, tuple) else x
-            hidden.append(x)
-        hidden[-1] = enc.layer_norm(x)  # transformers reports the last layer after the final norm
-        return torch.stack(hidden)[:, 0, :valid].float().cpu()  # (L+1, T, D)
+        return whisper_states(enc, mel)[:, 0, :valid].float().cpu()  # (L+1, T, D)

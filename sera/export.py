@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from .encoders import whisper_states
 from .errors import SeraError
 from .io import atomic_write_text
 from .normalise import Stats
@@ -37,17 +37,7 @@ class _Graph(torch.nn.Module):
         self.whisper = predictor.encoder.is_whisper
 
     def _whisper(self, mel: torch.Tensor) -> torch.Tensor:  # (1, n_mels, M) -> (L, T, D)
-        enc = self.encoder.model
-        x = F.gelu(enc.conv1(mel))
-        x = F.gelu(enc.conv2(x)).permute(0, 2, 1)  # (1, T, D)
-        x = x + enc.embed_positions.weight[: x.shape[1]]
-        hidden = [x]
-        for layer in enc.layers:
-            x = layer(x, None)
-            x = x[0] if isinstance(x, tuple) else x
-            hidden.append(x)
-        hidden[-1] = enc.layer_norm(x)
-        return torch.stack(hidden)[:, 0]
+        return whisper_states(self.encoder.model, mel)[:, 0]
 
     def _wav2vec(self, wave: torch.Tensor) -> torch.Tensor:  # (1, S) -> (L, T, D)
         if getattr(self.encoder.feature_extractor, "do_normalize", False):

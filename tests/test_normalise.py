@@ -29,6 +29,8 @@ def test_each_speaker_is_standardised_and_a_speaker_offset_is_removed():
     gap = means[out.labels == 1, 0].mean() - means[out.labels == 0, 0].mean()
     assert gap > 1.0
     assert out.reference is not None and out.reference.mean.shape == (3, 8)
-    assert normalise(fs, "none") is fs
+    raw = normalise(fs, "none")  # features untouched; the training speakers' statistics kept (for enrolment)
+    assert raw.feats is fs.feats and raw.normalised == "none"
+    torch.testing.assert_close(raw.reference.mean, out.reference.mean)
     with pytest.raises(ValueError, match="normalise mode"):
         normalise(fs, "utterance")
