@@ -73,7 +73,7 @@ class Predictor:
         self.speaker_normalised = self.meta.get("normalise", "none") == "speaker"
         if self.speaker_normalised and self.reference is None:
             raise SeraError(f"{checkpoint}: trained on speaker-normalised features but holds no reference statistics")
-        # Enrolment needs the training speakers' statistics (unnormalised checkpoints before sera 0.3 lack them)
+        # Enrolment needs the training speakers' statistics (unnormalised checkpoints saved before sera kept them lack them)
         self.can_enrol = self.reference is not None
 
     @classmethod
