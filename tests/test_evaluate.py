@@ -176,3 +176,17 @@ def test_only_evaluate_and_train_take_a_test_corpus(tmp_path, capsys):
     for command in ("pretrain", "finetune"):
         assert main([command, "--corpus", "ravdess", "--test-corpus", "emodb", "--out", str(tmp_path)]) == 2
         assert f"sera {command} would train on the test corpus too" in capsys.readouterr().err
+
+
+def test_each_corpus_is_scored_on_its_own_clips_and_classes():
+    """A model trained on RAVDESS + EmoDB: each corpus's UA counts only its clips and the classes it has."""
+    import numpy as np
+
+    from sera.evaluate import corpus_metrics
+
+    y = np.array([0, 0, 1, 8, 8])  # class 8 (boredom) only in EmoDB
+    pred = np.array([0, 1, 1, 8, 0])
+    got = corpus_metrics(y, pred, 9, np.array(["ravdess", "ravdess", "ravdess", "emodb", "emodb"]))
+    assert got["ravdess"]["ua"] == pytest.approx(0.75) and got["ravdess"]["wa"] == pytest.approx(2 / 3)
+    assert got["emodb"]["ua"] == pytest.approx(0.5)  # an EmoDB clip called "neutral" (0) is wrong, not a class of its own
+    assert got["ravdess"]["f1"] == pytest.approx((2 / 3 + 2 / 3) / 2)  # classes 0 and 1 only, not all 9
