@@ -22,7 +22,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 .PHONY: install test reproduce demo bench clean help
 help:
 	@echo "make install    create .venv: torch==2.13.0 (CPU) first, then sera with all extras"
-	@echo "make reproduce  the main job: features of RAVDESS and EmoDB, 4-fold CV of the method on RAVDESS, a final checkpoint"
+	@echo "make reproduce  the main job: RAVDESS and EmoDB (downloaded if missing), their features, 4-fold CV of the method on RAVDESS, a final checkpoint"
 	@echo "make test       the test suite (what CI runs)"
 	@echo "make bench      benchmarks, results under bench/results/"
 	@echo "make demo       the Gradio demo"
