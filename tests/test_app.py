@@ -191,8 +191,10 @@ def test_in_a_real_browser(served, data_root, tmp_path):
                                                        headless=True, args=args, viewport={"width": 1280, "height": 1000})
         try:
             page = browser.new_page()
-            page.goto(served, wait_until="networkidle")
-            page.locator("#clip input[type=file]").set_input_files(str(_clip(data_root)))
+            page.goto(served, wait_until="load")  # not "networkidle": with a gr.State the page keeps a heartbeat open
+            clip_input = page.locator("#clip input[type=file]")
+            clip_input.wait_for(state="attached", timeout=60_000)
+            clip_input.set_input_files(str(_clip(data_root)))
             emotion = page.locator("#emotion")
             expect(emotion).to_contain_text(list(LABELS)[0], timeout=60_000)  # the label list is rendered
             top = emotion.locator("h2, .output-class").first
