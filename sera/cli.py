@@ -360,10 +360,8 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 
 def cmd_push(args: argparse.Namespace) -> int:
-    from .checkpoint import read_checkpoint_config
     from .hub import push
 
-    read_checkpoint_config(args.checkpoint)  # a clear error before anything is uploaded
     url = push(args.checkpoint, args.repo, private=args.private, token=args.token, endpoint=args.endpoint)
     print(f"pushed {args.checkpoint} with its model card: {url}")
     return 0
@@ -384,6 +382,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(fn=fn)
         return p
 
+    def bare(name: str, fn: Callable[[argparse.Namespace], int], help: str, description: str = "") -> argparse.ArgumentParser:
+        """A command without the corpus and encoder flags: only --debug."""
+        p = sub.add_parser(name, help=help, description=description or help)
+        p.add_argument("--debug", action="store_true", help="show full tracebacks")
+        p.set_defaults(fn=fn)
+        return p
+
     add("info", cmd_info, "show a corpus: utterances, speakers, classes and its speaker-independent folds")
     p = add("extract", cmd_extract, "cache every layer's encoder features for a corpus (resumes if interrupted)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -401,37 +406,29 @@ def build_parser() -> argparse.ArgumentParser:
             "on a corpus's labels, early-stopped on held-out speakers")
     _training_flags(p)
     p.add_argument("--adapter", metavar="DIR", help="stage 1 result (OUT/adapter of sera pretrain)")
-    p = sub.add_parser("download", help="fetch public corpora (ravdess, emodb) from their publishers into the data "
-                       "folder, checked and unpacked atomically",
-                       description="fetch public corpora (ravdess, emodb) from their publishers into the data folder; "
-                       "each archive's size and checksum are checked before anything is unpacked")
+    p = bare("download", cmd_download, "fetch public corpora (ravdess, emodb) from their publishers into the data "
+             "folder, checked and unpacked atomically", "fetch public corpora (ravdess, emodb) from their publishers "
+             "into the data folder; each archive's size and checksum are checked before anything is unpacked")
     p.add_argument("corpora", nargs="+", choices=["ravdess", "emodb"], metavar="CORPUS", help="ravdess, emodb")
     p.add_argument("--data", metavar="DIR", help="where the corpora go (default: $SERA_DATA or ./data)")
     p.add_argument("--checksum", metavar="ALG:HEX", help="pin the archive, e.g. sha256:... (default: the publisher's "
                    "stated checksum where it publishes one)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--debug", action="store_true", help="show full tracebacks")
-    p.set_defaults(fn=cmd_download)
-    p = sub.add_parser("export", help="export a checkpoint and its encoder as one ONNX graph (input features to "
-                       "class probabilities, any length)", description="export a checkpoint and its encoder as one "
-                       "ONNX graph, for `sera predict --onnx` (onnxruntime, no torch)")
+    p = bare("export", cmd_export, "export a checkpoint and its encoder as one ONNX graph (input features to class "
+             "probabilities, any length)", "export a checkpoint and its encoder as one ONNX graph, for `sera predict "
+             "--onnx` (onnxruntime, no torch)")
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="a checkpoint folder or Hub repository")
     p.add_argument("--onnx", required=True, metavar="OUT", help="the folder to write")
     p.add_argument("--encoder", metavar="ID|PATH", help="the checkpoint's encoder in another folder or as a hub id")
-    p.add_argument("--debug", action="store_true", help="show full tracebacks")
-    p.set_defaults(fn=cmd_export)
-    p = sub.add_parser("push", help="upload a checkpoint to the Hugging Face Hub as a model repository, with a "
-                       "generated model card", description="upload a checkpoint folder (config.json, "
-                       "model.safetensors) and a model card (README.md, written into the folder) to the Hub")
+    p = bare("push", cmd_push, "upload a checkpoint to the Hugging Face Hub as a model repository, with a generated "
+             "model card", "upload a checkpoint folder (config.json, model.safetensors) and a model card (README.md, "
+             "written into the folder) to the Hub")
     p.add_argument("checkpoint", metavar="CHECKPOINT")
     p.add_argument("repo", metavar="USER/NAME")
     p.add_argument("--private", action="store_true", help="create the repository private")
     p.add_argument("--token", help="a Hub token with write access (default: the one `hf auth login` saved)")
     p.add_argument("--endpoint", help="another Hub server (default: $HF_ENDPOINT or huggingface.co)")
-    p.add_argument("--debug", action="store_true", help="show full tracebacks")
-    p.set_defaults(fn=cmd_push)
-    p = sub.add_parser("predict", help="emotion probabilities for audio files from a checkpoint",
-                       description="emotion probabilities for audio files from a checkpoint")
+    p = bare("predict", cmd_predict, "emotion probabilities for audio files from a checkpoint")
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--checkpoint", metavar="DIR|USER/NAME", help="a checkpoint folder or a Hub repository")
     p.add_argument("--onnx", metavar="DIR", help="instead of --checkpoint: a `sera export --onnx` folder, run with "
@@ -445,8 +442,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the files are one speaker: use their pooled statistics (pays with about 16 or more clips of "
                    "varied emotion; with 4 or fewer it costs accuracy)")
     p.add_argument("--json", action="store_true", help="JSON output")
-    p.add_argument("--debug", action="store_true", help="show full tracebacks")
-    p.set_defaults(fn=cmd_predict)
     return parser
 
 

@@ -46,14 +46,16 @@ def resolve_checkpoint(source: str | Path) -> Path:
                         "folder (--checkpoint DIR or SERA_CHECKPOINT=DIR)") from None
 
 
+def _pct(d: dict) -> str:
+    return f"{100 * d['mean']:.1f} ± {100 * d['std']:.1f}"
+
+
 def _figures(cv: dict) -> list[str]:
     rows = []
     for protocol in sorted(cv, key=lambda p: p != "clip"):
         m = cv[protocol]
-        pct = lambda d: f"{100 * d['mean']:.1f} ± {100 * d['std']:.1f}"  # noqa: E731
-        rows.append(f"| {protocol} | all | {pct(m['ua'])} | {pct(m['wa'])} | {pct(m['f1'])} |")
-        rows += [f"| {protocol} | {c} | {pct(v['ua'])} | {pct(v['wa'])} | {pct(v['f1'])} |"
-                 for c, v in m.get("by_corpus", {}).items()]
+        rows += [f"| {protocol} | {where} | {_pct(v['ua'])} | {_pct(v['wa'])} | {_pct(v['f1'])} |"
+                 for where, v in [("all", m), *m.get("by_corpus", {}).items()]]
     return rows
 
 

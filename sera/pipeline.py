@@ -10,6 +10,7 @@ from pathlib import Path
 from .cache import FeatureCache, extract
 from .config import SeraConfig
 from .data import Corpus, Fold, load_corpus, make_folds, shared_labels
+from .data.corpora import CORPUS_JOIN
 from .encoders import Encoder, encoder_identity
 from .errors import CacheError, SeraError
 from .normalise import normalise
@@ -94,7 +95,7 @@ def unlabelled_features(cfg: SeraConfig, progress: bool = True) -> FeatureSet | 
     (normalised as training features are)."""
     sets = []
     for name in pretrain_corpora(cfg):
-        if name in cfg.data.corpus.split("+"):
+        if name in cfg.data.corpus.split(CORPUS_JOIN):
             raise SeraError(f"train.pretrain_corpora: {name} is the corpus being evaluated; stage 1 already sees "
                             "its training folds, and all of it would leak the test folds")
         other = copy.deepcopy(cfg)

@@ -114,11 +114,16 @@ class Predictor:
             raise SeraError("enrol: no clips given")
         feats = []
         for i, source in enumerate(sources):
-            name = str(source) if not isinstance(source, np.ndarray) else f"<enrolment clip {i + 1}>"
-            wave = self._load(source) if not isinstance(source, np.ndarray) else source
-            wave, spans = self._spans(wave, sr if isinstance(source, np.ndarray) else 16_000, name)
-            feats += [self._features(wave[a:b]) for a, b in spans]
+            if isinstance(source, np.ndarray):
+                feats += self._encode(source, sr, f"<enrolment clip {i + 1}>")[1]
+            else:
+                feats += self._encode(self._load(source), 16_000, str(source))[1]
         return Stats.of(feats)
+
+    def _encode(self, wave: np.ndarray, sr: int, name: str) -> tuple[list[tuple[int, int]], list[torch.Tensor]]:
+        """A whole recording's windows and their features, held together (for a speaker's statistics)."""
+        wave, spans = self._spans(wave, sr, name)
+        return spans, [self._features(wave[a:b]) for a, b in spans]
 
     @torch.inference_mode()
     def _classify(self, feats: torch.Tensor, speaker: Stats | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -172,9 +177,7 @@ class Predictor:
         pass each)."""
         if not (same_speaker and self.can_enrol):
             return [self.predict_file(p) for p in paths]  # one at a time: memory stays flat
-        encoded = []  # the speaker's statistics need every clip's features before any clip is classified
-        for p in paths:
-            wave, spans = self._spans(self._load(p), 16_000, str(p))
-            encoded.append((spans, [self._features(wave[a:b]) for a, b in spans]))
+        # the speaker's statistics need every clip's features before any clip is classified
+        encoded = [self._encode(self._load(p), 16_000, str(p)) for p in paths]
         speaker = Stats.of([f for _, feats in encoded for f in feats])
         return [self._assemble(spans, [self._classify(f, speaker) for f in feats]) for spans, feats in encoded]
