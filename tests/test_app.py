@@ -130,6 +130,23 @@ def test_bad_input_shows_a_clear_message_and_the_app_keeps_serving(client, data_
     assert set(_confidences(label)) == LABELS
 
 
+def _live_rss(proc) -> float:
+    """Resident MiB once garbage is collected and glibc hands its free arena pages back.
+
+    Eight threads each grow their own malloc arena, so the raw figure climbs in steps with how many
+    requests happen to overlap (CI once saw +71 MiB in 10 s with no leak; a 150 s run with trimming
+    stayed within 15 MiB). A leak survives the trim; arena slack does not."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: the raw figure is all there is
+        pass
+    return proc.memory_info().rss / 2**20
+
+
 def test_eight_parallel_clients_for_30_seconds(served, data_root):
     """A bounded load loop on localhost: no request fails and the process's memory stays flat."""
     import psutil
@@ -153,13 +170,13 @@ def test_eight_parallel_clients_for_30_seconds(served, data_root):
     for t in threads:
         t.start()
     while any(t.is_alive() for t in threads):
-        rss.append((time.monotonic() - start, proc.memory_info().rss / 2**20))
+        rss.append((time.monotonic() - start, _live_rss(proc)))
         time.sleep(0.5)
     for t in threads:
         t.join()
     wall = time.monotonic() - start
-    early = max(m for s, m in rss if seconds / 3 <= s < 2 * seconds / 3)  # after warm-up
-    late = max(m for s, m in rss if s >= 2 * seconds / 3)
+    early = float(np.median([m for s, m in rss if seconds / 3 <= s < 2 * seconds / 3]))  # after warm-up
+    late = float(np.median([m for s, m in rss if s >= 2 * seconds / 3]))
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "concurrency.json").write_text(json.dumps({
         "clients": clients, "seconds": round(wall, 1), "requests": len(answered), "errors": len(errors),
