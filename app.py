@@ -90,7 +90,10 @@ def build_demo(cfg: SeraConfig | None = None) -> gr.Blocks:
             for fig in [*figures, timeline]:
                 if fig is not None:
                     plt.close(fig)  # gradio still renders a closed figure; pyplot forgets it (no leak per request)
-        return pred.probabilities, *figures, gr.update(value=timeline, visible=long)
+        segments = [[round(float(a), 2), round(float(b), 2), pred.labels[int(p.argmax())], round(float(p.max()), 3)]
+                    for (a, b), p in zip(pred.windows, pred.window_probabilities)]
+        return (pred.probabilities, *figures, gr.update(value=timeline, visible=long),
+                gr.update(value=segments, visible=long))
 
     def enrol(paths: list[str] | None):
         if not paths:
@@ -139,12 +142,15 @@ def build_demo(cfg: SeraConfig | None = None) -> gr.Blocks:
                 attributes = gr.Plot(label="local attributes over time", elem_id="attributes-plot")
                 layers = gr.Plot(label="which encoder layers (WAP weights)", elem_id="layers-plot")
                 timeline = gr.Plot(label="emotion over time", visible=False, elem_id="timeline-plot")
+                segments = gr.Dataframe(headers=["start (s)", "end (s)", "emotion", "probability"], visible=False,
+                                        label="speech segments (non-speech between them is skipped)",
+                                        interactive=False, elem_id="segments")
         examples = example_clips(cfg, predictor.labels)
         if examples:
             gr.Examples([[p] for p in examples.values()], inputs=audio, label="examples from the data folder",
                         example_labels=[f"{label}: {Path(p).name}" for label, p in examples.items()])
         gr.on([button.click, audio.upload, audio.stop_recording], classify, inputs=[audio, voice],
-              outputs=[label, attention, attributes, layers, timeline], api_name="classify")
+              outputs=[label, attention, attributes, layers, timeline, segments], api_name="classify")
     return page.queue(default_concurrency_limit=cfg.demo.concurrency)
 
 

@@ -87,6 +87,10 @@ def speed_goals(extract: dict, scaling: dict) -> list[str]:
         shares = [r["adapter_share_of_encoder"] for r in rows]
         lines.append(f"- Adapter + head under 10% of the encoder's time: {100 * min(shares):.0f}–{100 * max(shares):.0f}% "
                      f"over {len(rows)} lengths, {verdict(max(shares) < 0.10)}.")
+    vad = [r["vad_share_of_encoder"] for r in rows if "vad_share_of_encoder" in r]
+    if vad:
+        lines.append(f"- Voice activity under 5% of the encoder's time: {100 * min(vad):.1f}–{100 * max(vad):.1f}% "
+                     f"over {len(vad)} lengths, {verdict(max(vad) < 0.05)}.")
     return [""] + lines if lines else []
 
 
@@ -177,8 +181,9 @@ def markdown(table: dict, baselines: dict, adapter: dict, scaling: dict, extract
                      f"{fin['train_seconds']:.0f} s, {fin['peak_rss_mb']:.0f} MB | its cached features "
                      f"{fin['features_mb']:.0f} MB |")
     for r in scaling.get("rows", []):
-        speed.append(f"| predict {r['seconds']:.0f} s of audio ({r['windows']} window{'s' * (r['windows'] > 1)}) | {r['predict_seconds']:.3f} s | "
-                     f"bare encoder {r['encoder_seconds']:.3f} s (adapter + head "
+        vad = f"VAD {100 * r['vad_share_of_encoder']:.1f}%, " if "vad_share_of_encoder" in r else ""
+        speed.append(f"| predict {r['seconds']:.0f} s of audio ({r['windows']} piece{'s' * (r['windows'] > 1)}) | {r['predict_seconds']:.3f} s | "
+                     f"bare encoder {r['encoder_seconds']:.3f} s ({vad}adapter + head "
                      f"{100 * r['adapter_share_of_encoder']:.0f}% of it); peak RSS {r['peak_rss_mb']:.0f} MB |")
     if "cli_predict_4s_seconds_with_start" in scaling:
         speed.append(f"| `sera predict`, 4 s clip, process start included | {scaling['cli_predict_4s_seconds_with_start']:.2f} s | |")

@@ -1,11 +1,13 @@
 """Prediction speed and memory against audio length: a 4 s clip, then 10 s, 1 min and 10 min
 recordings made by concatenating RAVDESS clips. Each length runs in a fresh process so its peak
-memory is its own; the bare encoder runs over the same windows in the same process.
+memory is its own; the bare encoder runs over the same pieces in the same process, and the voice
+activity detector (which finds those pieces) is timed on its own beside it.
 
     python bench/scaling.py --checkpoint runs/ravdess/checkpoint [--quick]
 
 Writes bench/results/scaling.json. Time should grow linearly with the length and peak memory stay
-flat, since `Predictor` encodes and classifies one window at a time.
+flat, since `Predictor` encodes and classifies one piece at a time. Goal: the VAD under 5% of the
+encoder's time.
 """
 
 from __future__ import annotations
@@ -37,10 +39,11 @@ def rss_mb() -> float:
 
 
 def child(checkpoint: str, path: str, repeats: int) -> dict:
-    """Runs in its own process: load, predict ``repeats`` times, then the bare encoder on the same windows."""
+    """Runs in its own process: load, predict ``repeats`` times, then the bare encoder on the same pieces."""
     import torch
 
     from sera.predict import Predictor
+    from sera.vad import regions, speech_probabilities
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
     t = time.perf_counter()
@@ -54,19 +57,25 @@ def child(checkpoint: str, path: str, repeats: int) -> dict:
         times.append(time.perf_counter() - t)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     wave = predictor._load(path)
-    in_memory, encoder = [], []
-    for _ in range(repeats):  # the same, audio already decoded: encoder + adapter + head
+    _, spans, _ = predictor._spans(wave, 16_000, path)  # the pieces predict scores
+    in_memory, encoder, vad = [], [], []
+    for _ in range(repeats):  # the same, audio already decoded: VAD + encoder + adapter + head
         t = time.perf_counter()
         predictor.predict_wave(wave)
         in_memory.append(time.perf_counter() - t)
         t = time.perf_counter()
         with torch.inference_mode():
-            for a, b in predictor.windows(wave.size):
+            for a, b in spans:
                 predictor.encoder([wave[a:b]])
         encoder.append(time.perf_counter() - t)
-    return {"seconds": wave.size / 16_000, "windows": len(pred.windows), "startup_seconds": load,
+        t = time.perf_counter()
+        regions(speech_probabilities(wave), wave.size / 16_000, predictor.vad)
+        vad.append(time.perf_counter() - t)
+    return {"seconds": wave.size / 16_000, "windows": len(pred.windows),
+            "encoded_seconds": sum(b - a for a, b in spans) / 16_000, "startup_seconds": load,
             "predict_seconds": statistics.median(times), "predict_in_memory_seconds": statistics.median(in_memory),
-            "encoder_seconds": statistics.median(encoder), "rss_after_load_mb": base, "peak_rss_mb": peak}
+            "encoder_seconds": statistics.median(encoder), "vad_seconds": statistics.median(vad),
+            "rss_after_load_mb": base, "peak_rss_mb": peak}
 
 
 def recording(clips: list[Path], seconds: float, out: Path) -> Path:
@@ -109,11 +118,14 @@ def main() -> None:
             out = subprocess.run([sys.executable, __file__, "--child", args.checkpoint, str(path),
                                   "--repeats", str(repeats)], capture_output=True, text=True, check=True)
             row = json.loads(out.stdout.strip().splitlines()[-1])
-            row["adapter_share_of_encoder"] = (row["predict_in_memory_seconds"] - row["encoder_seconds"]) / row["encoder_seconds"]
+            rest = row["predict_in_memory_seconds"] - row["encoder_seconds"] - row["vad_seconds"]
+            row["adapter_share_of_encoder"] = rest / row["encoder_seconds"]
+            row["vad_share_of_encoder"] = row["vad_seconds"] / row["encoder_seconds"]
             rows.append(row)
             print(f"{seconds:6.0f} s: predict {row['predict_seconds']:.3f} s from the file, {row['predict_in_memory_seconds']:.3f} s "
-                  f"decoded (encoder {row['encoder_seconds']:.3f} s, adapter + head {100 * row['adapter_share_of_encoder']:.0f}%), "
-                  f"{row['windows']} windows, peak RSS {row['peak_rss_mb']:.0f} MB "
+                  f"decoded (encoder {row['encoder_seconds']:.3f} s over {row['encoded_seconds']:.0f} s of pieces, "
+                  f"VAD {100 * row['vad_share_of_encoder']:.1f}% of it, adapter + head {100 * row['adapter_share_of_encoder']:.0f}%), "
+                  f"{row['windows']} pieces, peak RSS {row['peak_rss_mb']:.0f} MB "
                   f"(after load {row['rss_after_load_mb']:.0f} MB)", flush=True)
         short = recording(clips, 4.0, Path(tmp))
         cli = Path(sys.executable).parent / "sera"

@@ -51,6 +51,7 @@ def _meta(kind: str, cfg: SeraConfig, encoder_key: str, num_layers: int, dim: in
         "normalise": cfg.data.normalise,
         "model": cfg.model.__dict__,
         "audio": cfg.audio.__dict__,
+        "vad": cfg.vad.__dict__,
     }
 
 
@@ -181,6 +182,7 @@ def _meta_problem(meta: Any) -> str | None:
         "normalise": meta.get("normalise", "none") in ("none", "speaker"),
         "model": isinstance(meta.get("model"), dict),
         "audio": isinstance(meta.get("audio", {}), dict),
+        "vad": isinstance(meta.get("vad", {}), dict),
     }
     bad = [name for name, ok in checks.items() if not ok]
     return f"missing or invalid: {', '.join(bad)}" if bad else None

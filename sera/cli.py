@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from .config import SeraConfig
 from .errors import SeraError
@@ -117,8 +118,6 @@ def training_config(args: argparse.Namespace) -> SeraConfig:
 def _out(args: argparse.Namespace):
     """The output folder; ``--fresh`` forgets an unfinished run kept there."""
     import shutil
-    from pathlib import Path
-
     out = Path(args.out)
     if getattr(args, "fresh", False):
         shutil.rmtree(out / "state", ignore_errors=True)
@@ -211,8 +210,6 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     """Stage 2 alone: one model on the corpus, early-stopped on held-out speakers, saved as OUT/checkpoint."""
     import json
 
-    from pathlib import Path
-
     from .checkpoint import load_adapter, model_config, save_checkpoint
     from .evaluate import carve_validation
     from .io import atomic_write_text
@@ -261,13 +258,32 @@ def _print_predictions(out: list[dict], as_json: bool) -> None:
             print(f"  {w['start']:7.1f}-{w['end']:7.1f} s  {w['label']} {w['probability']:.3f}")
 
 
-def _item(path: str, labels: list[str], mean, windows, window_probabilities, top_k: int) -> dict:
+def _item(path: str, labels: list[str], mean, windows, window_probabilities, top_k: int, csv: bool = False) -> dict:
     order = sorted(range(len(labels)), key=lambda i: -mean[i])[:top_k]
     item = {"file": path, "label": labels[order[0]], "top": {labels[i]: float(mean[i]) for i in order}}
-    if len(windows) > 1:  # long audio: the emotion timeline, one entry per window
-        item["timeline"] = [{"start": float(a), "end": float(b), "label": labels[int(p.argmax())],
-                             "probability": float(p.max())} for (a, b), p in zip(windows, window_probabilities)]
+    timeline = [{"start": round(float(a), 3), "end": round(float(b), 3), "label": labels[int(p.argmax())],
+                 "probability": float(p.max()), "probabilities": {k: float(v) for k, v in zip(labels, p)}}
+                for (a, b), p in zip(windows, window_probabilities)]
+    if len(windows) > 1:  # long audio: the emotion timeline, one entry per speech segment (or window)
+        item["timeline"] = timeline
+    if csv:
+        item["csv"] = str(_write_timeline_csv(Path(path), labels, timeline))
     return item
+
+
+def _write_timeline_csv(recording: Path, labels: list[str], timeline: list[dict]) -> Path:
+    """``talk.wav`` -> ``talk.emotions.csv`` beside it: start, end, label and every class's probability."""
+    from .io import atomic_write_text
+
+    rows = ["start,end,label," + ",".join(labels)]
+    rows += [f"{t['start']:.3f},{t['end']:.3f},{t['label']}," + ",".join(f"{t['probabilities'][k]:.4f}" for k in labels)
+             for t in timeline]
+    out = recording.with_suffix(".emotions.csv")
+    try:
+        atomic_write_text(out, "\n".join(rows) + "\n")
+    except OSError as e:
+        raise SeraError(f"{out}: cannot write the timeline here ({e.strerror})") from None
+    return out
 
 
 def cmd_predict_onnx(args: argparse.Namespace) -> int:
@@ -277,7 +293,7 @@ def cmd_predict_onnx(args: argparse.Namespace) -> int:
     if args.checkpoint or args.same_speaker or args.encoder:
         raise SeraError("--onnx runs an exported folder on its own: leave out --checkpoint, --encoder and --same-speaker")
     predictor = OnnxPredictor(args.onnx)
-    out = [_item(path, predictor.labels, *predictor.predict_file(path), args.top_k) for path in args.files]
+    out = [_item(path, predictor.labels, *predictor.predict_file(path), args.top_k, args.csv) for path in args.files]
     _print_predictions(out, args.json)
     return 0
 
@@ -289,7 +305,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise SeraError("give --checkpoint DIR|USER/NAME (or --onnx DIR for an exported model)")
     from .predict import Predictor
 
-    predictor = Predictor(args.checkpoint, encoder=args.encoder, device=args.device)
+    from .config import VadConfig
+
+    vad = VadConfig(enabled=False) if args.no_vad else None  # None: the checkpoint's own settings
+    predictor = Predictor(args.checkpoint, encoder=args.encoder, device=args.device, vad=vad)
     if args.same_speaker and not predictor.can_enrol:
         print("note: this checkpoint holds no training-speaker statistics (an older sera); --same-speaker changes "
               "nothing (retrain it for the speaker route)", file=sys.stderr)
@@ -301,7 +320,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     out = []
     for path, pred in zip(args.files, predictor.predict_files(args.files, args.same_speaker)):
         mean = [pred.probabilities[label] for label in pred.labels]
-        out.append(_item(path, pred.labels, mean, pred.windows, pred.window_probabilities, args.top_k))
+        out.append(_item(path, pred.labels, mean, pred.windows, pred.window_probabilities, args.top_k, args.csv))
     _print_predictions(out, args.json)
     return 0
 
@@ -441,6 +460,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--same-speaker", action="store_true",
                    help="the files are one speaker: use their pooled statistics (pays with about 16 or more clips of "
                    "varied emotion; with 4 or fewer it costs accuracy)")
+    p.add_argument("--no-vad", action="store_true", help="score fixed windows, speech or not (laughter, crying, "
+                   "singing); by default long audio is cut at its pauses and a recording without speech is refused")
+    p.add_argument("--csv", action="store_true", help="also write each recording's timeline (start, end, label, "
+                   "probabilities) beside it as NAME.emotions.csv")
     p.add_argument("--json", action="store_true", help="JSON output")
     return parser
 

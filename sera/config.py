@@ -29,9 +29,24 @@ class AudioConfig:
     sample_rate: int = 16_000  # every supported encoder expects 16 kHz mono input
     max_seconds: float = 60.0  # corpus clips longer than this are refused (predict windows long audio)
     max_megabytes: float = 512.0  # files larger than this are refused before they are decoded
-    window_seconds: float = 10.0  # predict: longer audio runs in windows this long (flat memory, a timeline)
+    window_seconds: float = 10.0  # predict: longer audio runs in pieces at most this long (flat memory, a timeline)
     predict_max_seconds: float = 3600.0  # predict refuses recordings longer than this
     silence_peak: float = 1e-4  # a clip whose peak |amplitude| stays below this counts as silent
+
+
+@dataclass
+class VadConfig:
+    """Where the speech is (sera/vad.py, Silero VAD): predict cuts long audio at pauses and refuses silence."""
+
+    enabled: bool = True  # predict: find the speech; off scores fixed windows, speech or not (screams, laughter)
+    threshold: float = 0.5  # speech probability where a region starts (Silero's own default)
+    min_speech: float = 0.25  # seconds: shorter bursts (clicks, breaths) are not speech
+    min_silence: float = 0.1  # seconds under the threshold before a region ends
+    pad: float = 0.03  # seconds added on each side of a region
+    merge_gap: float = 1.0  # long audio: pauses shorter than this stay inside one segment
+    context: float = 1.0  # long audio: seconds of audio kept around a segment. Training clips start and end in
+    #                       about 1 s of silence: 40 RAVDESS clips of unseen actors placed in one recording got their
+    #                       clip's own label 95% of the time with 1 s, 74% with 0.5 s, 54% with none (tests' model)
 
 
 @dataclass
@@ -134,6 +149,7 @@ class DemoConfig:
 @dataclass
 class SeraConfig:
     audio: AudioConfig = field(default_factory=AudioConfig)
+    vad: VadConfig = field(default_factory=VadConfig)
     data: DataConfig = field(default_factory=DataConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     model: ModelConfig = field(default_factory=ModelConfig)

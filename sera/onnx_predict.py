@@ -2,8 +2,9 @@
 no transformers), so that one prediction starts in about a second.
 
 Whisper's log-mel front end is recomputed here in numpy with the filters the export saved; it
-matches transformers' ``WhisperFeatureExtractor`` (tested). Long audio runs in windows, as
-``Predictor`` does.
+matches transformers' ``WhisperFeatureExtractor`` (tested). Long audio runs in fixed windows, as
+``Predictor`` does with its VAD off: this route has no voice activity detection (Silero runs in
+torch here), so it neither cuts at pauses nor refuses a recording without speech.
 """
 
 from __future__ import annotations

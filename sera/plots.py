@@ -43,35 +43,72 @@ def save_confusion(confusion, labels: list[str], path: str | Path, title: str = 
     plt.close(fig)
 
 
+def shade_speech(ax, speech: np.ndarray, label: bool = True) -> None:
+    """Speech regions (Silero VAD) as a pale band behind a time axis: what lies outside is not speech."""
+    for i, (a, b) in enumerate(np.asarray(speech).reshape(-1, 2)):
+        ax.axvspan(a, b, color="tab:green", alpha=0.12, lw=0, label="speech (VAD)" if label and i == 0 else None)
+
+
+def _pieces(times: np.ndarray, rate: float) -> list[slice]:
+    """Runs of consecutive frames (long audio skips the non-speech between pieces)."""
+    breaks = np.flatnonzero(np.diff(times) > 1.5 / rate) + 1
+    edges = [0, *breaks.tolist(), times.size]
+    return [slice(a, b) for a, b in zip(edges[:-1], edges[1:])]
+
+
 def attention_figure(wave: np.ndarray, sr: int, pred: Prediction):
     """The waveform with SAP's attention over time: where the pooled vector took its evidence from."""
     fig, ax = plt.subplots(figsize=(8, 2.4))
     t = np.arange(wave.size) / sr
     step = max(1, wave.size // 8000)  # plotting every sample of a long clip is slow and looks the same
+    shade_speech(ax, pred.speech)
     ax.plot(t[::step], wave[::step], color="0.6", lw=0.5)
     ax.set_xlabel("time (s)")
     ax.set_ylabel("amplitude")
     ax.set_xlim(0, max(t[-1], 1e-3))
+    title = "SAP attention over the waveform"
     if pred.attention.size:
-        ta = (np.arange(pred.attention.size) + 0.5) / pred.frame_rate
         twin = ax.twinx()
-        twin.fill_between(ta, pred.attention, step="mid", color="tab:red", alpha=0.35)
+        for piece in _pieces(pred.frame_times, pred.frame_rate):
+            twin.fill_between(pred.frame_times[piece], pred.attention[piece], step="mid", color="tab:red", alpha=0.35)
         twin.set_ylabel("SAP attention", color="tab:red")
         twin.set_ylim(0, pred.attention.max() * 1.1)
-    ax.set_title("SAP attention over the waveform", fontsize=10)
+        if pred.speech.size:
+            title += f"; {100 * _share_in(pred.attention, pred.frame_times, pred.speech):.0f}% of it on speech"
+    if pred.speech.size:
+        ax.legend(loc="upper right", fontsize=7)
+    ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig
 
 
+def _inside(times: np.ndarray, regions: np.ndarray) -> np.ndarray:
+    """(T,) whether each frame time falls in one of the (R, 2) regions."""
+    return ((times[:, None] >= regions[None, :, 0]) & (times[:, None] <= regions[None, :, 1])).any(1)
+
+
+def _share_in(weights: np.ndarray, times: np.ndarray, regions: np.ndarray) -> float:
+    return float(weights[_inside(times, regions)].sum() / max(weights.sum(), 1e-12))
+
+
+def _changes_per_second(ids: np.ndarray, times: np.ndarray, regions: np.ndarray) -> float:
+    """How often the cluster changes between neighbouring frames inside speech, per second of speech."""
+    inside = _inside(times, regions)
+    both = inside[1:] & inside[:-1]
+    seconds = float((regions[:, 1] - regions[:, 0]).sum())
+    return float((ids[1:] != ids[:-1])[both].sum() / max(seconds, 1e-9))
+
+
 def attributes_figure(pred: Prediction):
     """Each frame's local attribute (k-means cluster of the adapter's frames) as a coloured strip."""
-    return cluster_timeline_figure(pred.attributes, pred.frame_rate)
+    return cluster_timeline_figure(pred.attributes, pred.frame_rate, times=pred.frame_times, speech=pred.speech)
 
 
 def cluster_timeline_figure(ids: np.ndarray, frame_rate: float, wave: np.ndarray | None = None, sr: int = 16_000,
-                            title: str = ""):
+                            title: str = "", times: np.ndarray | None = None, speech: np.ndarray | None = None):
     """Cluster ids over time as a coloured strip (runs of 3+ frames labelled), under the clip's
-    log-mel spectrogram when ``wave`` is given."""
+    log-mel spectrogram when ``wave`` is given; ``times`` places frames of pieces that skip non-speech,
+    and ``speech`` regions are outlined, so a change of cluster can be read against the speech."""
     panels = 2 if wave is not None else 1
     fig, axes = plt.subplots(panels, 1, figsize=(8, 1.6 + 2.2 * (panels - 1)), sharex=True, squeeze=False,
                              gridspec_kw={"height_ratios": [3, 1][-panels:]})
@@ -79,14 +116,23 @@ def cluster_timeline_figure(ids: np.ndarray, frame_rate: float, wave: np.ndarray
     if wave is not None:
         _spectrogram(axes[0, 0], wave, sr)
     if ids.size:
-        seconds = ids.size / frame_rate
-        ax.imshow(ids[None, :], aspect="auto", cmap="tab20", interpolation="nearest", extent=(0, seconds, 0, 1),
-                  vmin=0, vmax=max(19, int(ids.max())))
-        for x, k in _runs(ids, frame_rate):
-            ax.text(x, 0.5, str(k), ha="center", va="center", fontsize=7)
+        times = (np.arange(ids.size) + 0.5) / frame_rate if times is None else times
+        grid = np.full(int(times[-1] * frame_rate) + 1, np.nan)  # one cell per frame; unscored time stays blank
+        grid[np.floor(times * frame_rate).astype(int)] = ids
+        ax.imshow(np.ma.masked_invalid(grid)[None, :], aspect="auto", cmap="tab20", interpolation="nearest",
+                  extent=(0, grid.size / frame_rate, 0, 1), vmin=0, vmax=max(19, int(ids.max())))
+        for piece in _pieces(times, frame_rate):
+            for x, k in _runs(ids[piece], frame_rate):
+                ax.text(times[piece][0] - 0.5 / frame_rate + x, 0.5, str(k), ha="center", va="center", fontsize=7)
         ax.set_xlabel("time (s)")
-        axes[0, 0].set_title(title or f"local attributes over time ({len(set(ids.tolist()))} distinct clusters)",
-                             fontsize=10)
+        described = f"local attributes over time ({len(set(ids.tolist()))} distinct clusters"
+        if speech is not None and len(speech):
+            for panel in axes[:, 0]:
+                for a, b in np.asarray(speech).reshape(-1, 2):
+                    panel.axvline(a, color="white" if panel is not ax else "black", lw=1.2, ls="--")
+                    panel.axvline(b, color="white" if panel is not ax else "black", lw=1.2, ls="--")
+            described += f"; {_changes_per_second(ids, times, np.asarray(speech)):.1f} changes/s in speech (dashed)"
+        axes[0, 0].set_title(f"{title}\n{described})" if title else described + ")", fontsize=10)
     else:
         ax.text(0.5, 0.5, "this checkpoint keeps no local attributes", ha="center", va="center")
     ax.set_yticks([])
@@ -126,16 +172,21 @@ def layer_weights_figure(weights: np.ndarray):
 
 
 def timeline_figure(pred: Prediction):
-    """Class probabilities of each window of a long recording."""
+    """Class probabilities of each piece of a long recording, drawn over the time the piece covers;
+    the gaps between pieces are non-speech that was skipped."""
     fig, ax = plt.subplots(figsize=(8, 2.6))
-    centres = pred.windows.mean(1)
+    shade_speech(ax, pred.speech, label=False)
+    colours = plt.get_cmap("tab10" if len(pred.labels) <= 10 else "tab20")
     for c, label in enumerate(pred.labels):
-        ax.plot(centres, pred.window_probabilities[:, c], marker="o", ms=3, label=label)
-    ax.set_xlabel("time (s, window centre)")
+        for i, (a, b) in enumerate(pred.windows):
+            p = pred.window_probabilities[i, c]
+            ax.plot([a, b], [p, p], color=colours(c % colours.N), lw=2, label=label if i == 0 else None)
+    ax.set_xlabel("time (s)")
     ax.set_ylabel("probability")
     ax.set_ylim(0, 1)
     ax.legend(fontsize=7, ncol=4, loc="upper right")
-    ax.set_title("emotion over time, window by window")
+    how = "speech segment" if pred.speech.size else "window"
+    ax.set_title(f"emotion over time, {how} by {how} ({len(pred.windows)})")
     fig.tight_layout()
     return fig
 

@@ -1,8 +1,11 @@
 """Inference: audio file or signal -> emotion probabilities, with the pictures' ingredients.
 
 The encoder loads once; each clip runs encoder -> frame-rate reduction -> adapter -> SAP -> head.
-Audio longer than ``AudioConfig.window_seconds`` runs window by window, so time grows linearly
-and memory stays flat with the length; the windows also give an emotion timeline.
+A clip is scored whole, as the model was trained. Longer audio is cut where its speech is
+(Silero VAD, sera/vad.py): turns split at pauses, at most ``AudioConfig.window_seconds`` each, the
+non-speech between them skipped. Each piece is scored before the next is read, so time grows with
+the speech and memory stays flat; the pieces give an emotion timeline. A recording without speech
+is refused rather than guessed at (``VadConfig.enabled=False`` scores fixed windows, speech or not).
 
 A clip of an unknown speaker is scored alone (the clip protocol). Where several clips of one speaker
 are known (``enrol``, ``predict_files(..., same_speaker=True)``), their statistics are used: a
@@ -22,24 +25,27 @@ import torch
 
 from .audio import load_audio, prepare_audio, windows
 from .checkpoint import load_classifier, read_checkpoint_config
-from .config import AudioConfig, EncoderConfig, _build
+from .config import AudioConfig, EncoderConfig, VadConfig, _build
 from .encoders import Encoder, reduce_frames
-from .errors import SeraError
+from .errors import AudioError, SeraError
 from .hub import resolve_checkpoint
 from .normalise import Stats
 from .train import classify_clip
+from .vad import regions, speech_probabilities, speech_segments
 
 
 @dataclass
 class Prediction:
     probabilities: dict[str, float]  # label -> probability, highest first (duration-weighted over windows)
-    attention: np.ndarray  # (T,) SAP attention over frames, each window's summing to 1 (empty for mean pooling)
+    attention: np.ndarray  # (T,) SAP attention over frames, each piece's summing to 1 (empty for mean pooling)
     frame_rate: float  # frames per second of ``attention``
     layer_weights: np.ndarray  # (L,) WAP weights
-    windows: np.ndarray  # (W, 2) start and end second of each window (one row for a short clip)
-    window_probabilities: np.ndarray  # (W, C) class probabilities per window, columns in ``labels`` order
+    windows: np.ndarray  # (W, 2) start and end second of each piece scored (one row for a clip)
+    window_probabilities: np.ndarray  # (W, C) class probabilities per piece, columns in ``labels`` order
     labels: list[str]  # the checkpoint's label order
     attributes: np.ndarray  # (T,) local-attribute cluster id of each frame (empty if the checkpoint has none)
+    frame_times: np.ndarray  # (T,) second of each frame's centre in the recording (pieces may skip non-speech)
+    speech: np.ndarray  # (R, 2) start and end second of each speech region (empty with the VAD off)
 
     @property
     def label(self) -> str:
@@ -50,8 +56,10 @@ class Prediction:
 
 
 class Predictor:
-    def __init__(self, checkpoint: str | Path, encoder: str | None = None, device: str = "auto"):
-        """``checkpoint``: a folder, or a Hub repository id ("user/name", fetched once, then from the local cache)."""
+    def __init__(self, checkpoint: str | Path, encoder: str | None = None, device: str = "auto",
+                 vad: VadConfig | None = None):
+        """``checkpoint``: a folder, or a Hub repository id ("user/name", fetched once, then from the local cache).
+        ``vad``: where the speech is found (default: the checkpoint's settings)."""
         checkpoint = resolve_checkpoint(checkpoint)
         meta = read_checkpoint_config(checkpoint)
         name = encoder or meta["encoder"]["name"]
@@ -70,6 +78,7 @@ class Predictor:
         self.stride = int(self.meta["model"]["frame_stride"])
         known = {k: v for k, v in self.meta.get("audio", {}).items() if k in AudioConfig.__dataclass_fields__}
         self.audio_cfg = _build(AudioConfig, known, f"{checkpoint}/config.json:audio")
+        self.vad = vad or _build(VadConfig, self.meta.get("vad", {}), f"{checkpoint}/config.json:vad")
         self.speaker_normalised = self.meta.get("normalise", "none") == "speaker"
         if self.speaker_normalised and self.reference is None:
             raise SeraError(f"{checkpoint}: trained on speaker-normalised features but holds no reference statistics")
@@ -77,9 +86,10 @@ class Predictor:
         self.can_enrol = self.reference is not None
 
     @classmethod
-    def from_pretrained(cls, source: str | Path, encoder: str | None = None, device: str = "auto") -> "Predictor":
+    def from_pretrained(cls, source: str | Path, encoder: str | None = None, device: str = "auto",
+                        vad: VadConfig | None = None) -> "Predictor":
         """As transformers' ``from_pretrained``: a Hub repository id or a local folder."""
-        return cls(source, encoder, device)
+        return cls(source, encoder, device, vad)
 
     def protocol_note(self, same_speaker: bool = False) -> str:
         """One sentence saying how a clip is scored and which cross-validated figure that matches."""
@@ -115,15 +125,16 @@ class Predictor:
         feats = []
         for i, source in enumerate(sources):
             if isinstance(source, np.ndarray):
-                feats += self._encode(source, sr, f"<enrolment clip {i + 1}>")[1]
+                feats += self._encode(source, sr, f"<enrolment clip {i + 1}>")[2]
             else:
-                feats += self._encode(self._load(source), 16_000, str(source))[1]
+                feats += self._encode(self._load(source), 16_000, str(source))[2]
         return Stats.of(feats)
 
-    def _encode(self, wave: np.ndarray, sr: int, name: str) -> tuple[list[tuple[int, int]], list[torch.Tensor]]:
-        """A whole recording's windows and their features, held together (for a speaker's statistics)."""
-        wave, spans = self._spans(wave, sr, name)
-        return spans, [self._features(wave[a:b]) for a, b in spans]
+    def _encode(self, wave: np.ndarray, sr: int, name: str
+                ) -> tuple[list[tuple[int, int]], list, list[torch.Tensor]]:
+        """A whole recording's pieces, speech regions and features, held together (for a speaker's statistics)."""
+        wave, spans, speech = self._spans(wave, sr, name)
+        return spans, speech, [self._features(wave[a:b]) for a, b in spans]
 
     @torch.inference_mode()
     def _classify(self, feats: torch.Tensor, speaker: Stats | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -141,29 +152,48 @@ class Predictor:
                     else np.zeros(0, dtype=np.int64))
         return logits.softmax(-1)[0].float().cpu().numpy(), attention, clusters
 
-    def _spans(self, wave: np.ndarray, sr: int, name: str) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    def _spans(self, wave: np.ndarray, sr: int, name: str) -> tuple[np.ndarray, list[tuple[int, int]], list]:
+        """The recording at 16 kHz, the (start, end) samples of each piece to score, and its speech regions.
+
+        A clip that fixed windows would score whole is scored whole, leading and trailing silence
+        included, exactly as the model saw its training clips."""
         wave = prepare_audio(wave, sr, name, self.audio_cfg, self.audio_cfg.predict_max_seconds)
-        return wave, self.windows(wave.size, self.audio_cfg.sample_rate)
+        sr = self.audio_cfg.sample_rate
+        fixed = self.windows(wave.size, sr)
+        if not self.vad.enabled:
+            return wave, fixed, []
+        probs = speech_probabilities(wave)
+        if probs.max() < self.vad.threshold:  # not one 32 ms chunk sounds like speech
+            raise AudioError(name, f"no speech found (Silero VAD: no moment reaches speech probability "
+                             f"{self.vad.threshold:g}), so there is nothing to classify. To score it anyway "
+                             "(screaming, laughter, crying, singing), pass --no-vad (VadConfig.enabled=False)")
+        speech = regions(probs, wave.size / sr, self.vad)
+        if len(fixed) == 1 or not speech:  # a clip, or speech too brief to cut at: as fixed windows would
+            return wave, fixed, speech
+        pieces = speech_segments(speech, self.vad, self.audio_cfg.window_seconds, wave.size / sr)
+        return wave, [(round(r.start * sr), round(r.end * sr)) for r in pieces], speech
 
     def predict_wave(self, wave: np.ndarray, sr: int = 16_000, name: str = "<audio>",
                      speaker: Stats | None = None) -> Prediction:
         """``speaker``: the speaker's normalisation statistics where known (``Stats.of`` their features).
 
         Each window is encoded and classified before the next is read: memory stays flat."""
-        wave, spans = self._spans(wave, sr, name)
-        return self._assemble(spans, [self._classify(self._features(wave[a:b]), speaker) for a, b in spans])
+        wave, spans, speech = self._spans(wave, sr, name)
+        return self._assemble(spans, speech, [self._classify(self._features(wave[a:b]), speaker) for a, b in spans])
 
-    def _assemble(self, spans: list[tuple[int, int]], results: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
-                  ) -> Prediction:
-        sr = self.audio_cfg.sample_rate
+    def _assemble(self, spans: list[tuple[int, int]], speech: list,
+                  results: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> Prediction:
+        sr, rate = self.audio_cfg.sample_rate, self.encoder.frame_rate / self.stride
         probs = np.stack([r[0] for r in results])  # (W, C)
         lengths = np.array([b - a for a, b in spans], dtype=np.float64)
         mean = (probs * lengths[:, None]).sum(0) / lengths.sum()
         order = np.argsort(-mean)
+        times = [a / sr + (np.arange(max(len(r[1]), len(r[2]))) + 0.5) / rate for (a, _), r in zip(spans, results)]
         return Prediction(
-            {self.labels[i]: float(mean[i]) for i in order}, np.concatenate([r[1] for r in results]),
-            self.encoder.frame_rate / self.stride, self.model.backbone.wap.weights.detach().cpu().numpy(),
-            np.array(spans, dtype=np.float64) / sr, probs, list(self.labels), np.concatenate([r[2] for r in results]),
+            {self.labels[i]: float(mean[i]) for i in order}, np.concatenate([r[1] for r in results]), rate,
+            self.model.backbone.wap.weights.detach().cpu().numpy(), np.array(spans, dtype=np.float64) / sr, probs,
+            list(self.labels), np.concatenate([r[2] for r in results]), np.concatenate(times),
+            np.array([(r.start, r.end) for r in speech], dtype=np.float64).reshape(-1, 2),
         )
 
     def predict_file(self, path: str | Path, speaker: Stats | None = None) -> Prediction:
@@ -179,5 +209,6 @@ class Predictor:
             return [self.predict_file(p) for p in paths]  # one at a time: memory stays flat
         # the speaker's statistics need every clip's features before any clip is classified
         encoded = [self._encode(self._load(p), 16_000, str(p)) for p in paths]
-        speaker = Stats.of([f for _, feats in encoded for f in feats])
-        return [self._assemble(spans, [self._classify(f, speaker) for f in feats]) for spans, feats in encoded]
+        speaker = Stats.of([f for *_, feats in encoded for f in feats])
+        return [self._assemble(spans, speech, [self._classify(f, speaker) for f in feats])
+                for spans, speech, feats in encoded]

@@ -10,6 +10,7 @@ convolutions and an LSTM give one speech probability per 32 ms chunk.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from importlib import resources
 
@@ -17,9 +18,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from .config import VadConfig
+
 SAMPLE_RATE = 16_000
 CHUNK = 512  # samples per probability (32 ms at 16 kHz), as Silero was trained
 CONTEXT = 64  # samples of the previous chunk each chunk sees
+BLOCK = 2048  # chunks run at once (about 65 s); the LSTM state carries across blocks
 
 
 class SileroVAD(nn.Module):
@@ -35,15 +39,17 @@ class SileroVAD(nn.Module):
         self.lstm = nn.LSTM(128, 128, batch_first=True)  # the file's LSTM cell, run over the whole sequence
         self.final_conv = nn.Conv1d(128, 1, 1)
 
-    def forward(self, chunks: torch.Tensor) -> torch.Tensor:
-        """(N, CONTEXT + CHUNK) consecutive chunks of one recording -> (N,) speech probabilities."""
+    def forward(self, chunks: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None
+                ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """(N, CONTEXT + CHUNK) consecutive chunks of one recording -> (N,) speech probabilities, and the
+        LSTM state to carry into the recording's next chunks."""
         x = nn.functional.pad(chunks, (0, 64), mode="reflect").unsqueeze(1)  # (N, 1, 640)
         x = self.stft_conv(x)  # (N, 258, 4)
         x = (x[:, :129] ** 2 + x[:, 129:] ** 2).sqrt()  # magnitude spectrum (N, 129, 4)
         for conv in (self.conv1, self.conv2, self.conv3, self.conv4):
             x = conv(x).relu()
-        h, _ = self.lstm(x.squeeze(-1).unsqueeze(0))  # (1, N, 128): the state flows from chunk to chunk
-        return self.final_conv(h[0].relu().unsqueeze(-1)).sigmoid().reshape(-1)
+        h, state = self.lstm(x.squeeze(-1).unsqueeze(0), state)  # (1, N, 128): the state flows chunk to chunk
+        return self.final_conv(h[0].relu().unsqueeze(-1)).sigmoid().reshape(-1), state
 
     @classmethod
     def from_wheel(cls) -> "SileroVAD":
@@ -74,8 +80,12 @@ def speech_probabilities(wave: np.ndarray) -> np.ndarray:
     if n == 0:
         return np.zeros(0, dtype=np.float32)
     x = nn.functional.pad(x, (CONTEXT, n * CHUNK - len(x)))  # zero context before the first chunk, as Silero does
-    chunks = x.unfold(0, CONTEXT + CHUNK, CHUNK)  # (n, 576)
-    return silero()(chunks).numpy()
+    chunks = x.unfold(0, CONTEXT + CHUNK, CHUNK)  # (n, 576), a view
+    out, state = [], None
+    for i in range(0, n, BLOCK):  # a block at a time: memory stays flat for an hour's recording
+        probs, state = silero()(chunks[i : i + BLOCK], state)
+        out.append(probs)
+    return torch.cat(out).numpy()
 
 
 @dataclass(frozen=True)
@@ -88,42 +98,68 @@ class Region:
         return self.end - self.start
 
 
-def speech_regions(wave: np.ndarray, threshold: float = 0.5, min_speech: float = 0.25, min_silence: float = 0.1,
-                   pad: float = 0.03) -> list[Region]:
-    """Speech regions of a 16 kHz mono ``wave``, in seconds.
+def speech_regions(wave: np.ndarray, cfg: VadConfig | None = None) -> list[Region]:
+    """Speech regions of a 16 kHz mono ``wave``, in seconds (see ``regions``)."""
+    return regions(speech_probabilities(wave), len(wave) / SAMPLE_RATE, cfg)
 
-    Speech starts where the probability reaches ``threshold`` and ends once it has stayed below
-    ``threshold - 0.15`` for ``min_silence`` seconds (hysteresis, as Silero's own
-    ``get_speech_timestamps``); regions shorter than ``min_speech`` are dropped, the rest padded by
-    ``pad`` on each side and merged where the padding makes them touch."""
-    probs = speech_probabilities(wave)
+
+def regions(probs: np.ndarray, total: float, cfg: VadConfig | None = None) -> list[Region]:
+    """Speech regions, in seconds, from the chunk probabilities of a recording ``total`` seconds long.
+
+    Speech starts where the probability reaches ``cfg.threshold`` and ends once it has stayed below
+    ``threshold - 0.15`` for ``cfg.min_silence`` seconds (hysteresis, as Silero's own
+    ``get_speech_timestamps``); regions shorter than ``cfg.min_speech`` are dropped, the rest padded by
+    ``cfg.pad`` on each side and merged where the padding makes them touch."""
+    cfg = cfg or VadConfig()
     step = CHUNK / SAMPLE_RATE
-    low = max(threshold - 0.15, 0.01)
-    regions: list[list[float]] = []
+    low = max(cfg.threshold - 0.15, 0.01)
+    found: list[list[float]] = []
     start = None
     quiet_since = None
     for i, p in enumerate(probs):
         if start is None:
-            if p >= threshold:
+            if p >= cfg.threshold:
                 start, quiet_since = i, None
             continue
         if p >= low:
             quiet_since = None
         elif quiet_since is None:
             quiet_since = i
-        elif (i + 1 - quiet_since) * step >= min_silence:
-            regions.append([start * step, quiet_since * step])
+        elif (i + 1 - quiet_since) * step >= cfg.min_silence:
+            found.append([start * step, quiet_since * step])
             start, quiet_since = None, None
     if start is not None:
-        regions.append([start * step, (quiet_since if quiet_since is not None else len(probs)) * step])
-    total = len(wave) / SAMPLE_RATE
+        found.append([start * step, (quiet_since if quiet_since is not None else len(probs)) * step])
     merged: list[list[float]] = []
-    for a, b in regions:
-        if b - a < min_speech:
+    for a, b in found:
+        if b - a < cfg.min_speech:
             continue
-        a, b = max(0.0, a - pad), min(total, b + pad)
+        a, b = max(0.0, a - cfg.pad), min(total, b + cfg.pad)
         if merged and a <= merged[-1][1]:
             merged[-1][1] = max(merged[-1][1], b)
         else:
             merged.append([a, b])
     return [Region(round(a, 4), round(b, 4)) for a, b in merged]
+
+
+def speech_segments(speech: list[Region], cfg: VadConfig, max_seconds: float, total: float = math.inf
+                    ) -> list[Region]:
+    """Cut a long recording into pieces the model can score: speech regions joined across pauses
+    shorter than ``cfg.merge_gap`` into turns, each widened by ``cfg.context`` seconds of the audio
+    around it (never past the middle of the gap to the next turn, nor outside ``[0, total]``), and
+    turns longer than ``max_seconds`` split into equal parts (each between half and all of it).
+    The rest of the non-speech between turns is skipped."""
+    turns: list[list[float]] = []
+    for r in speech:
+        if turns and r.start - turns[-1][1] < cfg.merge_gap:
+            turns[-1][1] = r.end
+        else:
+            turns.append([r.start, r.end])
+    bounds = [0.0] + [(x[1] + y[0]) / 2 for x, y in zip(turns, turns[1:])] + [total]
+    out = []
+    for i, (a, b) in enumerate(turns):
+        a, b = max(a - cfg.context, bounds[i]), min(b + cfg.context, bounds[i + 1])
+        parts = max(1, math.ceil((b - a) / max_seconds - 1e-9))
+        edges = np.linspace(a, b, parts + 1)
+        out += [Region(round(float(x), 4), round(float(y), 4)) for x, y in zip(edges[:-1], edges[1:])]
+    return out

@@ -88,18 +88,23 @@ def test_an_enrolled_voice_is_used_for_that_visitor_only(served, client, demo_ch
     assert max(abs(enrolled[c] - alone[c]) for c in LABELS) > 1e-3
 
 
-def test_a_long_clip_gets_an_emotion_timeline(client, data_root, tmp_path):
+def test_a_long_recording_gets_a_timeline_of_its_speech_segments(client, data_root, tmp_path):
     from gradio_client import handle_file
 
     clips = [sf.read(str(p))[0] for p in sorted((data_root / "ravdess" / "Actor_21").glob("*.flac"))[:7]]
     long = tmp_path / "long.flac"
-    sf.write(long, np.concatenate(clips), 16_000)  # about 25 s: three 10 s windows
-    label, attention, attributes, layers, timeline = client.predict(handle_file(str(long)), api_name="/classify")
+    sf.write(long, np.concatenate(clips), 16_000)  # about 25 s: seven sentences, each between 2 s of near-silence
+    label, attention, attributes, layers, timeline, segments = client.predict(handle_file(str(long)),
+                                                                             api_name="/classify")
     assert set(_confidences(label)) == LABELS
     assert timeline is not None and attention is not None and layers is not None  # the timeline plot is filled
+    rows = segments.get("value", segments)["data"]  # an update (it also shows the table) holds the table's value
+    assert len(rows) == len(clips), rows  # one segment per sentence
+    assert all(a < b for a, b, *_ in rows) and all(r[1] <= s[0] for r, s in zip(rows, rows[1:]))
+    assert {r[2] for r in rows} <= LABELS and all(0.25 <= r[3] <= 1 for r in rows)
 
 
-@pytest.mark.parametrize("case", ["not audio", "empty", "silent", "too long", "too large"])
+@pytest.mark.parametrize("case", ["not audio", "empty", "silent", "no speech", "too long", "too large"])
 def test_bad_input_shows_a_clear_message_and_the_app_keeps_serving(client, data_root, tmp_path, case):
     from gradio_client import handle_file
 
@@ -114,6 +119,9 @@ def test_bad_input_shows_a_clear_message_and_the_app_keeps_serving(client, data_
     elif case == "silent":
         sf.write(path, np.zeros(sr * 2, dtype=np.float32), sr)
         expected = "silent"
+    elif case == "no speech":  # a steady tone: sound, but no moment of it sounds like speech
+        sf.write(path, (0.3 * np.sin(2 * np.pi * 220 * np.arange(3 * sr) / sr)).astype(np.float32), sr)
+        expected = "no speech found"
     elif case == "too long":
         path = path.with_suffix(".flac")  # 45 s of a quiet tone compresses far below 1 MB
         t = np.arange(45 * sr) / sr

@@ -23,7 +23,7 @@ def test_quick_bench_runs_every_script_and_reports(data_root, whisper_path, feat
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     load = lambda name: json.loads((RESULTS / f"{name}-quick.json").read_text())  # noqa: E731
     for name in ("extract_speed", "encoders", "baselines", "adapter", "whisper_padding", "scaling", "demo_latency",
-                 "enrolment", "startup"):
+                 "enrolment", "startup", "vad_pooling"):
         r = load(name)
         assert r["commit"] and r["machine"]["cpu_cores"] >= 1, name
     encoders = load("encoders")["encoders"]
@@ -48,13 +48,19 @@ def test_quick_bench_runs_every_script_and_reports(data_root, whisper_path, feat
     curve = load("enrolment")["probe_ua_by_enrolment_clips"]
     assert set(curve) == {"ravdess", "emodb"} and list(curve["emodb"]) == ["0", "1", "2", "4", "8", "16", "32", "all"]
     assert all(0.0 <= m["ua"] <= 1.0 for c in curve.values() for m in c.values())
+    pooling = load("vad_pooling")["probe"]
+    for corpus in ("ravdess", "emodb"):
+        assert 0.2 < pooling[corpus]["speech_share_of_frames"] < 1.0  # acted clips pad their sentences with silence
+        assert {f"{p} protocol, {f} frames" for p in ("clip", "speaker") for f in ("all", "speech")} <= set(pooling[corpus])
     startup = load("startup")
     assert set(startup["end_to_end_seconds"]) == set(startup["latency_4s_seconds"]) == {"pytorch", "onnx"}
     modes = load("whisper_padding")["modes"]
     assert set(modes) == {"real length", "padded to 30 s"}
     assert modes["padded to 30 s"]["encoder_rtf"] > modes["real length"]["encoder_rtf"]  # 30 s of input per clip
     rows = load("scaling")["rows"]
-    assert [round(r["seconds"]) for r in rows] == [4, 10, 30] and rows[-1]["windows"] == 3
+    assert [round(r["seconds"]) for r in rows] == [4, 10, 30] and rows[0]["windows"] == 1
+    assert rows[-1]["windows"] >= 5 and rows[-1]["encoded_seconds"] <= 30.01  # one piece per sentence
+    assert all(0 < r["vad_seconds"] < r["encoder_seconds"] for r in rows)
     summary = (RESULTS / "summary-quick.md").read_text()
     for method in ("eGeMAPS + SVM", "linear probe", "EmoBox recipe", "sera, full method (clip protocol)",
                    "sera, full method (speaker protocol)", "clip protocol: sera", "no stage 1", "predict 30 s",

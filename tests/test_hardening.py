@@ -101,11 +101,24 @@ def test_every_command_reports_user_errors_in_one_line(tmp_path, label_folders, 
         ("predict", "--checkpoint", str(foreign_checkpoint), str(tmp_path / "absent.wav")): "absent.wav: no such file",
         ("predict", "--checkpoint", str(foreign_checkpoint), "--encoder", str(other), str(wav)):
             "checkpoint was trained on features of encoder",
+        ("predict", "--checkpoint", str(foreign_checkpoint), str(wav)): "clip.wav: no speech found",  # a tone
     }
     for args, expected in cases.items():
         one_clear_line(sera(*args), expected)
     debug = sera("predict", "--checkpoint", str(tmp_path / "none"), str(wav), "--debug")
     assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+def test_predict_without_the_vad_scores_anything_and_writes_the_timeline_beside_it(tmp_path, foreign_checkpoint):
+    wav = write_audio(tmp_path / "take one.wav", 1.0)  # a tone: no speech, scored anyway with --no-vad
+    run = sera("predict", "--checkpoint", str(foreign_checkpoint), "--no-vad", "--csv", "--json", str(wav))
+    assert run.returncode == 0, run.stderr
+    [item] = json.loads(run.stdout)
+    rows = (tmp_path / "take one.emotions.csv").read_text().splitlines()
+    assert item["csv"] == str(tmp_path / "take one.emotions.csv") and rows[0] == "start,end,label,happy,sad"
+    start, end, label, *probs = rows[1].split(",")
+    assert (float(start), float(end)) == (0.0, 1.0) and label == item["label"]
+    assert sum(map(float, probs)) == pytest.approx(1, abs=1e-3) and len(rows) == 2
 
 
 # --- fuzzing: random bytes as audio, manifests and configs --------------------------------------

@@ -198,8 +198,12 @@ def test_pretrain_then_finetune_commands(tmp_path, data_root, whisper_path, feat
     assert wrong.returncode == 2 and "adapter" in wrong.stderr and "sera finetune" in wrong.stderr
 
 
-def test_predictor_windows_long_audio(tmp_path, angry_sad):
+def test_predictor_cuts_long_audio_at_its_speech(tmp_path, angry_sad):
+    """A recording of corpus clips between silences is cut where the clips are; each segment gets the
+    clip's own label; with the VAD off, fixed windows; a recording without speech is refused."""
     from sera.audio import load_audio
+    from sera.config import VadConfig
+    from sera.errors import AudioError
     from sera.predict import Predictor
 
     cfg, corpus, fs, key = angry_sad
@@ -209,24 +213,45 @@ def test_predictor_windows_long_audio(tmp_path, angry_sad):
     attrs = final_attributes(model, fs, cfg)
     save_checkpoint(tmp_path / "ckpt", model, cfg, corpus.labels, key, L, D, reference=fs.reference, attributes=attrs)
     predictor = Predictor(tmp_path / "ckpt")
-    clips = [load_audio(u.path) for u in corpus.utterances[:7]]
-    short = predictor.predict_wave(clips[0])
+    clips = [load_audio(u.path) for u in corpus.utterances[:12]]
+    short = predictor.predict_wave(clips[0])  # a clip is scored whole, as in training
     assert set(short.probabilities) == {"angry", "sad"} and sum(short.probabilities.values()) == pytest.approx(1, abs=1e-5)
-    assert short.windows.shape == (1, 2) and short.attention.sum() == pytest.approx(1, abs=1e-4)
+    assert short.windows.tolist() == [[0.0, clips[0].size / 16_000]] and short.attention.sum() == pytest.approx(1, abs=1e-4)
     assert abs(len(short.attention) - clips[0].size / 16_000 * short.frame_rate) <= 1
-    assert short.attributes.shape == short.attention.shape and short.attributes.max() < cfg.model.num_attributes
-    assert len(set(short.attributes.tolist())) > 1  # a clip moves through several local attributes
-    long = np.concatenate(clips)  # about 25 s: 10 s windows, the remainder joins the last if short
+    assert short.attributes.shape == short.attention.shape == short.frame_times.shape
+    assert short.attributes.max() < cfg.model.num_attributes and len(set(short.attributes.tolist())) > 1
+    assert len(short.speech) >= 1 and 0 < short.speech[0, 0] < short.speech[-1, 1] < short.windows[0, 1]
+
+    gaps = np.random.default_rng(0).uniform(1.0, 2.5, len(clips) + 1)
+    parts, placed, t = [], [], 0.0
+    for gap, clip in zip(gaps, clips):
+        parts += [np.zeros(int(gap * 16_000), np.float32), clip]
+        placed.append((t + gap, t + gap + clip.size / 16_000))
+        t += gap + clip.size / 16_000
+    long = np.concatenate([*parts, np.zeros(int(gaps[-1] * 16_000), np.float32)])  # about 60 s
     pred = predictor.predict_wave(long)
-    spans = predictor.windows(long.size)
-    assert len(spans) >= 2 and spans[0] == (0, 160_000) and spans[-1][1] == long.size
-    assert pred.window_probabilities.shape == (len(spans), 2)
-    np.testing.assert_allclose(pred.window_probabilities.sum(1), 1, atol=1e-5)
-    first = predictor.predict_wave(long[:160_000])  # a window is scored exactly as that piece alone
-    np.testing.assert_allclose(pred.window_probabilities[0], first.window_probabilities[0], atol=1e-5)
+    owner = [[i for i, (a, b) in enumerate(placed) if a - 1.3 <= s and e <= b + 1.3] for s, e in pred.windows]
+    assert [o for o in owner] == [[i] for i in range(len(clips))], (pred.windows, placed)  # one segment per clip
+    alone = np.stack([predictor.predict_wave(c).window_probabilities[0] for c in clips])
+    agree = (alone.argmax(1) == pred.window_probabilities.argmax(1)).mean()
+    assert agree >= 0.8 and np.abs(alone - pred.window_probabilities).sum(1).mean() < 0.2, (alone, pred.window_probabilities)
+    assert np.all(np.diff(pred.frame_times) > 0) and len(pred.frame_times) == len(pred.attention)
+    for a, b in pred.speech:  # speech is found inside the clips only
+        assert any(x - 0.05 <= a and b <= y + 0.05 for x, y in placed)
     lengths = np.diff(pred.windows, axis=1)[:, 0]
     expected = (pred.window_probabilities * lengths[:, None]).sum(0) / lengths.sum()
     assert pred.probabilities[pred.labels[0]] == pytest.approx(expected[0], abs=1e-6)
+
+    fixed = Predictor(tmp_path / "ckpt", vad=VadConfig(enabled=False)).predict_wave(long)
+    spans = predictor.windows(long.size)
+    assert len(spans) >= 5 and spans[0] == (0, 160_000) and spans[-1][1] == long.size
+    assert fixed.windows.tolist() == (np.array(spans) / 16_000).tolist() and fixed.speech.shape == (0, 2)
+    first = predictor.predict_wave(long[:160_000])  # a window is scored exactly as that piece alone
+    np.testing.assert_allclose(fixed.window_probabilities[0], first.window_probabilities[0], atol=1e-5)
+
+    t = np.arange(3 * 16_000) / 16_000
+    with pytest.raises(AudioError, match="tone.wav: no speech found.*--no-vad"):
+        predictor.predict_wave((0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), name="tone.wav")
 
 
 def test_enrolling_a_voice_maps_it_onto_the_training_speakers(tmp_path, angry_sad):

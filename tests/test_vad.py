@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from sera.audio import load_audio
-from sera.vad import SileroVAD, speech_probabilities, speech_regions
+from sera.config import VadConfig
+from sera.vad import Region, SileroVAD, speech_probabilities, speech_regions, speech_segments
 
 SR = 16_000
 
@@ -37,7 +38,7 @@ def test_the_port_computes_what_silero_computes_with_the_same_weights(data_root)
     with torch.no_grad():
         expected = torch.stack([ref(x[i * 512 : (i + 1) * 512][None], SR)[0, 0] for i in range(n)])
         chunks = torch.nn.functional.pad(x, (64, 0)).unfold(0, 576, 512)
-        got = ours.eval()(chunks)
+        got, _ = ours.eval()(chunks)
     assert got.shape == (n,) and torch.allclose(got, expected, atol=1e-4)
 
 
@@ -74,8 +75,36 @@ def test_speech_is_found_where_the_clips_were_placed(data_root):
 def test_thresholds_shape_the_regions(data_root):
     wave = load_audio(data_root / "ravdess/Actor_01/03-01-05-02-01-01-01.flac")
     default = speech_regions(wave)
-    strict = speech_regions(wave, threshold=0.9)
+    strict = speech_regions(wave, VadConfig(threshold=0.9))
     assert sum(r.duration for r in strict) <= sum(r.duration for r in default)
-    assert speech_regions(wave, min_speech=10.0) == []  # no region lasts 10 s
-    padded = speech_regions(wave, pad=0.2)
+    assert speech_regions(wave, VadConfig(min_speech=10.0)) == []  # no region lasts 10 s
+    padded = speech_regions(wave, VadConfig(pad=0.2))
     assert padded[0].start <= default[0].start - 0.1 or padded[0].start == 0.0
+
+
+def test_long_audio_is_cut_into_speech_turns_within_the_length_range():
+    regions = [Region(0.5, 2.0), Region(2.3, 4.0), Region(7.0, 8.0), Region(10.0, 35.0), Region(35.5, 36.0)]
+    bare = VadConfig(merge_gap=1.0, context=0.0)
+    got = speech_segments(regions, bare, max_seconds=10.0)
+    assert got[:2] == [Region(0.5, 4.0), Region(7.0, 8.0)]  # a 0.3 s pause stays inside; 3 s of silence is skipped
+    long = got[2:]  # 10-36 s is one 26 s turn: three equal parts, none over 10 s nor under 5 s
+    assert len(long) == 3 and long[0].start == 10.0 and long[-1].end == 36.0
+    assert all(5.0 <= r.duration <= 10.0 for r in long)
+    assert all(a.end == b.start for a, b in zip(long, long[1:]))
+    assert speech_segments([], bare, 10.0) == []
+    assert speech_segments([Region(0.0, 10.0)], bare, 10.0) == [Region(0.0, 10.0)]  # exactly the limit: one piece
+    # context: each turn keeps up to 0.5 s around it, never past the middle of a gap nor the recording's ends
+    wide = speech_segments(regions[:3], VadConfig(merge_gap=1.0, context=0.5), 10.0, total=8.2)
+    assert wide == [Region(0.0, 4.5), Region(6.5, 8.2)]
+    close = speech_segments([Region(1.0, 2.0), Region(2.4, 3.0)], VadConfig(merge_gap=0.2, context=0.5), 10.0)
+    assert close == [Region(0.5, 2.2), Region(2.2, 3.5)]
+
+
+def test_long_recordings_run_in_blocks_with_the_same_probabilities(data_root, monkeypatch):
+    """Blocks carry the LSTM state, so cutting the recording into blocks changes nothing."""
+    import sera.vad
+
+    wave = np.concatenate([load_audio(data_root / "ravdess/Actor_01/03-01-05-02-01-01-01.flac"), silence(1.0)] * 3)
+    whole = speech_probabilities(wave)
+    monkeypatch.setattr(sera.vad, "BLOCK", 7)
+    np.testing.assert_allclose(speech_probabilities(wave), whole, atol=1e-5)
