@@ -256,6 +256,8 @@ def _print_predictions(out: list[dict], as_json: bool) -> None:
         print(item["file"] + ": " + ", ".join(f"{k} {v:.3f}" for k, v in item["top"].items()))
         for w in item.get("timeline", []):
             print(f"  {w['start']:7.1f}-{w['end']:7.1f} s  {w['label']} {w['probability']:.3f}")
+        if "csv" in item:
+            print(f"  timeline written to {item['csv']}")
 
 
 def _item(path: str, labels: list[str], mean, windows, window_probabilities, top_k: int, csv: bool = False) -> dict:
