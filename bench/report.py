@@ -82,7 +82,8 @@ def speed_goals(extract: dict, scaling: dict) -> list[str]:
     short = [r for r in rows if round(r["seconds"]) == 4]
     if short:
         t = short[0]["predict_seconds"]
-        lines.append(f"- Predict a 4 s clip in under 0.1 s after start-up: {t:.3f} s, {verdict(t < 0.1)}.")
+        on = f" ({scaling['encoder']})" if "encoder" in scaling else ""
+        lines.append(f"- Predict a 4 s clip in under 0.1 s after start-up{on}: {t:.3f} s, {verdict(t < 0.1)}.")
     if rows:
         shares = [r["adapter_share_of_encoder"] for r in rows]
         lines.append(f"- Adapter + head under 10% of the encoder's time: {100 * min(shares):.0f}–{100 * max(shares):.0f}% "
@@ -180,13 +181,14 @@ def markdown(table: dict, baselines: dict, adapter: dict, scaling: dict, extract
         speed.append(f"| training on all RAVDESS ({fin['utterances']} clips, both stages): time, peak memory | "
                      f"{fin['train_seconds']:.0f} s, {fin['peak_rss_mb']:.0f} MB | its cached features "
                      f"{fin['features_mb']:.0f} MB |")
+    on = f", {scaling['encoder']}" if "encoder" in scaling else ""
     for r in scaling.get("rows", []):
         vad = f"VAD {100 * r['vad_share_of_encoder']:.1f}%, " if "vad_share_of_encoder" in r else ""
-        speed.append(f"| predict {r['seconds']:.0f} s of audio ({r['windows']} piece{'s' * (r['windows'] > 1)}) | {r['predict_seconds']:.3f} s | "
+        speed.append(f"| predict {r['seconds']:.0f} s of audio ({r['windows']} piece{'s' * (r['windows'] > 1)}{on}) | {r['predict_seconds']:.3f} s | "
                      f"bare encoder {r['encoder_seconds']:.3f} s ({vad}adapter + head "
                      f"{100 * r['adapter_share_of_encoder']:.0f}% of it); peak RSS {r['peak_rss_mb']:.0f} MB |")
     if "cli_predict_4s_seconds_with_start" in scaling:
-        speed.append(f"| `sera predict`, 4 s clip, process start included | {scaling['cli_predict_4s_seconds_with_start']:.2f} s | |")
+        speed.append(f"| `sera predict`, 4 s clip, process start included{on} | {scaling['cli_predict_4s_seconds_with_start']:.2f} s | |")
     if demo:
         speed.append(f"| web demo, {demo['clip_seconds']:.1f} s clip over HTTP with plots (median) | "
                      f"{demo['http_median_seconds']:.2f} s | model alone {demo['predict_median_seconds']:.3f} s |")

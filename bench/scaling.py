@@ -27,7 +27,7 @@ import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import save  # noqa: E402
+from common import save, upstream  # noqa: E402
 
 LENGTHS = [4.0, 10.0, 60.0, 600.0]  # seconds
 QUICK_LENGTHS = [4.0, 10.0, 30.0]
@@ -135,7 +135,8 @@ def main() -> None:
             subprocess.run([str(cli), "predict", "--checkpoint", args.checkpoint, str(short)], capture_output=True,
                            check=True)
             walls.append(time.perf_counter() - t)
-    result = {"checkpoint": args.checkpoint, "quick": args.quick, "rows": rows,
+    encoder = json.loads((Path(args.checkpoint) / "config.json").read_text())["encoder"]["name"]
+    result = {"checkpoint": args.checkpoint, "encoder": upstream(encoder), "quick": args.quick, "rows": rows,
               "cli_predict_4s_seconds_with_start": statistics.median(walls)}
     print(f"sera predict on a 4 s clip, process start included: {result['cli_predict_4s_seconds_with_start']:.2f} s")
     print(save("scaling-quick" if args.quick else "scaling", result))
