@@ -8,11 +8,15 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import tone
 from sera.audio import load_audio
+from sera.checkpoint import save_checkpoint
 from sera.cli import main
-from sera.config import VadConfig
+from sera.config import EncoderConfig, SeraConfig, VadConfig
+from sera.encoders import encoder_identity
 from sera.errors import SeraError
-from sera.export import whisper_input
+from sera.export import export_onnx, whisper_input
+from sera.model import EmotionClassifier
 from sera.onnx_predict import OnnxPredictor, log_mel
 from sera.predict import Predictor
 
@@ -64,3 +68,20 @@ def test_sera_predict_onnx_imports_neither_torch_nor_transformers(exported, data
     assert item["file"] == str(clip) and abs(sum(item["top"].values()) - 1) < 1e-4  # all 4 classes
     with pytest.raises(SeraError, match="not a sera ONNX export"):
         OnnxPredictor(tmp_path)
+
+
+def test_a_wav2vec_family_checkpoint_exports_from_the_wave(tiny_hubert, tmp_path):
+    """HuBERT / wav2vec 2.0 / WavLM take the wave itself: the graph starts there, any length."""
+    cfg = SeraConfig()
+    cfg.encoder.name, cfg.data.normalise, cfg.vad.enabled = str(tiny_hubert), "none", False  # tones: no speech
+    cfg.model.width, cfg.model.heads = 32, 4
+    key, _ = encoder_identity(EncoderConfig(name=str(tiny_hubert)))
+    ckpt = save_checkpoint(tmp_path / "ckpt", EmotionClassifier(cfg.model, 3, 32, 2), cfg, ["a", "b"], key, 3, 32)
+    torch_path, onnx_path = Predictor(ckpt, device="cpu"), OnnxPredictor(export_onnx(ckpt, tmp_path / "onnx"))
+    assert not (tmp_path / "onnx" / "mel_filters.npy").exists()  # no log-mel front end for this family
+    for seconds in (1.0, 3.3, 24.0):  # the last in two windows
+        wave = tone(seconds, seed=1)
+        expected = torch_path.predict_wave(wave)
+        _, windows, per_window = onnx_path.predict_wave(wave)
+        np.testing.assert_allclose(per_window, expected.window_probabilities, atol=1e-3, err_msg=str(seconds))
+        np.testing.assert_allclose(windows, expected.windows)
