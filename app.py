@@ -114,8 +114,9 @@ def build_demo(cfg: SeraConfig | None = None) -> gr.Blocks:
             f"# sera: speech emotion recognition\n"
             f"Frozen `{Path(predictor.meta['encoder']['name']).name}` encoder + sera adapter, trained on "
             f"**{trained_on}** ({', '.join(predictor.labels)}). Upload or record a clip (up to "
-            f"{cfg.demo.max_seconds:g} s); longer recordings are cut at their pauses and each speech segment "
-            f"is scored. Acted English speech is what the model knows best. {predictor.protocol_note()}"
+            f"{cfg.demo.max_seconds:g} s); a recording over {predictor.audio_cfg.window_seconds:g} s is cut at its "
+            f"pauses and each speech segment scored. Acted English speech is what the model knows best. "
+            f"{predictor.protocol_note()}"
         )
         with gr.Row():
             with gr.Column(scale=1):
