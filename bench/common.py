@@ -83,3 +83,14 @@ def measure_extraction(cfg, utts: list) -> dict:
         "bare_encoder_seconds": bare, "bare_encoder_rtf": bare / audio, "pipeline_over_bare": report.wall_seconds / bare,
         "cache_bytes": size, "cache_mb_per_audio_minute": size / 1e6 / (audio / 60), "cache_bytes_per_second": size / audio,
     }
+
+
+def corpora_args(description: str):
+    """The probe benches' shared command line: ``--corpora a,b`` and ``--quick``; returns (corpora, quick)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--corpora", default="ravdess,emodb")
+    ap.add_argument("--quick", action="store_true", help="a few speakers: checks the harness only")
+    args = ap.parse_args()
+    return args.corpora.split(","), args.quick

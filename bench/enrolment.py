@@ -12,7 +12,6 @@ protocol; "all" uses every clip of the speaker.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import save  # noqa: E402
+from common import corpora_args, save  # noqa: E402
 
 from sera.config import SeraConfig  # noqa: E402
 from sera.evaluate import metrics  # noqa: E402
@@ -62,12 +61,9 @@ def enrolment_curve(corpus_name: str, quick: bool, seed: int = 0) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--corpora", default="ravdess,emodb")
-    ap.add_argument("--quick", action="store_true", help="a few speakers: checks the harness only")
-    args = ap.parse_args()
-    curves = {c: enrolment_curve(c, args.quick) for c in args.corpora.split(",")}
-    save("enrolment-quick" if args.quick else "enrolment", {"probe_ua_by_enrolment_clips": curves})
+    corpora, quick = corpora_args(__doc__.splitlines()[0])
+    curves = {c: enrolment_curve(c, quick) for c in corpora}
+    save("enrolment-quick" if quick else "enrolment", {"probe_ua_by_enrolment_clips": curves})
 
 
 if __name__ == "__main__":

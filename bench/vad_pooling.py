@@ -10,7 +10,6 @@ Writes bench/results/vad_pooling.json.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import save, upstream  # noqa: E402
+from common import corpora_args, save, upstream  # noqa: E402
 
 from sera.audio import load_audio  # noqa: E402
 from sera.config import SeraConfig  # noqa: E402
@@ -57,9 +56,9 @@ def corpus_rows(name: str, quick: bool) -> dict:
     rate = Encoder.frame_rate / cfg.model.frame_stride
     masks = speech_frames(fs, rate, cfg)
     share = float(np.mean([m.mean() for m in masks]))
-    print(f"{name}: {100 * share:.0f}% of frames are speech; {sum(not m.any() for m in masks)} clips have none",
-          flush=True)
-    out = {"speech_share_of_frames": share, "clips_without_speech_frames": int(sum(not m.any() for m in masks))}
+    none = sum(not m.any() for m in masks)
+    print(f"{name}: {100 * share:.0f}% of frames are speech; {none} clips have none", flush=True)
+    out = {"speech_share_of_frames": share, "clips_without_speech_frames": int(none)}
     for protocol, feats in (("clip", fs), ("speaker", normalise(fs, "speaker"))):
         for pooling, chosen in (("all frames", None), ("speech frames", masks)):
             m = probe_cv(time_means(feats, chosen), feats, folds, len(corpus.labels), cfg.seed)
@@ -69,12 +68,9 @@ def corpus_rows(name: str, quick: bool) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--corpora", default="ravdess,emodb")
-    ap.add_argument("--quick", action="store_true", help="a few speakers: checks the harness only")
-    args = ap.parse_args()
-    rows = {c: corpus_rows(c, args.quick) for c in args.corpora.split(",")}
-    save("vad_pooling-quick" if args.quick else "vad_pooling",
+    corpora, quick = corpora_args(__doc__.splitlines()[0])
+    rows = {c: corpus_rows(c, quick) for c in corpora}
+    save("vad_pooling-quick" if quick else "vad_pooling",
          {"encoder": upstream(SeraConfig().encoder.name), "probe": rows})
 
 
