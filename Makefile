@@ -35,8 +35,11 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -c "import torch, transformers, sera; print('sera', sera.__version__, '| torch', torch.__version__, '| transformers', transformers.__version__)"
 	touch $@
 
+# Two pytest-xdist workers of one thread each: many tests wait on a subprocess, a browser or a server,
+# so two share the 2 cores better than one (PYTEST_WORKERS=0 runs them in one process).
+PYTEST_WORKERS ?= 2
 test: install
-	$(if $(TEST_ENCODER),SERA_ENCODER=$(TEST_ENCODER)) $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(if $(TEST_ENCODER),SERA_ENCODER=$(TEST_ENCODER)) $(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 # The shipped checkpoint (make demo, sera predict) meets one clip of an unknown speaker, so it is chosen by
 # the clip protocol: trained without speaker normalisation, which scores higher there than a
@@ -59,6 +62,7 @@ bench: install
 	$(BIN)/python bench/whisper_padding.py $(BENCH_ARGS)
 	$(BIN)/python bench/enrolment.py $(BENCH_ARGS)
 	$(BIN)/python bench/vad_pooling.py $(BENCH_ARGS)
+	$(BIN)/python bench/speech_only.py $(BENCH_ARGS)
 	@test -f $(BENCH_CHECKPOINT)/config.json || { if [ -n "$(QUICK_BENCH)" ]; then \
 		$(BIN)/sera train --corpus ravdess --quick --no-progress --out runs/quick; else $(MAKE) --no-print-directory reproduce; fi; }
 	$(BIN)/python bench/scaling.py --checkpoint $(BENCH_CHECKPOINT) $(BENCH_ARGS)

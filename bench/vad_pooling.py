@@ -1,7 +1,8 @@
-"""Does pooling over the speech alone help? A cheap first answer with the linear probe: each clip's
-time mean over all its frames against over the frames Silero VAD marks as speech, in both
-protocols, on sera's folds. SAP over speech frames and trimming before encoding are the trained
-versions of the question (issue 17); this says whether they are worth their cost.
+"""Does pooling over the speech alone help? A cheap first answer with the linear probe, in both
+protocols, on sera's folds: each clip's time mean over all its frames, over the frames Silero VAD
+marks as speech, and over all frames of the clip trimmed to its speech before encoding
+(``vad.trim``: Whisper's self-attention then never sees the silence). SAP over speech frames and
+sera trained on trimmed clips are the trained versions of the question (issue 17).
 
     python bench/vad_pooling.py [--corpora ravdess,emodb] [--quick]
 
@@ -11,6 +12,7 @@ Writes bench/results/vad_pooling.json.
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -25,17 +27,13 @@ from sera.encoders import Encoder  # noqa: E402
 from sera.normalise import normalise  # noqa: E402
 from sera.pipeline import apply_quick, corpus_and_folds, features  # noqa: E402
 from sera.probe import as_matrix, probe_cv  # noqa: E402
-from sera.vad import speech_regions  # noqa: E402
+from sera.vad import as_array, frame_times, in_speech, speech_regions  # noqa: E402
 
 
 def speech_frames(fs, frame_rate: float, cfg: SeraConfig) -> list[np.ndarray]:
     """(T_i,) whether each cached frame's centre lies in a speech region of its clip."""
-    masks = []
-    for u, f in zip(fs.utts, fs.feats):
-        t = (np.arange(f.shape[1]) + 0.5) / frame_rate
-        regions = np.array([(r.start, r.end) for r in speech_regions(load_audio(u.path), cfg.vad)]).reshape(-1, 2)
-        masks.append(((t[:, None] >= regions[:, 0]) & (t[:, None] <= regions[:, 1])).any(1))
-    return masks
+    return [in_speech(frame_times(f.shape[1], frame_rate), as_array(speech_regions(load_audio(u.path), cfg.vad)))
+            for u, f in zip(fs.utts, fs.feats)]
 
 
 def time_means(fs, masks: list[np.ndarray] | None) -> np.ndarray:
@@ -58,12 +56,19 @@ def corpus_rows(name: str, quick: bool) -> dict:
     share = float(np.mean([m.mean() for m in masks]))
     none = sum(not m.any() for m in masks)
     print(f"{name}: {100 * share:.0f}% of frames are speech; {none} clips have none", flush=True)
-    out = {"speech_share_of_frames": share, "clips_without_speech_frames": int(none)}
-    for protocol, feats in (("clip", fs), ("speaker", normalise(fs, "speaker"))):
-        for pooling, chosen in (("all frames", None), ("speech frames", masks)):
+    trimmed_cfg = cfg.updated({"vad.trim": True})
+    start = time.perf_counter()
+    trimmed, _ = features(corpus, trimmed_cfg, progress=False)  # extracted once, then cached
+    assert [u.id for u in trimmed.utts] == [u.id for u in fs.utts]
+    kept = sum(f.shape[1] for f in trimmed.feats) / sum(f.shape[1] for f in fs.feats)
+    print(f"{name}: trimming keeps {100 * kept:.0f}% of the frames ({time.perf_counter() - start:.0f} s)", flush=True)
+    out = {"speech_share_of_frames": share, "clips_without_speech_frames": int(none), "trimmed_share_of_frames": kept}
+    for protocol, norm in (("clip", "none"), ("speaker", "speaker")):
+        for pooling, chosen, feats in (("all", None, fs), ("speech", masks, fs), ("trimmed clips' all", None, trimmed)):
+            feats = normalise(feats, norm)
             m = probe_cv(time_means(feats, chosen), feats, folds, len(corpus.labels), cfg.seed)
-            out[f"{protocol} protocol, {pooling}"] = {k: m[k] for k in ("ua", "wa", "f1")}
-            print(f"{name} {protocol} protocol, {pooling}: UA {100 * m['ua']:.1f}", flush=True)
+            out[f"{protocol} protocol, {pooling} frames"] = {k: m[k] for k in ("ua", "wa", "f1")}
+            print(f"{name} {protocol} protocol, {pooling} frames: UA {100 * m['ua']:.1f}", flush=True)
     return out
 
 

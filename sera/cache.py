@@ -1,8 +1,8 @@
 """On-disk cache of every layer's encoder features, one safetensors file per utterance.
 
 Entries are keyed by the encoder's identity (a folder), the frame-rate reduction training reads
-them at (a subfolder) and the audio file's content hash (a file), so a changed file or another
-encoder can never serve stale features. Storing frames already reduced (``model.frame_stride``,
+them at and the speech trimming, if any (a subfolder), and the audio file's content hash (a file),
+so a changed file or another encoder can never serve stale features. Storing frames already reduced (``model.frame_stride``,
 4 by default) and, optionally, only some layers (``encoder.layers``) keeps a large encoder's cache
 a quarter of its full-rate size or less: what training reads, nothing more. Each file carries
 a checksum of its tensor, written atomically, and is verified on read: a truncated or corrupted
@@ -26,11 +26,12 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from .audio import load_audio
-from .config import AudioConfig
+from .config import AudioConfig, VadConfig
 from .data import Utterance
 from .encoders import reduce_frames
 from .errors import AudioError, CacheError
 from .io import atomic_write, atomic_write_text
+from .vad import trim_key, trim_to_speech
 
 
 def file_digest(path: str | Path) -> str:
@@ -50,15 +51,16 @@ def _checksum(t: torch.Tensor) -> str:
 
 
 class FeatureCache:
-    """``root/features/<encoder key>/stride<s>/<hh>/<digest>.safetensors``: (layers, frames, dim) float16,
-    frames averaged ``stride`` at a time (``reduce_frames``) before they are stored."""
+    """``root/features/<encoder key>/stride<s>[-trim-<h>]/<hh>/<digest>.safetensors``: (layers, frames, dim)
+    float16, frames averaged ``stride`` at a time (``reduce_frames``) before they are stored. With ``trim``
+    (a ``VadConfig``), each clip is encoded from its first to its last speech (``sera.vad.trim_to_speech``)."""
 
-    def __init__(self, root: str | Path, encoder_key: str, stride: int = 1):
+    def __init__(self, root: str | Path, encoder_key: str, stride: int = 1, trim: VadConfig | None = None):
         if stride < 1:
             raise CacheError(f"frame stride must be at least 1, not {stride}")
         self.encoder_dir = Path(root).expanduser() / "features" / encoder_key
-        self.dir = self.encoder_dir / f"stride{stride}"
-        self.encoder_key, self.stride = encoder_key, stride
+        self.dir = self.encoder_dir / (f"stride{stride}" + (f"-{trim_key(trim)}" if trim else ""))
+        self.encoder_key, self.stride, self.trim = encoder_key, stride, trim
 
     def _path(self, digest: str, suffix: str = ".safetensors") -> Path:
         return self.dir / digest[:2] / f"{digest}{suffix}"
@@ -80,7 +82,7 @@ class FeatureCache:
         except Exception:
             return None
         if (meta.get("checksum") != _checksum(hidden) or meta.get("encoder") != self.encoder_key
-                or meta.get("stride") != str(self.stride)):
+                or meta.get("stride") != str(self.stride) or meta.get("trim", "") != self._trim_tag):
             return None
         return hidden
 
@@ -88,8 +90,18 @@ class FeatureCache:
         """Store an encoder output at full frame rate (L, T, D); it is reduced here, in float32."""
         hidden = reduce_frames(hidden.float(), self.stride).to(torch.float16).contiguous()  # (L, T / stride, D)
         meta = {"checksum": _checksum(hidden), "encoder": self.encoder_key, "stride": str(self.stride), "source": source}
+        if self.trim:
+            meta["trim"] = self._trim_tag
         atomic_write(self._path(digest), lambda tmp: save_file({"hidden": hidden}, str(tmp), metadata=meta))
         self._path(digest, ".error").unlink(missing_ok=True)
+
+    @property
+    def _trim_tag(self) -> str:
+        return trim_key(self.trim) if self.trim else ""
+
+    def prepare(self, wave: np.ndarray) -> np.ndarray:
+        """What is encoded of a clip: all of it, or its speech span when the cache trims."""
+        return trim_to_speech(wave, self.trim) if self.trim else wave
 
     def has(self, digest: str) -> bool:
         return self.get(digest) is not None
@@ -187,7 +199,7 @@ def extract(
         batch: list[tuple[Utterance, str, np.ndarray]] = []
         for u, digest in todo[start_i : start_i + clips_per_batch]:
             try:
-                batch.append((u, digest, load_audio(u.path, audio_cfg)))
+                batch.append((u, digest, cache.prepare(load_audio(u.path, audio_cfg))))
             except AudioError as e:
                 mine.failed.append((str(u.path), e.problem))
                 cache.mark_failed(digest, e.problem)

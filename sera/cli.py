@@ -27,6 +27,8 @@ def _common(p: argparse.ArgumentParser, corpus: bool = True) -> None:
                        help="random utterance folds instead of speaker-independent ones (flagged in every result)")
         p.add_argument("--allow-outside-root", action="store_true", help="let manifest paths leave the manifest's folder")
     p.add_argument("--whisper-padded", action="store_true", help="pad Whisper input to 30 s as transformers does")
+    p.add_argument("--trim-silence", action="store_true", help="encode each clip from its first to its last speech "
+                   "(Silero VAD); a cache and checkpoints of their own")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--debug", action="store_true", help="show full tracebacks")
 
@@ -48,7 +50,7 @@ def config_from_args(args: argparse.Namespace) -> SeraConfig:
             setattr(getattr(cfg, section) if section else cfg, name, value)
     for flag, (section, name) in {
         "speaker_dependent": ("data", "speaker_dependent"), "allow_outside_root": ("data", "allow_outside_root"),
-        "whisper_padded": ("encoder", "whisper_padded"),
+        "whisper_padded": ("encoder", "whisper_padded"), "trim_silence": ("vad", "trim"),
     }.items():
         if getattr(args, flag, False):
             setattr(getattr(cfg, section), name, True)

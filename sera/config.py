@@ -36,7 +36,8 @@ class AudioConfig:
 
 @dataclass
 class VadConfig:
-    """Where the speech is (sera/vad.py, Silero VAD): predict cuts long audio at pauses and refuses silence."""
+    """Where the speech is (sera/vad.py, Silero VAD): predict cuts long audio at pauses and refuses silence;
+    ``trim`` also cuts the silence around each clip before it is encoded, for training and predict alike."""
 
     enabled: bool = True  # predict: find the speech; off scores fixed windows, speech or not (screams, laughter)
     threshold: float = 0.5  # speech probability where a region starts (Silero's own default)
@@ -47,6 +48,8 @@ class VadConfig:
     context: float = 1.0  # long audio: seconds of audio kept around a segment. Training clips start and end in
     #                       about 1 s of silence: 40 RAVDESS clips of unseen actors placed in one recording got their
     #                       clip's own label 95% of the time with 1 s, 74% with 0.5 s, 54% with none (tests' model)
+    trim: bool = False  # features: encode each clip from its first to its last speech (part of the cache's identity;
+    #                     a checkpoint trained so trims what it scores). Measured in bench/vad_pooling.py
 
 
 @dataclass

@@ -67,8 +67,10 @@ def cross_corpus(cfg: SeraConfig, progress: bool = True) -> tuple[Corpus, list[F
 
 
 def feature_cache(cfg: SeraConfig, key: str | None = None) -> FeatureCache:
-    """The cache of ``cfg``'s encoder at the frame rate training reads (``model.frame_stride``)."""
-    return FeatureCache(cfg.cache_dir, key or encoder_identity(cfg.encoder)[0], cfg.model.frame_stride)
+    """The cache of ``cfg``'s encoder at the frame rate training reads (``model.frame_stride``), of whole clips
+    or, with ``vad.trim``, of their speech spans."""
+    return FeatureCache(cfg.cache_dir, key or encoder_identity(cfg.encoder)[0], cfg.model.frame_stride,
+                        cfg.vad if cfg.vad.trim else None)
 
 
 def features(corpus: Corpus, cfg: SeraConfig, progress: bool = True) -> tuple[FeatureSet, str]:

@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from .predict import Prediction  # noqa: E402
+from .vad import frame_times, in_speech  # noqa: E402
 
 
 def confusion_figure(confusion, labels: list[str], title: str = ""):
@@ -82,18 +83,13 @@ def attention_figure(wave: np.ndarray, sr: int, pred: Prediction):
     return fig
 
 
-def _inside(times: np.ndarray, regions: np.ndarray) -> np.ndarray:
-    """(T,) whether each frame time falls in one of the (R, 2) regions."""
-    return ((times[:, None] >= regions[None, :, 0]) & (times[:, None] <= regions[None, :, 1])).any(1)
-
-
 def _share_in(weights: np.ndarray, times: np.ndarray, regions: np.ndarray) -> float:
-    return float(weights[_inside(times, regions)].sum() / max(weights.sum(), 1e-12))
+    return float(weights[in_speech(times, regions)].sum() / max(weights.sum(), 1e-12))
 
 
 def _changes_per_second(ids: np.ndarray, times: np.ndarray, regions: np.ndarray) -> float:
     """How often the cluster changes between neighbouring frames inside speech, per second of speech."""
-    inside = _inside(times, regions)
+    inside = in_speech(times, regions)
     both = inside[1:] & inside[:-1]
     seconds = float((regions[:, 1] - regions[:, 0]).sum())
     return float((ids[1:] != ids[:-1])[both].sum() / max(seconds, 1e-9))
@@ -116,7 +112,7 @@ def cluster_timeline_figure(ids: np.ndarray, frame_rate: float, wave: np.ndarray
     if wave is not None:
         _spectrogram(axes[0, 0], wave, sr)
     if ids.size:
-        times = (np.arange(ids.size) + 0.5) / frame_rate if times is None else times
+        times = frame_times(ids.size, frame_rate) if times is None else times
         grid = np.full(int(times[-1] * frame_rate) + 1, np.nan)  # one cell per frame; unscored time stays blank
         grid[np.floor(times * frame_rate).astype(int)] = ids
         ax.imshow(np.ma.masked_invalid(grid)[None, :], aspect="auto", cmap="tab20", interpolation="nearest",
@@ -177,10 +173,9 @@ def timeline_figure(pred: Prediction):
     fig, ax = plt.subplots(figsize=(8, 2.6))
     shade_speech(ax, pred.speech, label=False)
     colours = plt.get_cmap("tab10" if len(pred.labels) <= 10 else "tab20")
-    for c, label in enumerate(pred.labels):
-        for i, (a, b) in enumerate(pred.windows):
-            p = pred.window_probabilities[i, c]
-            ax.plot([a, b], [p, p], color=colours(c % colours.N), lw=2, label=label if i == 0 else None)
+    for c, label in enumerate(pred.labels):  # one collection per class, however many pieces
+        ax.hlines(pred.window_probabilities[:, c], pred.windows[:, 0], pred.windows[:, 1], colors=colours(c % colours.N),
+                  lw=2, label=label)
     ax.set_xlabel("time (s)")
     ax.set_ylabel("probability")
     ax.set_ylim(0, 1)

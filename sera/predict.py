@@ -17,7 +17,7 @@ only with many clips of varied emotion: about 16 or more; with 4 or fewer it cos
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +31,7 @@ from .errors import AudioError, SeraError
 from .hub import resolve_checkpoint
 from .normalise import Stats
 from .train import classify_clip
-from .vad import regions, speech_probabilities, speech_segments
+from .vad import Region, as_array, frame_times, regions, speech_probabilities, speech_segments, speech_span
 
 
 @dataclass
@@ -78,7 +78,9 @@ class Predictor:
         self.stride = int(self.meta["model"]["frame_stride"])
         known = {k: v for k, v in self.meta.get("audio", {}).items() if k in AudioConfig.__dataclass_fields__}
         self.audio_cfg = _build(AudioConfig, known, f"{checkpoint}/config.json:audio")
-        self.vad = vad or _build(VadConfig, self.meta.get("vad", {}), f"{checkpoint}/config.json:vad")
+        saved = _build(VadConfig, self.meta.get("vad", {}), f"{checkpoint}/config.json:vad")
+        self.vad = vad or saved
+        self.trim = saved if saved.trim else None  # trained on clips' speech spans: every piece scored is cut so too
         self.speaker_normalised = self.meta.get("normalise", "none") == "speaker"
         if self.speaker_normalised and self.reference is None:
             raise SeraError(f"{checkpoint}: trained on speaker-normalised features but holds no reference statistics")
@@ -156,22 +158,27 @@ class Predictor:
         """The recording at 16 kHz, the (start, end) samples of each piece to score, and its speech regions.
 
         A clip that fixed windows would score whole is scored whole, leading and trailing silence
-        included, exactly as the model saw its training clips."""
+        included, exactly as the model saw its training clips (from its first to its last speech where
+        the checkpoint was trained on trimmed clips)."""
         wave = prepare_audio(wave, sr, name, self.audio_cfg, self.audio_cfg.predict_max_seconds)
         sr = self.audio_cfg.sample_rate
+        total = wave.size / sr
         fixed = self.windows(wave.size, sr)
-        if not self.vad.enabled:
+        if not (self.vad.enabled or self.trim):
             return wave, fixed, []
         probs = speech_probabilities(wave)
-        if probs.max() < self.vad.threshold:  # not one 32 ms chunk sounds like speech
+        if self.vad.enabled and probs.max() < self.vad.threshold:  # not one 32 ms chunk sounds like speech
             raise AudioError(name, f"no speech found (Silero VAD: no moment reaches speech probability "
                              f"{self.vad.threshold:g}), so there is nothing to classify. To score it anyway "
                              "(screaming, laughter, crying, singing), pass --no-vad (VadConfig.enabled=False)")
-        speech = regions(probs, wave.size / sr, self.vad)
-        if len(fixed) == 1 or not speech:  # a clip, or speech too brief to cut at: as fixed windows would
-            return wave, fixed, speech
-        pieces = speech_segments(speech, self.vad, self.audio_cfg.window_seconds, wave.size / sr)
-        return wave, [(round(r.start * sr), round(r.end * sr)) for r in pieces], speech
+        settings = self.trim or self.vad  # a trimmed model's pieces end where its training clips did
+        speech = regions(probs, total, settings)
+        if len(fixed) == 1 or not speech or not self.vad.enabled:  # a clip, speech too brief to cut at, or no VAD
+            pieces = [_within(Region(a / sr, b / sr), speech) if self.trim else Region(a / sr, b / sr) for a, b in fixed]
+        else:  # turns of speech; a trimmed model's with no context around them, as it was trained
+            pieces = speech_segments(speech, replace(self.vad, context=0.0) if self.trim else self.vad,
+                                     self.audio_cfg.window_seconds, total)
+        return wave, [(round(r.start * sr), round(r.end * sr)) for r in pieces], speech if self.vad.enabled else []
 
     def predict_wave(self, wave: np.ndarray, sr: int = 16_000, name: str = "<audio>",
                      speaker: Stats | None = None) -> Prediction:
@@ -188,12 +195,12 @@ class Predictor:
         lengths = np.array([b - a for a, b in spans], dtype=np.float64)
         mean = (probs * lengths[:, None]).sum(0) / lengths.sum()
         order = np.argsort(-mean)
-        times = [a / sr + (np.arange(max(len(r[1]), len(r[2]))) + 0.5) / rate for (a, _), r in zip(spans, results)]
+        times = [frame_times(max(len(r[1]), len(r[2])), rate, a / sr) for (a, _), r in zip(spans, results)]
         return Prediction(
             {self.labels[i]: float(mean[i]) for i in order}, np.concatenate([r[1] for r in results]), rate,
             self.model.backbone.wap.weights.detach().cpu().numpy(), np.array(spans, dtype=np.float64) / sr, probs,
             list(self.labels), np.concatenate([r[2] for r in results]), np.concatenate(times),
-            np.array([(r.start, r.end) for r in speech], dtype=np.float64).reshape(-1, 2),
+            as_array(speech),
         )
 
     def predict_file(self, path: str | Path, speaker: Stats | None = None) -> Prediction:
@@ -212,3 +219,11 @@ class Predictor:
         speaker = Stats.of([f for *_, feats in encoded for f in feats])
         return [self._assemble(spans, speech, [self._classify(f, speaker) for f in feats])
                 for spans, speech, feats in encoded]
+
+
+def _within(window: Region, speech: list[Region]) -> Region:
+    """The part of ``window`` from its first to its last speech (all of it if it holds none), as
+    ``sera.vad.trim_to_speech`` cut the training clips."""
+    inside = [Region(max(r.start, window.start), min(r.end, window.end)) for r in speech
+              if r.end > window.start and r.start < window.end]
+    return speech_span(inside, 0.0) if inside else window

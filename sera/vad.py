@@ -10,6 +10,8 @@ convolutions and an LSTM give one speech probability per 32 ms chunk.
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import math
 from dataclasses import dataclass
 from importlib import resources
@@ -163,3 +165,37 @@ def speech_segments(speech: list[Region], cfg: VadConfig, max_seconds: float, to
         edges = np.linspace(a, b, parts + 1)
         out += [Region(round(float(x), 4), round(float(y), 4)) for x, y in zip(edges[:-1], edges[1:])]
     return out
+
+
+def as_array(speech: list[Region]) -> np.ndarray:
+    """(R, 2) start and end second of each region."""
+    return np.array([(r.start, r.end) for r in speech], dtype=np.float64).reshape(-1, 2)
+
+
+def frame_times(n: int, rate: float, start: float = 0.0) -> np.ndarray:
+    """(n,) second of each frame's centre, for ``n`` frames at ``rate`` per second from ``start``."""
+    return start + (np.arange(n) + 0.5) / rate
+
+
+def in_speech(times: np.ndarray, speech: np.ndarray) -> np.ndarray:
+    """(T,) whether each time falls inside one of the (R, 2) speech regions."""
+    speech = np.asarray(speech, dtype=np.float64).reshape(-1, 2)
+    return ((times[:, None] >= speech[None, :, 0]) & (times[:, None] <= speech[None, :, 1])).any(1)
+
+
+def speech_span(speech: list[Region], total: float) -> Region:
+    """From the first region's start to the last one's end (all of ``[0, total]`` without speech)."""
+    return Region(speech[0].start, speech[-1].end) if speech else Region(0.0, total)
+
+
+def trim_to_speech(wave: np.ndarray, cfg: VadConfig | None = None) -> np.ndarray:
+    """``wave`` without its leading and trailing non-speech (``VadConfig.trim``); pauses inside stay.
+    A wave without a speech region is kept whole: training clips are never dropped for it."""
+    span = speech_span(speech_regions(wave, cfg), len(wave) / SAMPLE_RATE)
+    return wave[round(span.start * SAMPLE_RATE) : round(span.end * SAMPLE_RATE)]
+
+
+def trim_key(cfg: VadConfig) -> str:
+    """The settings that decide where a trimmed clip starts and ends, as a short tag for the cache."""
+    fields = {k: getattr(cfg, k) for k in ("threshold", "min_speech", "min_silence", "pad")}
+    return "trim-" + hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:8]

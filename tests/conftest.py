@@ -10,7 +10,10 @@ import pytest
 import soundfile as sf
 import torch
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# Under pytest-xdist (`make test` runs two workers) each worker and its subprocesses take one core.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", 0)) or min(2, os.cpu_count() or 1))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the hub is unreachable here; fail at once, not after retries
 
 pytest_plugins = ["strict_ci"]  # CI=true turns a skip into a failure
@@ -72,15 +75,35 @@ def tiny_hubert(tmp_path_factory) -> Path:
     return save_random_encoder("hubert", tmp_path_factory.mktemp("hubert"), feat_extract_norm="layer", do_stable_layer_norm=True)
 
 
+def _shared_dir(tmp_path_factory, name: str) -> Path:
+    """A folder every xdist worker of this run shares (the workers' temp folders sit side by side)."""
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    (root / name).mkdir(exist_ok=True)
+    return root / name
+
+
 @pytest.fixture(scope="session")
 def feature_cache(tmp_path_factory) -> Path:
-    """One feature cache for the tests that extract real corpus clips: each clip is encoded once."""
-    return tmp_path_factory.mktemp("feature-cache")
+    """One feature cache for the tests that extract real corpus clips: each clip is encoded once, even
+    across workers (the cache writes atomically, so two workers encoding one clip is harmless)."""
+    return _shared_dir(tmp_path_factory, "feature-cache")
 
 
 @pytest.fixture(scope="session")
 def demo_checkpoint(tmp_path_factory, data_root, whisper_path, feature_cache) -> Path:
-    """A small real checkpoint (RAVDESS, 4 emotions, actors 1-4, a few epochs) for predict and the app."""
+    """A small real checkpoint (RAVDESS, 4 emotions, actors 1-4, a few epochs) for predict and the app,
+    built once per run by whichever worker asks first."""
+    from filelock import FileLock
+
+    path = _shared_dir(tmp_path_factory, "demo") / "checkpoint"
+    with FileLock(str(path) + ".lock"):
+        if not (path / "config.json").is_file():
+            _train_demo_checkpoint(path, data_root, whisper_path, feature_cache)
+    return path
+
+
+def _train_demo_checkpoint(path: Path, data_root: Path, whisper_path: Path, feature_cache: Path) -> None:
     from sera.checkpoint import save_checkpoint
     from sera.config import DataConfig, SeraConfig
     from sera.data import load_corpus
@@ -97,6 +120,5 @@ def demo_checkpoint(tmp_path_factory, data_root, whisper_path, feature_cache) ->
     fs = normalise(fs, cfg.data.normalise)  # per speaker, as `sera train` trains its final model
     L, _, D = fs.feats[0].shape
     model, _ = finetune(fs, None, cfg, L, D, len(corpus.labels), progress=False)
-    path = tmp_path_factory.mktemp("demo") / "checkpoint"
-    return save_checkpoint(path, model, cfg, corpus.labels, key, L, D, {"trained_on": "ravdess (test)"},
-                           fs.reference, final_attributes(model, fs, cfg))
+    save_checkpoint(path, model, cfg, corpus.labels, key, L, D, {"trained_on": "ravdess (test)"},
+                    fs.reference, final_attributes(model, fs, cfg))

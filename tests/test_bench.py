@@ -23,7 +23,7 @@ def test_quick_bench_runs_every_script_and_reports(data_root, whisper_path, feat
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     load = lambda name: json.loads((RESULTS / f"{name}-quick.json").read_text())  # noqa: E731
     for name in ("extract_speed", "encoders", "baselines", "adapter", "whisper_padding", "scaling", "demo_latency",
-                 "enrolment", "startup", "vad_pooling"):
+                 "enrolment", "startup", "vad_pooling", "speech_only"):
         r = load(name)
         assert r["commit"] and r["machine"]["cpu_cores"] >= 1, name
     encoders = load("encoders")["encoders"]
@@ -51,7 +51,13 @@ def test_quick_bench_runs_every_script_and_reports(data_root, whisper_path, feat
     pooling = load("vad_pooling")["probe"]
     for corpus in ("ravdess", "emodb"):
         assert 0.2 < pooling[corpus]["speech_share_of_frames"] < 1.0  # acted clips pad their sentences with silence
-        assert {f"{p} protocol, {f} frames" for p in ("clip", "speaker") for f in ("all", "speech")} <= set(pooling[corpus])
+        assert 0.2 < pooling[corpus]["trimmed_share_of_frames"] < 1.0  # trimmed before encoding: fewer frames
+        assert {f"{p} protocol, {f} frames" for p in ("clip", "speaker")
+                for f in ("all", "speech", "trimmed clips' all")} <= set(pooling[corpus])
+    speech = load("speech_only")
+    assert set(speech["variants"]) == {"whole clips", "trimmed to speech"}
+    for protocol, c in speech["paired"]["trimmed to speech - whole clips"].items():  # paired over seeds x folds
+        assert c["pairs"] >= 1 and 0.0 <= c["sign_test_p"] <= 1.0 and -1.0 <= c["mean_gain"] <= 1.0, protocol
     startup = load("startup")
     assert set(startup["end_to_end_seconds"]) == set(startup["latency_4s_seconds"]) == {"pytorch", "onnx"}
     modes = load("whisper_padding")["modes"]
@@ -67,3 +73,18 @@ def test_quick_bench_runs_every_script_and_reports(data_root, whisper_path, feat
                    "padded to 30 s", "training on all RAVDESS"):
         assert method in summary, method
     assert (RESULTS / "ua_by_method-quick.png").stat().st_size > 10_000
+
+
+def test_the_paired_comparison_on_known_gains():
+    import sys
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from speech_only import paired, sign_test
+
+    assert sign_test([0.01] * 5) == pytest.approx(2 / 32)  # 5 of 5 gained: p = 2 * 0.5^5
+    assert sign_test([0.01, -0.02, 0.0]) == 1.0 and sign_test([]) == 1.0  # one each way, a tie dropped
+    assert sign_test([0.1] * 9 + [-0.1]) == pytest.approx(2 * 11 / 1024)
+    runs = lambda uas: {"runs": [{"seed": s, "fold": f, "metrics": {"clip": {"ua": u}}}  # noqa: E731
+                                 for (s, f), u in zip([(0, "a"), (0, "b"), (1, "a")], uas)]}
+    c = paired(runs([0.5, 0.6, 0.7]), runs([0.6, 0.6, 0.8]), "clip")
+    assert (c["pairs"], c["gained"]) == (3, 2) and c["mean_gain"] == pytest.approx(0.2 / 3)

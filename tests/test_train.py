@@ -311,3 +311,49 @@ def test_predict_normalises_clips_of_one_speaker_as_training_did(tmp_path, angry
     np.testing.assert_allclose(got, expected, atol=0.02)  # the cache keeps float16 features
     alone = predictor.predict_files([fs.utts[i].path for i in idx[:3]])  # the reference statistics instead
     assert all(not np.allclose(a.attention, t.attention, atol=1e-3) for a, t in zip(alone, together))
+
+
+@pytest.mark.slow
+def test_a_model_trained_on_trimmed_clips_scores_clips_trimmed_alike(tmp_path, data_root, whisper_path, feature_cache,
+                                                                     angry_sad):
+    """``vad.trim``: a cache of its own holding each clip's speech span only; the checkpoint records it, so
+    predict cuts a clip (and each turn of a long recording) exactly where the cache cut its training clips."""
+    from sera.audio import load_audio
+    from sera.cache import file_digest
+    from sera.export import export_onnx
+    from sera.pipeline import feature_cache as cache_of
+    from sera.predict import Predictor
+    from sera.vad import speech_regions
+
+    cfg = SeraConfig(data=DataConfig(root=str(data_root), corpus="ravdess", classes="angry,sad"))
+    cfg.encoder.name, cfg.cache_dir, cfg.vad.trim, cfg.train.finetune_epochs = str(whisper_path), str(feature_cache), True, 1
+    corpus = load_corpus(cfg.data)
+    corpus = corpus.subset(u for u in corpus.utterances if int(u.speaker) <= 3)
+    fs, key = features(corpus, cfg, progress=False)
+    whole = {u.id: f for u, f in zip(angry_sad[2].utts, angry_sad[2].feats)}
+    assert key == angry_sad[3] and cache_of(cfg).dir != cache_of(angry_sad[0]).dir
+    shorter = [f.shape[1] / whole[u.id].shape[1] for u, f in zip(fs.utts, fs.feats)]
+    assert max(shorter) <= 1.0 and np.mean(shorter) < 0.8  # RAVDESS clips hold about a second of silence
+    fs = normalise(fs, cfg.data.normalise)
+    L, _, D = fs.feats[0].shape
+    model, _ = finetune(fs, None, cfg, L, D, 2, progress=False)
+    save_checkpoint(tmp_path / "ckpt", model, cfg, corpus.labels, key, L, D, reference=fs.reference)
+    predictor = Predictor(tmp_path / "ckpt")
+    assert predictor.trim is not None
+
+    u = corpus.utterances[0]
+    clip = load_audio(u.path)
+    speech = speech_regions(clip, cfg.vad)
+    pred = predictor.predict_wave(clip)
+    assert pred.windows.tolist() == [[round(speech[0].start * 16_000) / 16_000, round(speech[-1].end * 16_000) / 16_000]]
+    a, b = (round(x * 16_000) for x in pred.windows[0])
+    cached = cache_of(cfg).get(file_digest(u.path)).float()
+    assert predictor._features(clip[a:b]).shape == cached.shape  # the same samples encoded as in training
+    torch.testing.assert_close(predictor._features(clip[a:b]), cached, atol=2e-2, rtol=1e-2)
+    gap = np.zeros(48_000, np.float32)  # 3 s: past a window and a half, so the recording is cut into turns
+    long = np.concatenate([gap, clip, gap, load_audio(corpus.utterances[1].path), gap])
+    turns = predictor.predict_wave(long)  # each turn from its first to its last speech: no context around it
+    assert len(turns.windows) == 2 and turns.windows[0, 0] == pytest.approx(3.0 + speech[0].start, abs=0.05)
+    assert turns.windows[:, 0].tolist() == turns.speech[:, 0].tolist()
+    with pytest.raises(SeraError, match="trimmed to their speech"):
+        export_onnx(tmp_path / "ckpt", tmp_path / "onnx")

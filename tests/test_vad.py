@@ -6,7 +6,8 @@ import torch
 
 from sera.audio import load_audio
 from sera.config import VadConfig
-from sera.vad import Region, SileroVAD, speech_probabilities, speech_regions, speech_segments
+from sera.vad import (Region, SileroVAD, as_array, frame_times, in_speech, speech_probabilities, speech_regions,
+                      speech_segments, trim_key, trim_to_speech)
 
 SR = 16_000
 
@@ -108,3 +109,28 @@ def test_long_recordings_run_in_blocks_with_the_same_probabilities(data_root, mo
     whole = speech_probabilities(wave)
     monkeypatch.setattr(sera.vad, "BLOCK", 7)
     np.testing.assert_allclose(speech_probabilities(wave), whole, atol=1e-5)
+
+
+def test_trimming_keeps_the_speech_span_with_its_pauses(data_root):
+    """Leading and trailing silence go, the pause between two sentences stays; without speech, all stays."""
+    clip = load_audio(data_root / "ravdess/Actor_01/03-01-05-02-01-01-01.flac")
+    wave = np.concatenate([silence(1.5), clip, silence(0.8), clip, silence(1.0)])
+    regions = speech_regions(wave)
+    got = trim_to_speech(wave)
+    assert len(got) / SR == pytest.approx(regions[-1].end - regions[0].start, abs=1 / SR)
+    assert len(got) / SR > sum(r.duration for r in regions) + 0.8  # the gap between the sentences is kept
+    assert len(got) < len(wave) - 2.5 * SR  # at least the added silence at both ends is gone
+    start = round(regions[0].start * SR)
+    np.testing.assert_array_equal(got, wave[start : start + len(got)])
+    quiet = silence(2.0)
+    assert len(trim_to_speech(quiet)) == len(quiet)
+    assert trim_key(VadConfig()) != trim_key(VadConfig(threshold=0.6))  # where a clip is cut is its identity
+    assert trim_key(VadConfig()) == trim_key(VadConfig(context=3.0, merge_gap=0.2))  # predict-only settings are not
+
+
+def test_frames_are_placed_in_or_outside_speech():
+    times = frame_times(8, 2.0)  # 0.25, 0.75, ..., 3.75 s
+    assert times[0] == 0.25 and times[-1] == 3.75
+    assert in_speech(times, as_array([Region(0.5, 1.0), Region(3.0, 3.5)])).tolist() == [
+        False, True, False, False, False, False, True, False]
+    assert not in_speech(times, as_array([])).any()
