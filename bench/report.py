@@ -235,6 +235,33 @@ def sera_ua(sera: dict, mode: str, protocol: str) -> str:
     return "–"
 
 
+def speech_table(speech: dict, pooling: dict) -> list[str]:
+    """Issue 17: does seeing the speech alone help, for the probe and for sera trained on trimmed clips?"""
+    lines = []
+    if pooling.get("probe"):
+        lines += ["", "Speech alone, linear probe (`bench/vad_pooling.py`), UA %:", "",
+                  "| pooling | " + " | ".join(f"{c} {p}" for c in pooling["probe"] for p in ("clip", "speaker")) + " |",
+                  "|---|" + "---|" * 2 * len(pooling["probe"])]
+        for f in ("all", "speech", "trimmed clips' all"):
+            lines.append(f"| {f} frames | " + " | ".join(f"{100 * r[f'{p} protocol, {f} frames']['ua']:.1f}"
+                                                        for r in pooling["probe"].values() for p in ("clip", "speaker")) + " |")
+    if speech.get("variants"):
+        lines += ["", f"Speech alone, sera trained on {speech['corpus']} (`bench/speech_only.py`, data.normalise "
+                  f"{speech['normalise']}), UA %, mean ± std over seeds:", "",
+                  "| variant | seeds | clip protocol | speaker protocol | stage 1 s/epoch | stage 2 s/epoch |",
+                  "|---|---|---|---|---|---|"]
+        for name, r in speech["variants"].items():
+            lines.append(f"| {name} | {r['seeds']} | {pct(r['protocols']['clip']['ua'], r['seeds'])} | "
+                         f"{pct(r['protocols']['speaker']['ua'], r['seeds'])} | {r['timing']['stage1_seconds_per_epoch']:.1f} | "
+                         f"{r['timing']['stage2_seconds_per_epoch']:.1f} |")
+        for name, by in speech["paired"].items():
+            lines.append("")
+            lines.append(f"{name}: " + "; ".join(
+                f"{p} protocol {100 * c['mean_gain']:+.1f} UA, {c['gained']} of {c['pairs']} seed × fold pairs gained "
+                f"(sign test p = {c['sign_test_p']:.2f})" for p, c in by.items()) + ".")
+    return lines
+
+
 def encoder_table(encoders: dict | None) -> list[str]:
     """One row per upstream: extraction against the bare encoder, cache size, probe UA, predict latency."""
     if not encoders:
@@ -273,6 +300,7 @@ def main() -> None:
     text = markdown(table, baselines, adapter, load("scaling", q), load("extract_speed", q), load("demo_latency", q),
                     load("whisper_padding", q))
     text += "\n".join(encoder_table(load("encoders", q))) + "\n"
+    text += "\n".join(speech_table(load("speech_only", q), load("vad_pooling", q))) + "\n"
     suffix = "-quick" if q else ""
     (RESULTS / f"summary{suffix}.md").write_text(text)
     chart(table, RESULTS / f"ua_by_method{suffix}.png")
