@@ -1,12 +1,13 @@
 """On-disk cache of every layer's encoder features, one safetensors file per utterance.
 
 Entries are keyed by the encoder's identity (a folder), the frame-rate reduction training reads
-them at and the speech trimming, if any (a subfolder), and the audio file's content hash (a file),
-so a changed file or another encoder can never serve stale features. Storing frames already reduced (``model.frame_stride``,
-4 by default) and, optionally, only some layers (``encoder.layers``) keeps a large encoder's cache
-a quarter of its full-rate size or less: what training reads, nothing more. Each file carries
-a checksum of its tensor, written atomically, and is verified on read: a truncated or corrupted
-entry is reported as missing and extracted again, never silently used.
+them at and the speech trimming, if any (a subfolder), and the audio file's content hash (a
+file), so a changed file or another encoder can never serve stale features. Storing frames
+already reduced (``model.frame_stride``, 4 by default) and, optionally, only some layers
+(``encoder.layers``) keeps a large encoder's cache a quarter of its full-rate size or less: what
+training reads, nothing more. Each file carries a checksum of its tensor, written atomically, and
+is verified on read: a truncated or corrupted entry is reported as missing and extracted again,
+never silently used.
 """
 
 from __future__ import annotations

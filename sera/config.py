@@ -49,7 +49,7 @@ class VadConfig:
     #                       about 1 s of silence: 40 RAVDESS clips of unseen actors placed in one recording got their
     #                       clip's own label 95% of the time with 1 s, 74% with 0.5 s, 54% with none (tests' model)
     trim: bool = False  # features: encode each clip from its first to its last speech (part of the cache's identity;
-    #                     a checkpoint trained so trims what it scores). Measured in bench/vad_pooling.py
+    #                     a checkpoint trained so trims what it scores). Measured: bench/vad_pooling.py, speech_only.py
 
 
 @dataclass

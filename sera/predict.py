@@ -31,7 +31,7 @@ from .errors import AudioError, SeraError
 from .hub import resolve_checkpoint
 from .normalise import Stats
 from .train import classify_clip
-from .vad import Region, as_array, frame_times, regions, speech_probabilities, speech_segments, speech_span
+from .vad import Region, as_array, frame_times, regions, speech_probabilities, speech_segments
 
 
 @dataclass
@@ -224,6 +224,5 @@ class Predictor:
 def _within(window: Region, speech: list[Region]) -> Region:
     """The part of ``window`` from its first to its last speech (all of it if it holds none), as
     ``sera.vad.trim_to_speech`` cut the training clips."""
-    inside = [Region(max(r.start, window.start), min(r.end, window.end)) for r in speech
-              if r.end > window.start and r.start < window.end]
-    return speech_span(inside, 0.0) if inside else window
+    inside = [r for r in speech if r.end > window.start and r.start < window.end]
+    return Region(max(inside[0].start, window.start), min(inside[-1].end, window.end)) if inside else window
