@@ -145,11 +145,7 @@ def test_quick_recipe_from_the_command_line(tmp_path, data_root, whisper_path, f
     [item] = json.loads(pred.stdout)
     assert set(item["top"]) <= set(results["labels"]) and len(item["top"]) == 3
     assert sum(item["top"].values()) <= 1.0 + 1e-6
-    # a rerun finds every fold done and resumes instead of training again
-    rerun = subprocess.run([sys.executable, "-m", "sera.cli", "train", "--corpus", "ravdess", "--out", str(tmp_path / "out"),
-                            "--quick", "--no-progress"], capture_output=True, text=True, env={**os.environ, **env}, timeout=900)
-    assert rerun.returncode == 0 and rerun.stdout.count("done before (resumed)") == 2, rerun.stderr[-2000:]
-    assert json.loads((tmp_path / "out" / "results.json").read_text())["ua"] == results["ua"]
+    # resuming from the command line: tests/test_hardening.py kills a run midway and reruns it
 
 
 def test_an_interrupted_cross_validation_resumes_with_the_same_results(tmp_path):
