@@ -60,7 +60,8 @@ class FeatureCache:
         if stride < 1:
             raise CacheError(f"frame stride must be at least 1, not {stride}")
         self.encoder_dir = Path(root).expanduser() / "features" / encoder_key
-        self.dir = self.encoder_dir / (f"stride{stride}" + (f"-{trim_key(trim)}" if trim else ""))
+        self.trim_tag = trim_key(trim) if trim else ""  # hashed once: every read checks it
+        self.dir = self.encoder_dir / (f"stride{stride}" + (f"-{self.trim_tag}" if trim else ""))
         self.encoder_key, self.stride, self.trim = encoder_key, stride, trim
 
     def _path(self, digest: str, suffix: str = ".safetensors") -> Path:
@@ -83,7 +84,7 @@ class FeatureCache:
         except Exception:
             return None
         if (meta.get("checksum") != _checksum(hidden) or meta.get("encoder") != self.encoder_key
-                or meta.get("stride") != str(self.stride) or meta.get("trim", "") != self._trim_tag):
+                or meta.get("stride") != str(self.stride) or meta.get("trim", "") != self.trim_tag):
             return None
         return hidden
 
@@ -92,13 +93,9 @@ class FeatureCache:
         hidden = reduce_frames(hidden.float(), self.stride).to(torch.float16).contiguous()  # (L, T / stride, D)
         meta = {"checksum": _checksum(hidden), "encoder": self.encoder_key, "stride": str(self.stride), "source": source}
         if self.trim:
-            meta["trim"] = self._trim_tag
+            meta["trim"] = self.trim_tag
         atomic_write(self._path(digest), lambda tmp: save_file({"hidden": hidden}, str(tmp), metadata=meta))
         self._path(digest, ".error").unlink(missing_ok=True)
-
-    @property
-    def _trim_tag(self) -> str:
-        return trim_key(self.trim) if self.trim else ""
 
     def prepare(self, wave: np.ndarray) -> np.ndarray:
         """What is encoded of a clip: all of it, or its speech span when the cache trims."""
