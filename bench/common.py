@@ -9,7 +9,8 @@ import subprocess
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+# SERA_BENCH_RESULTS: another checkout's results folder, so a run of new code adds its part to the same file
+RESULTS = Path(os.environ.get("SERA_BENCH_RESULTS") or Path(__file__).resolve().parent / "results")
 RUNS = Path(__file__).resolve().parent / "runs"  # resumable run state and feature stores (git-ignored)
 # The six emotions RAVDESS and EmoDB share, under one set of names (sera class maps), for cross-corpus runs
 SHARED = {"ravdess": "neutral,happy,sad,angry,fearful,disgust",
