@@ -65,9 +65,11 @@ def summarise(res: dict, settings: dict, cfg: SeraConfig, start: float) -> dict:
     summary = {k: res[k] for k in ("ua", "wa", "f1", "per_seed", "per_fold", "val_ua", "best_epochs", "timing", "labels",
                                    "protocol", "protocols")}
     runs = [{"seed": r["seed"], "fold": r["fold"],  # for comparisons paired over seeds x folds
-             "metrics": {p: {k: m[k] for k in ("ua", "wa", "f1")} for p, m in r["metrics"].items()}} for r in res["runs"]]
+             "metrics": {p: {k: m[k] for k in ("ua", "wa", "f1")} for p, m in r["metrics"].items()},
+             "best_epoch": r["best_epoch"], "code": r.get("code")} for r in res["runs"]]
     return {**summary, "runs": runs, "settings": settings, "seeds": cfg.train.seeds,
-            "upstream": upstream(cfg.encoder.name), "wall_minutes": (time.perf_counter() - start) / 60}
+            "upstream": upstream(cfg.encoder.name), "wall_minutes": (time.perf_counter() - start) / 60,
+            "code": res["code"]}  # every code version its runs were made by (a resumed run may span commits)
 
 
 UNNORMALISED = " (no speaker norm)"  # suffix of the parts run with --normalise none

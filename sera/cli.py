@@ -29,6 +29,8 @@ def _common(p: argparse.ArgumentParser, corpus: bool = True) -> None:
     p.add_argument("--whisper-padded", action="store_true", help="pad Whisper input to 30 s as transformers does")
     p.add_argument("--trim-silence", action="store_true", help="encode each clip from its first to its last speech "
                    "(Silero VAD); a cache and checkpoints of their own")
+    p.add_argument("--pool-speech", action="store_true", help="SAP weighs the speech frames only (Silero VAD); "
+                   "the Transformer still sees every frame")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--debug", action="store_true", help="show full tracebacks")
 
@@ -51,6 +53,7 @@ def config_from_args(args: argparse.Namespace) -> SeraConfig:
     for flag, (section, name) in {
         "speaker_dependent": ("data", "speaker_dependent"), "allow_outside_root": ("data", "allow_outside_root"),
         "whisper_padded": ("encoder", "whisper_padded"), "trim_silence": ("vad", "trim"),
+        "pool_speech": ("vad", "pool_speech"),
     }.items():
         if getattr(args, flag, False):
             setattr(getattr(cfg, section), name, True)

@@ -50,6 +50,8 @@ class VadConfig:
     #                       clip's own label 95% of the time with 1 s, 74% with 0.5 s, 54% with none (tests' model)
     trim: bool = False  # features: encode each clip from its first to its last speech (part of the cache's identity;
     #                     a checkpoint trained so trims what it scores). Measured: bench/vad_pooling.py, speech_only.py
+    pool_speech: bool = False  # SAP (or mean pooling) weighs speech frames only; the Transformer still sees every
+    #                            frame, and a clip without speech pools all of them. Measured: bench/speech_only.py
 
 
 @dataclass

@@ -96,7 +96,9 @@ def protocol_probabilities(model, raw: FeatureSet, train_idx: list[int], test_id
     reference: Stats | None = None
     if mode == "speaker":
         reference = reference_stats(speaker_stats(raw.subset(train_idx)))
-    return torch.cat([classify_clip(model, f, reference)[0].softmax(-1).float().cpu() for f in test.feats])
+    speech = test.speech if test.speech is not None else [None] * len(test)  # each clip's own speech frames
+    return torch.cat([classify_clip(model, f, reference, s)[0].softmax(-1).float().cpu()
+                      for f, s in zip(test.feats, speech)])
 
 
 def run_fold(fs: FeatureSet, fold: Fold, cfg: SeraConfig, num_classes: int, progress: bool = True,

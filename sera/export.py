@@ -67,9 +67,10 @@ def whisper_input(predictor: Predictor, wave: np.ndarray) -> np.ndarray:
 def export_onnx(checkpoint: str | Path, out: str | Path, encoder: str | None = None) -> Path:
     """Write ``out/model.onnx`` and what running it needs; returns ``out``."""
     predictor = Predictor(checkpoint, encoder, device="cpu")
-    if predictor.trim:
-        raise SeraError(f"{checkpoint} was trained on clips trimmed to their speech (vad.trim), which needs the "
-                        "voice-activity model; the ONNX route scores whole windows. Use sera predict without --onnx")
+    if predictor.trim or predictor.pool_speech:
+        how = "trimmed to their speech (vad.trim)" if predictor.trim else "with SAP that pools speech frames only (vad.pool_speech)"
+        raise SeraError(f"{checkpoint} was trained on clips {how}, which needs the voice-activity model; the ONNX "
+                        "route scores whole windows. Use sera predict without --onnx")
     graph = _Graph(predictor).eval()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

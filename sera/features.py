@@ -6,14 +6,21 @@ training stages, the probe and the checkpoints all take a ``FeatureSet``.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from .cache import FeatureCache, load_features
+from tqdm.auto import tqdm
+
+from .audio import load_audio
+from .cache import FeatureCache, file_digest, load_features
+from .config import AudioConfig, VadConfig
 from .data import Corpus, Utterance
+from .io import atomic_write_text
+from .vad import SAMPLE_RATE, Region, regions_key, speech_frames, speech_regions
 
 if TYPE_CHECKING:
     from .normalise import Stats
@@ -30,6 +37,7 @@ class FeatureSet:
     key: str = ""  # the encoder identity the features came from (checkpoints record it)
     reference: "Stats | None" = None  # speaker-normalised: statistics for a clip of an unknown speaker
     normalised: str = "none"  # what sera.normalise did to the features ("none": as the cache holds them)
+    speech: list[torch.Tensor] | None = None  # each (T_i,) True on speech frames (``vad.pool_speech``; ``speech_masks``)
 
     def __len__(self) -> int:
         return len(self.utts)
@@ -40,7 +48,8 @@ class FeatureSet:
 
     def subset(self, idx: list[int] | np.ndarray) -> "FeatureSet":
         return FeatureSet([self.utts[i] for i in idx], [self.feats[i] for i in idx], self.labels[list(idx)],
-                          key=self.key, reference=self.reference, normalised=self.normalised)
+                          key=self.key, reference=self.reference, normalised=self.normalised,
+                          speech=None if self.speech is None else [self.speech[i] for i in idx])
 
     def __add__(self, other: "FeatureSet") -> "FeatureSet":
         """Pool two sets (stage 1 on several corpora; their labels are not used there)."""
@@ -48,8 +57,9 @@ class FeatureSet:
             raise ValueError(f"features of two encoders ({self.key}, {other.key}) cannot be pooled")
         if self.normalised != other.normalised:
             raise ValueError(f"features normalised two ways ({self.normalised}, {other.normalised}) cannot be pooled")
+        speech = self.speech + other.speech if self.speech is not None and other.speech is not None else None
         return FeatureSet(self.utts + other.utts, self.feats + other.feats, torch.cat([self.labels, other.labels]),
-                          self.skipped + other.skipped, self.key, self.reference, self.normalised)
+                          self.skipped + other.skipped, self.key, self.reference, self.normalised, speech)
 
 
 def load_feature_set(corpus: Corpus, cache: FeatureCache, progress: bool = False) -> FeatureSet:
@@ -60,26 +70,53 @@ def load_feature_set(corpus: Corpus, cache: FeatureCache, progress: bool = False
     return FeatureSet(utts, feats, labels, skipped, cache.encoder_key)
 
 
-def collate(fs: FeatureSet, idx: list[int], max_frames: int | None = None, generator: torch.Generator | None = None):
-    """Pad a batch: feats (B, L, T, D) float32, mask (B, T) True on real frames, labels (B,).
+def speech_masks(fs: FeatureSet, cache: FeatureCache, vad: VadConfig, audio: AudioConfig | None = None,
+                 progress: bool = False) -> FeatureSet:
+    """``fs`` with each clip's speech frames (``VadConfig.pool_speech``), found by the VAD on the audio as
+    it was encoded. The regions are kept beside the features (``speech-<settings>/<digest>.json``), so the
+    VAD runs once per clip and setting."""
+    folder = cache.dir / f"speech-{regions_key(vad)}"
+    masks = []
+    for u, h in zip(tqdm(fs.utts, desc="speech regions", unit="file", disable=not progress), fs.feats):
+        path = folder / f"{file_digest(u.path)}.json"
+        if path.is_file():
+            saved = json.loads(path.read_text())
+        else:
+            wave = cache.prepare(load_audio(u.path, audio))
+            saved = {"seconds": len(wave) / SAMPLE_RATE,
+                     "speech": [[r.start, r.end] for r in speech_regions(wave, vad)]}
+            atomic_write_text(path, json.dumps(saved))
+        n = h.shape[1]  # frames span the encoded audio: their rate follows from its length
+        masks.append(speech_frames(n, n / max(saved["seconds"], 1e-6), [Region(a, b) for a, b in saved["speech"]]))
+    return FeatureSet(fs.utts, fs.feats, fs.labels, fs.skipped, fs.key, fs.reference, fs.normalised, masks)
 
-    With a generator, clips longer than ``max_frames`` are randomly cropped (training).
+
+def collate(fs: FeatureSet, idx: list[int], max_frames: int | None = None, generator: torch.Generator | None = None):
+    """Pad a batch: feats (B, L, T, D) float32, mask (B, T) True on real frames, labels (B,), and
+    speech (B, T) True on real speech frames (None when ``fs`` has no speech masks).
+
+    With a generator, clips longer than ``max_frames`` are randomly cropped (training), their speech
+    masks with them.
     """
-    parts = []
+    parts, spoken = [], []
     for i in idx:
         h = fs.feats[i]
+        s = fs.speech[i] if fs.speech is not None else torch.ones(h.shape[1], dtype=torch.bool)
         if max_frames and h.shape[1] > max_frames and generator is not None:
             start = int(torch.randint(0, h.shape[1] - max_frames + 1, (1,), generator=generator))
-            h = h[:, start : start + max_frames]
+            h, s = h[:, start : start + max_frames], s[start : start + max_frames]
         parts.append(h)
+        spoken.append(s)
     T = max(p.shape[1] for p in parts)
     L, _, D = parts[0].shape
     feats = torch.zeros(len(parts), L, T, D)
     mask = torch.zeros(len(parts), T, dtype=torch.bool)
-    for b, p in enumerate(parts):
+    speech = torch.zeros(len(parts), T, dtype=torch.bool)
+    for b, (p, s) in enumerate(zip(parts, spoken)):
         feats[b, :, : p.shape[1]] = p.float()
         mask[b, : p.shape[1]] = True
-    return feats, mask, fs.labels[idx]
+        speech[b, : p.shape[1]] = s
+    return feats, mask, fs.labels[idx], speech if fs.speech is not None else None
 
 
 def length_batches(lengths: np.ndarray, batch_size: int, generator: torch.Generator | None = None) -> list[list[int]]:

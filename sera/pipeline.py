@@ -14,7 +14,7 @@ from .data.corpora import CORPUS_JOIN
 from .encoders import Encoder, encoder_identity
 from .errors import CacheError, SeraError
 from .normalise import normalise
-from .features import FeatureSet, load_feature_set
+from .features import FeatureSet, load_feature_set, speech_masks
 from .train import final_attributes, finetune, stage1, uses_stage1
 
 QUICK_SPEAKERS = 8  # --quick: the first speakers of the corpus, in sorted order
@@ -76,7 +76,7 @@ def feature_cache(cfg: SeraConfig, key: str | None = None) -> FeatureCache:
 def features(corpus: Corpus, cfg: SeraConfig, progress: bool = True) -> tuple[FeatureSet, str]:
     """Cached features of ``corpus`` (not normalised: ``cross_validate`` needs them as a single clip
     arrives, and ``normalise`` makes the training view) and the encoder's key; what is not cached
-    yet is extracted first."""
+    yet is extracted first. With ``vad.pool_speech`` each clip carries its speech frames."""
     cache = feature_cache(cfg)
     try:
         fs = load_feature_set(corpus, cache, progress=progress)
@@ -85,6 +85,8 @@ def features(corpus: Corpus, cfg: SeraConfig, progress: bool = True) -> tuple[Fe
         if progress:
             print(report.summary(), flush=True)
         fs = load_feature_set(corpus, cache, progress=progress)
+    if cfg.vad.pool_speech:
+        fs = speech_masks(fs, cache, cfg.vad, cfg.audio, progress)
     return fs, cache.encoder_key
 
 

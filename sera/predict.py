@@ -31,7 +31,7 @@ from .errors import AudioError, SeraError
 from .hub import resolve_checkpoint
 from .normalise import Stats
 from .train import classify_clip
-from .vad import Region, as_array, frame_times, regions, speech_probabilities, speech_segments
+from .vad import Region, as_array, frame_times, regions, speech_frames, speech_probabilities, speech_segments
 
 
 @dataclass
@@ -81,6 +81,7 @@ class Predictor:
         saved = _build(VadConfig, self.meta.get("vad", {}), f"{checkpoint}/config.json:vad")
         self.vad = vad or saved
         self.trim = saved if saved.trim else None  # trained on clips' speech spans: every piece scored is cut so too
+        self.pool_speech = saved if saved.pool_speech else None  # SAP over speech frames, found as in training
         self.speaker_normalised = self.meta.get("normalise", "none") == "speaker"
         if self.speaker_normalised and self.reference is None:
             raise SeraError(f"{checkpoint}: trained on speaker-normalised features but holds no reference statistics")
@@ -127,35 +128,49 @@ class Predictor:
         feats = []
         for i, source in enumerate(sources):
             if isinstance(source, np.ndarray):
-                feats += self._encode(source, sr, f"<enrolment clip {i + 1}>")[2]
+                feats += self._encode(source, sr, f"<enrolment clip {i + 1}>")[-1]
             else:
-                feats += self._encode(self._load(source), 16_000, str(source))[2]
+                feats += self._encode(self._load(source), 16_000, str(source))[-1]
         return Stats.of(feats)
 
     def _encode(self, wave: np.ndarray, sr: int, name: str
-                ) -> tuple[list[tuple[int, int]], list, list[torch.Tensor]]:
-        """A whole recording's pieces, speech regions and features, held together (for a speaker's statistics)."""
-        wave, spans, speech = self._spans(wave, sr, name)
-        return spans, speech, [self._features(wave[a:b]) for a, b in spans]
+                ) -> tuple[list[tuple[int, int]], list, list[Region] | None, list[torch.Tensor]]:
+        """A whole recording's pieces, speech regions (shown, and pooled) and features, held together (for a
+        speaker's statistics)."""
+        wave, spans, speech, pooled = self._spans(wave, sr, name)
+        return spans, speech, pooled, [self._features(wave[a:b]) for a, b in spans]
+
+    def _speech_frames(self, feats: torch.Tensor, span: tuple[int, int], pooled: list[Region] | None
+                       ) -> torch.Tensor | None:
+        """(T,) the speech frames of one piece's features, for a checkpoint that pools speech only; the frame
+        rate follows from the piece's length, as in training (``sera.features.speech_masks``)."""
+        if pooled is None:
+            return None
+        n, sr = feats.shape[1], self.audio_cfg.sample_rate
+        return speech_frames(n, n * sr / max(span[1] - span[0], 1), pooled, span[0] / sr)
 
     @torch.inference_mode()
-    def _classify(self, feats: torch.Tensor, speaker: Stats | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """One window's features -> class probabilities (C,), SAP attention (T,) and cluster ids (T,)."""
+    def _classify(self, feats: torch.Tensor, speaker: Stats | None, speech: torch.Tensor | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One window's features (and its speech frames, when pooled alone) -> class probabilities (C,), SAP
+        attention (T,) and cluster ids (T,)."""
         if self.speaker_normalised:
             stats = speaker or self.reference
         else:  # an enrolled speaker's features mapped onto the training speakers' statistics
             stats = None
             if speaker is not None and self.reference is not None:
                 feats = self.reference.restore(speaker.apply(feats))
-        logits, frames, mask = classify_clip(self.model, feats, stats)
+        logits, frames, mask = classify_clip(self.model, feats, stats, speech)
         pool = self.model.pool
         attention = pool.attention(frames, mask)[0].cpu().numpy() if hasattr(pool, "attention") else np.zeros(0)
         clusters = (self.attributes.assign(frames[0]).cpu().numpy() if self.attributes is not None
                     else np.zeros(0, dtype=np.int64))
         return logits.softmax(-1)[0].float().cpu().numpy(), attention, clusters
 
-    def _spans(self, wave: np.ndarray, sr: int, name: str) -> tuple[np.ndarray, list[tuple[int, int]], list]:
-        """The recording at 16 kHz, the (start, end) samples of each piece to score, and its speech regions.
+    def _spans(self, wave: np.ndarray, sr: int, name: str
+               ) -> tuple[np.ndarray, list[tuple[int, int]], list, list[Region] | None]:
+        """The recording at 16 kHz, the (start, end) samples of each piece to score, its speech regions, and
+        the regions pooled over (found with the checkpoint's settings; None unless it pools speech only).
 
         A clip that fixed windows would score whole is scored whole, leading and trailing silence
         included, exactly as the model saw its training clips (from its first to its last speech where
@@ -164,8 +179,8 @@ class Predictor:
         sr = self.audio_cfg.sample_rate
         total = wave.size / sr
         fixed = self.windows(wave.size, sr)
-        if not (self.vad.enabled or self.trim):
-            return wave, fixed, []
+        if not (self.vad.enabled or self.trim or self.pool_speech):
+            return wave, fixed, [], None
         probs = speech_probabilities(wave)
         if self.vad.enabled and probs.max() < self.vad.threshold:  # not one 32 ms chunk sounds like speech
             raise AudioError(name, f"no speech found (Silero VAD: no moment reaches speech probability "
@@ -178,15 +193,21 @@ class Predictor:
         else:  # turns of speech; a trimmed model's with no context around them, as it was trained
             pieces = speech_segments(speech, replace(self.vad, context=0.0) if self.trim else self.vad,
                                      self.audio_cfg.window_seconds, total)
-        return wave, [(round(r.start * sr), round(r.end * sr)) for r in pieces], speech if self.vad.enabled else []
+        pooled = regions(probs, total, self.pool_speech) if self.pool_speech else None
+        return (wave, [(round(r.start * sr), round(r.end * sr)) for r in pieces], speech if self.vad.enabled else [],
+                pooled)
 
     def predict_wave(self, wave: np.ndarray, sr: int = 16_000, name: str = "<audio>",
                      speaker: Stats | None = None) -> Prediction:
         """``speaker``: the speaker's normalisation statistics where known (``Stats.of`` their features).
 
         Each window is encoded and classified before the next is read: memory stays flat."""
-        wave, spans, speech = self._spans(wave, sr, name)
-        return self._assemble(spans, speech, [self._classify(self._features(wave[a:b]), speaker) for a, b in spans])
+        wave, spans, speech, pooled = self._spans(wave, sr, name)
+        results = []
+        for span in spans:  # one piece at a time: memory stays flat
+            feats = self._features(wave[span[0] : span[1]])
+            results.append(self._classify(feats, speaker, self._speech_frames(feats, span, pooled)))
+        return self._assemble(spans, speech, results)
 
     def _assemble(self, spans: list[tuple[int, int]], speech: list,
                   results: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> Prediction:
@@ -217,8 +238,9 @@ class Predictor:
         # the speaker's statistics need every clip's features before any clip is classified
         encoded = [self._encode(self._load(p), 16_000, str(p)) for p in paths]
         speaker = Stats.of([f for *_, feats in encoded for f in feats])
-        return [self._assemble(spans, speech, [self._classify(f, speaker) for f in feats])
-                for spans, speech, feats in encoded]
+        return [self._assemble(spans, speech, [self._classify(f, speaker, self._speech_frames(f, span, pooled))
+                                               for f, span in zip(feats, spans)])
+                for spans, speech, pooled, feats in encoded]
 
 
 def _within(window: Region, speech: list[Region]) -> Region:

@@ -21,7 +21,7 @@ from .checkpoint import load_adapter, save_adapter
 from .config import SeraConfig
 from .features import FeatureSet, collate, length_batches
 from .io import atomic_write
-from .model import EmotionClassifier, LocalAttributes, TeacherStudent, span_mask
+from .model import EmotionClassifier, LocalAttributes, TeacherStudent, pool_mask, span_mask
 from .normalise import Stats
 
 
@@ -116,7 +116,7 @@ def sample_frames(frames_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor
             break
     collected = []
     for b in length_batches(fs.lengths[picked], cfg.train.batch_size):
-        feats, mask, _ = collate(fs, [picked[j] for j in b])
+        feats, mask, *_ = collate(fs, [picked[j] for j in b])
         out = frames_of(feats.to(device), mask.to(device))
         collected.append(out[mask.to(device)].cpu())
     return torch.cat(collected)[: cfg.train.kmeans_frames]
@@ -175,7 +175,7 @@ def pretrain(
         for idx in rank_batches(length_batches(fs.lengths, tc.batch_size, shared), acc):
             if tc.attributes and step % tc.refresh_every == 0:
                 refit_attributes(model, attrs, fs, cfg, shared, device)
-            feats, mask, _ = collate(fs, idx, mc.max_frames, local)
+            feats, mask, *_ = collate(fs, idx, mc.max_frames, local)
             feats, mask = feats.to(device), mask.to(device)
             time_mask = span_mask(mask.cpu(), mc.mask_prob, mc.mask_span, local).to(device)
             targets, tframes = model.teacher_frames(feats, mask)
@@ -236,17 +236,18 @@ def predict_proba(model: EmotionClassifier, fs: FeatureSet, batch_size: int = 64
     device = next(model.parameters()).device
     probs = torch.zeros(len(fs), model.head[-1].out_features)
     for idx in length_batches(fs.lengths, batch_size):
-        feats, mask, _ = collate(fs, idx)
-        logits, _ = model(feats.to(device), mask.to(device))
+        feats, mask, _, speech = collate(fs, idx)
+        logits, _ = model(feats.to(device), mask.to(device), speech=None if speech is None else speech.to(device))
         probs[idx] = logits.softmax(-1).float().cpu()
     return probs
 
 
 @torch.no_grad()
-def classify_clip(model: EmotionClassifier, feats: torch.Tensor, stats: Stats | None = None
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def classify_clip(model: EmotionClassifier, feats: torch.Tensor, stats: Stats | None = None,
+                  speech: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One clip alone, as a user's clip is: (L, T, D) features, standardised with ``stats`` when the
-    model was trained speaker-normalised, -> logits (1, C), frames (1, T, H) and mask (1, T).
+    model was trained speaker-normalised, and its (T,) speech frames when it pools speech only ->
+    logits (1, C), frames (1, T, H) and the (1, T) mask of the frames pooled.
 
     The clip protocol and ``Predictor`` both go through here, so a cross-validated clip-protocol
     figure measures what ``sera predict`` computes (from the cache's float16 copy of the features
@@ -258,8 +259,9 @@ def classify_clip(model: EmotionClassifier, feats: torch.Tensor, stats: Stats | 
         feats = stats.apply(feats)
     feats = feats.unsqueeze(0).to(device)  # (1, L, T, D)
     mask = torch.ones(1, feats.shape[2], dtype=torch.bool, device=device)
-    logits, frames = model(feats, mask)
-    return logits, frames, mask
+    speech = None if speech is None else speech.reshape(1, -1).to(device)
+    logits, frames = model(feats, mask, speech=speech)
+    return logits, frames, pool_mask(mask, speech)
 
 
 @torch.no_grad()
@@ -273,7 +275,7 @@ def frame_features(backbone: torch.nn.Module, fs: FeatureSet, after: str = "adap
     device = next(backbone.parameters()).device
     out: list[torch.Tensor] = [torch.empty(0)] * len(fs)
     for idx in length_batches(fs.lengths, batch_size):
-        feats, mask, _ = collate(fs, idx)
+        feats, mask, *_ = collate(fs, idx)
         feats, mask = feats.to(device), mask.to(device)
         frames = backbone.wap(feats) if after == "wap" else backbone(feats, mask)[0]  # (B, T, H)
         for b, i in enumerate(idx):
@@ -340,10 +342,11 @@ def finetune(
         model.train()
         total_loss = torch.zeros((), device=device)
         for idx in rank_batches(length_batches(train.lengths, tc.batch_size, shared), acc):
-            feats, mask, y = collate(train, idx, mc.max_frames, local)
+            feats, mask, y, speech = collate(train, idx, mc.max_frames, local)
             feats, mask, y = feats.to(device), mask.to(device), y.to(device)
+            speech = None if speech is None else speech.to(device)
             time_mask = span_mask(mask.cpu(), tc.finetune_mask_prob, mc.mask_span, local).to(device)
-            logits, frames = wrapped(feats, mask, time_mask if tc.finetune_mask_prob > 0 else None)
+            logits, frames = wrapped(feats, mask, time_mask if tc.finetune_mask_prob > 0 else None, speech)
             loss = F.cross_entropy(logits, y, weight=weight, label_smoothing=tc.label_smoothing)
             if use_attr:
                 sel = time_mask & mask

@@ -195,7 +195,18 @@ def trim_to_speech(wave: np.ndarray, cfg: VadConfig | None = None) -> np.ndarray
     return wave[round(span.start * SAMPLE_RATE) : round(span.end * SAMPLE_RATE)]
 
 
-def trim_key(cfg: VadConfig) -> str:
-    """The settings that decide where a trimmed clip starts and ends, as a short tag for the cache."""
+def regions_key(cfg: VadConfig) -> str:
+    """The settings that decide where speech regions start and end, as a short tag for a cache."""
     fields = {k: getattr(cfg, k) for k in ("threshold", "min_speech", "min_silence", "pad")}
-    return "trim-" + hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:8]
+    return hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def trim_key(cfg: VadConfig) -> str:
+    """Where a trimmed clip starts and ends, as a tag for the feature cache."""
+    return "trim-" + regions_key(cfg)
+
+
+def speech_frames(n: int, rate: float, speech: list[Region], start: float = 0.0) -> torch.Tensor:
+    """(n,) True on the frames whose centre falls in a speech region, for ``n`` frames at ``rate`` per
+    second from ``start`` seconds (``VadConfig.pool_speech``)."""
+    return torch.from_numpy(in_speech(frame_times(n, rate, start), as_array(speech)))

@@ -55,9 +55,12 @@ def test_quick_bench_runs_every_script_and_reports(data_root, whisper_path, feat
         assert {f"{p} protocol, {f} frames" for p in ("clip", "speaker")
                 for f in ("all", "speech", "trimmed clips' all")} <= set(pooling[corpus])
     speech = load("speech_only")
-    assert set(speech["variants"]) == {"whole clips", "trimmed to speech"}
-    for protocol, c in speech["paired"]["trimmed to speech - whole clips"].items():  # paired over seeds x folds
-        assert c["pairs"] >= 1 and 0.0 <= c["sign_test_p"] <= 1.0 and -1.0 <= c["mean_gain"] <= 1.0, protocol
+    assert list(speech["variants"]) == ["whole clips", "trimmed to speech", "SAP over speech frames"]
+    assert all(part["code"] and all(c["source"] and c["commit"] for c in part["code"]) for part in speech["variants"].values())
+    assert set(speech["paired"]) == {"trimmed to speech - whole clips", "SAP over speech frames - whole clips"}
+    for pair in speech["paired"].values():
+        for protocol, c in pair.items():  # paired over seeds x folds
+            assert c["pairs"] >= 1 and 0.0 <= c["sign_test_p"] <= 1.0 and -1.0 <= c["mean_gain"] <= 1.0, protocol
     startup = load("startup")
     assert set(startup["end_to_end_seconds"]) == set(startup["latency_4s_seconds"]) == {"pytorch", "onnx"}
     modes = load("whisper_padding")["modes"]
@@ -88,3 +91,27 @@ def test_the_paired_comparison_on_known_gains():
                                  for (s, f), u in zip([(0, "a"), (0, "b"), (1, "a")], uas)]}
     c = paired(runs([0.5, 0.6, 0.7]), runs([0.6, 0.6, 0.8]), "clip")
     assert (c["pairs"], c["gained"]) == (3, 2) and c["mean_gain"] == pytest.approx(0.2 / 3)
+
+
+def test_runs_of_one_variant_from_two_processes_combine_seed_by_seed():
+    import sys
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from speech_only import combine
+
+    def part(seeds: list[int], ua: float, commit: str) -> dict:
+        runs = [{"seed": s, "fold": f, "metrics": {p: {"ua": ua + s / 10 + i / 100, "wa": ua, "f1": ua} for p in ("clip", "speaker")},
+                 "best_epoch": 3, "code": {"source": "x", "commit": commit}} for s in seeds for i, f in enumerate("ab")]
+        return {"runs": runs, "protocol": "clip", "protocols": {"clip": {}, "speaker": {}}, "per_fold": [{"fold": "a"}, {"fold": "b"}],
+                "timing": {"stage1_seconds_per_epoch": 10.0 * len(seeds), "total_seconds": 1.0}, "code": [], "seeds": len(seeds)}
+
+    both = combine(part([0, 1], 0.5, "old"), part([2], 0.5, "new"))
+    assert both["seeds"] == 3 and [s["seed"] for s in both["per_seed"]] == [0, 1, 2]
+    assert both["per_seed"][2]["ua"] == pytest.approx(0.705) and both["ua"]["mean"] == pytest.approx(0.605)
+    assert both["per_fold"][1]["ua"]["mean"] == pytest.approx(0.61) and len(both["runs"]) == 6
+    assert {c["commit"] for c in both["code"]} == {"old", "new"}
+    assert both["timing"]["stage1_seconds_per_epoch"] == pytest.approx(20 * 4 / 6 + 10 * 2 / 6)
+    again = combine(part([0, 1], 0.5, "old"), part([0], 0.6, "new"))  # seed 0 run again: its new runs replace the old
+    assert again["per_seed"][0]["ua"] == pytest.approx(0.605) and again["per_seed"][1]["ua"] == pytest.approx(0.605)
+    assert {c["commit"] for c in again["code"]} == {"old", "new"}
+    assert combine(part([0], 0.5, "old"), part([0, 1], 0.5, "new"))["code"] == []  # all replaced: the new part as it is

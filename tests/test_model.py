@@ -7,7 +7,7 @@ import torch
 
 from sera.config import ModelConfig
 from sera.model import (EmotionClassifier, LocalAttributes, StatisticalAttentivePooling, TeacherStudent,
-                        WAPTransformer, WeightedAveragePooling, kmeans, span_mask, weighted_mean_std)
+                        WAPTransformer, WeightedAveragePooling, kmeans, pool_mask, span_mask, weighted_mean_std)
 
 CFG = ModelConfig(width=32, layers=2, heads=4, sap_hidden=16, num_attributes=8, dropout=0.0)
 
@@ -164,3 +164,23 @@ def test_classifier_outputs_and_ablations():
         assert logits.shape == (3, 5) and frames.shape == (3, 20, 32)
         logits.sum().backward()
         assert model.backbone.proj.weight.grad is not None
+
+
+def test_pooling_over_speech_frames_only():
+    """``vad.pool_speech``: the non-speech frames change nothing pooled, yet the Transformer still sees
+    them; a clip without speech pools every real frame rather than nothing."""
+    feats, mask = _batch()
+    speech = torch.zeros_like(mask)
+    speech[0, 4:12] = speech[1, 2:6] = True  # clip 2 has no speech
+    assert pool_mask(mask, speech)[2].equal(mask[2]) and pool_mask(mask, speech)[0].sum() == 8
+    assert pool_mask(mask, None) is mask
+    model = EmotionClassifier(CFG, 4, 24, num_classes=5).eval()
+    logits, frames = model(feats, mask, speech=speech)
+    pooled = model.head(model.pool(frames[:1, 4:12], mask[:1, 4:12]))  # the speech frames alone, after the backbone
+    torch.testing.assert_close(logits[:1], pooled)
+    assert not torch.allclose(logits[:1], model(feats, mask)[0][:1], atol=1e-4)  # silence frames moved the pooling
+    torch.testing.assert_close(logits[2], model(feats, mask)[0][2])  # no speech: every frame, as without masks
+    for cfg in (ModelConfig(**{**CFG.__dict__, "pooling": "mean"}),):
+        mean_model = EmotionClassifier(cfg, 4, 24, num_classes=5).eval()
+        logits, frames = mean_model(feats, mask, speech=speech)
+        torch.testing.assert_close(logits[1], mean_model.head(frames[1, 2:6].mean(0)))

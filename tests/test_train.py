@@ -353,3 +353,58 @@ def test_a_model_trained_on_trimmed_clips_scores_clips_trimmed_alike(tmp_path, d
     assert turns.windows[:, 0].tolist() == turns.speech[:, 0].tolist()
     with pytest.raises(SeraError, match="trimmed to their speech"):
         export_onnx(tmp_path / "ckpt", tmp_path / "onnx")
+
+
+def test_speech_frames_are_cropped_with_their_clips():
+    """A training crop keeps each clip's speech mask aligned with its frames."""
+    from sera.features import collate
+
+    fs = toy_features()
+    fs = replace(fs, speech=[f[0, :, 1] > 0 for f in fs.feats])  # a mask that can be read back off the features
+    feats, mask, _, speech = collate(fs, list(range(8)), max_frames=6, generator=torch.Generator().manual_seed(0))
+    assert feats.shape[2] == 6 and speech.shape == mask.shape
+    assert speech.equal((feats[:, 0, :, 1] > 0) & mask)
+    assert collate(toy_features(), [0, 1])[3] is None
+
+
+@pytest.mark.slow
+def test_sap_over_speech_frames_in_training_and_predict(tmp_path, angry_sad):
+    """``vad.pool_speech``: each clip carries its speech frames (the VAD's regions kept beside the cache),
+    the checkpoint records the setting, and predict pools a clip's speech frames as training and the clip
+    protocol did; its attention is zero on silence."""
+    import copy
+
+    from sera.export import export_onnx
+    from sera.pipeline import feature_cache as cache_of
+    from sera.predict import Predictor
+    from sera.train import classify_clip
+
+    cfg, corpus, _, key = angry_sad
+    cfg = copy.deepcopy(cfg)
+    cfg.vad.pool_speech, cfg.train.finetune_epochs = True, 2
+    corpus = corpus.subset(u for u in corpus.utterances if int(u.speaker) <= 3)
+    fs, _ = features(corpus, cfg, progress=False)
+    assert [s.shape[0] for s in fs.speech] == [f.shape[1] for f in fs.feats]
+    share = np.mean([s.float().mean() for s in fs.speech])
+    assert 0.3 < share < 0.9, share  # RAVDESS clips hold about a second of silence around the sentence
+    assert len(list(cache_of(cfg).dir.glob("speech-*/*.json"))) >= len(fs)  # found once, then read back
+    again, _ = features(corpus, cfg, progress=False)
+    assert all(a.equal(b) for a, b in zip(again.speech, fs.speech))
+    raw, fs = fs, normalise(fs, cfg.data.normalise)
+    assert fs.speech is not None and fs.subset([0, 1]).speech[1].equal(fs.speech[1])
+    L, _, D = fs.feats[0].shape
+    model, _ = finetune(fs, None, cfg, L, D, 2, progress=False)
+    save_checkpoint(tmp_path / "ckpt", model, cfg, corpus.labels, key, L, D, reference=fs.reference)
+    predictor = Predictor(tmp_path / "ckpt")
+    assert predictor.pool_speech is not None
+
+    i = 0
+    pred = predictor.predict_file(corpus.utterances[i].path)
+    logits, _, pooled = classify_clip(model, raw.feats[i], fs.reference, fs.speech[i])  # as the clip protocol scores it
+    expected = logits.softmax(-1)[0].numpy()
+    np.testing.assert_allclose([pred.probabilities[c] for c in corpus.labels], expected, atol=0.02)
+    assert pooled[0].equal(fs.speech[i]) and pred.attention.size == fs.speech[i].numel()
+    silent = ~fs.speech[i].numpy()
+    assert silent.any() and np.all(pred.attention[silent] == 0) and pred.attention.sum() == pytest.approx(1, abs=1e-4)
+    with pytest.raises(SeraError, match="pools speech"):
+        export_onnx(tmp_path / "ckpt", tmp_path / "onnx")

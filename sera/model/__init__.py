@@ -3,11 +3,11 @@
 from .adapter import TeacherStudent, span_mask
 from .attributes import LocalAttributes, kmeans
 from .backbone import WAPTransformer
-from .classifier import EmotionClassifier
+from .classifier import EmotionClassifier, pool_mask
 from .sap import MeanPooling, StatisticalAttentivePooling, weighted_mean_std
 from .wap import WeightedAveragePooling
 
 __all__ = [
     "EmotionClassifier", "LocalAttributes", "MeanPooling", "StatisticalAttentivePooling", "TeacherStudent",
-    "WAPTransformer", "WeightedAveragePooling", "kmeans", "span_mask", "weighted_mean_std",
+    "WAPTransformer", "WeightedAveragePooling", "kmeans", "pool_mask", "span_mask", "weighted_mean_std",
 ]

@@ -20,8 +20,19 @@ class EmotionClassifier(nn.Module):
         self.attribute_head = nn.Linear(cfg.width, cfg.num_attributes)  # optional stage 2 auxiliary loss
 
     def forward(
-        self, feats: torch.Tensor, mask: torch.Tensor, time_mask: torch.Tensor | None = None
+        self, feats: torch.Tensor, mask: torch.Tensor, time_mask: torch.Tensor | None = None,
+        speech: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """feats (B, L, T, D), mask (B, T) -> logits (B, C) and frames (B, T, H)."""
+        """feats (B, L, T, D), mask (B, T) -> logits (B, C) and frames (B, T, H). ``speech`` (B, T): pool
+        these frames only (``VadConfig.pool_speech``); the backbone still sees every real frame."""
         frames, _ = self.backbone(feats, mask, time_mask)
-        return self.head(self.pool(frames, mask)), frames
+        return self.head(self.pool(frames, pool_mask(mask, speech))), frames
+
+
+def pool_mask(mask: torch.Tensor, speech: torch.Tensor | None) -> torch.Tensor:
+    """(B, T) the frames pooling weighs: the real frames that are speech, or every real frame of a clip
+    without speech (it must still be classified)."""
+    if speech is None:
+        return mask
+    both = mask & speech
+    return torch.where(both.any(1, keepdim=True), both, mask)
