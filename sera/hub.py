@@ -7,7 +7,6 @@ weights were trained and measured with.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
