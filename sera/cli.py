@@ -46,6 +46,7 @@ def config_from_args(args: argparse.Namespace) -> SeraConfig:
         "data": ("data", "root"), "corpus": ("data", "corpus"), "classes": ("data", "classes"),
         "encoder": ("encoder", "name"), "cache": (None, "cache_dir"), "seed": (None, "seed"),
         "protocol": ("data", "protocol"), "test_corpus": ("data", "test_corpus"), "folds": ("data", "folds"),
+        "jobs": ("train", "jobs"),
     }.items():
         value = getattr(args, flag, None)
         if value is not None:
@@ -103,6 +104,8 @@ def _training_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--protocol", choices=("clip", "speaker"), help="test protocol of the headline figures; both are "
                    "always scored. clip (default): each test clip alone, as sera predict sees it; speaker: each test "
                    "speaker standardised with all their own clips")
+    p.add_argument("--jobs", type=int, metavar="N", help="cross-validation folds trained at once, each in its own "
+                   "process (CPU; default 1). On 2 cores, --jobs 2 finishes sooner")
     _set_flag(p, "any config field, e.g. --set train.seeds=1 --set model.width=128")
     for flag, (_, _, _, text) in ABLATIONS.items():
         p.add_argument("--" + flag.replace("_", "-"), action="store_true", help=text)

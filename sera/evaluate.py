@@ -163,6 +163,7 @@ def check_state(state: Path, cfg: SeraConfig) -> None:
     path = state / "config.json"
     now = json.loads(json.dumps(cfg.to_dict()))
     now["train"].pop("seeds")
+    now["train"].pop("jobs")  # how many folds run at once does not change a fold's result
     now.pop("demo")  # the web demo's settings do not touch training
     now["data"].pop("protocol")  # both protocols are always scored; the setting only picks the headline
     if path.is_file():
@@ -208,28 +209,30 @@ def cross_validate(fs: FeatureSet, corpus: Corpus, folds: list[Fold], cfg: SeraC
         check_state(state, cfg)
     lead = cfg.data.protocol
     normalised = normalise(fs, cfg.data.normalise)  # once: a speaker's statistics do not depend on the fold
-    runs: list[FoldResult] = []
+    jobs: list[tuple[SeraConfig, Fold, Path | None]] = []  # (config with the run's seed, fold, its state folder)
     for s in range(cfg.train.seeds):
         seeded = copy.deepcopy(cfg)
         seeded.seed = cfg.seed + s
-        for fold in folds:
-            where = state / f"seed{seeded.seed}-{fold.name}" if state is not None else None
-            if where is not None and (where / "result.json").is_file():
-                r = FoldResult(**json.loads((where / "result.json").read_text()))
-                if set(r.metrics) != set(PROTOCOLS):
-                    raise SeraError(f"{where}: a result of an older sera (one protocol); use another --out, or --fresh")
-                if report:
-                    print(f"seed {seeded.seed}, fold {fold.name}: done before (resumed)", flush=True)
-            else:
-                if report:
-                    print(f"seed {seeded.seed}, fold {fold.name}", flush=True)
-                r = run_fold(fs, fold, seeded, C, progress, unlabelled, where, normalised)
-                if where is not None:
-                    atomic_write_text(where / "result.json", json.dumps(r.__dict__))
-            runs.append(r)
-            if report:
-                print("  " + "; ".join(f"{p} protocol UA {m['ua']:.3f} WA {m['wa']:.3f} F1 {m['f1']:.3f}"
-                                       for p, m in _led(r.metrics, lead)) + f"  (best epoch {r.best_epoch})", flush=True)
+        jobs += [(seeded, fold, state / f"seed{seeded.seed}-{fold.name}" if state is not None else None) for fold in folds]
+    done: dict[int, FoldResult] = {}
+    for i, (seeded, fold, where) in enumerate(jobs):
+        if where is not None and (where / "result.json").is_file():
+            done[i] = FoldResult(**json.loads((where / "result.json").read_text()))
+            if set(done[i].metrics) != set(PROTOCOLS):
+                raise SeraError(f"{where}: a result of an older sera (one protocol); use another --out, or --fresh")
+    todo = [i for i in range(len(jobs)) if i not in done]
+    for i in range(len(jobs)):
+        if i in done and report:
+            print(f"seed {jobs[i][0].seed}, fold {jobs[i][1].name}: done before (resumed)", flush=True)
+    for i, r in _run_folds(jobs, todo, fs, C, progress, report, unlabelled, normalised):
+        if jobs[i][2] is not None:
+            atomic_write_text(jobs[i][2] / "result.json", json.dumps(r.__dict__))
+        done[i] = r
+        if report:
+            print(f"  seed {r.seed}, fold {r.fold}: " + "; ".join(
+                f"{p} protocol UA {m['ua']:.3f} WA {m['wa']:.3f} F1 {m['f1']:.3f}"
+                for p, m in _led(r.metrics, lead)) + f"  (best epoch {r.best_epoch})", flush=True)
+    runs = [done[i] for i in range(len(jobs))]
     protocols = {p: _summary(runs, folds, p) for p in PROTOCOLS}
     return {
         "corpus": corpus.name,
@@ -252,6 +255,51 @@ def cross_validate(fs: FeatureSet, corpus: Corpus, folds: list[Fold], cfg: SeraC
         "code": [json.loads(c) for c in sorted({json.dumps(r.code, sort_keys=True) for r in runs if r.code})],  # all that ran
         "config": cfg.to_dict(),
     }
+
+
+_SHARED: dict = {}  # what forked fold workers read instead of receiving it pickled (the features are large)
+
+
+def _run_folds(jobs: list, todo: list[int], fs: FeatureSet, C: int, progress: bool, report: bool,
+               unlabelled: FeatureSet | None, normalised: FeatureSet):
+    """Yield ``(job index, FoldResult)`` for the ``todo`` jobs: one after another, or ``train.jobs`` at a
+    time in forked processes sharing the features (CPU only), each with its share of the cores. A fold's
+    result depends only on its seed and fold, so both ways give the same runs."""
+    workers = min(jobs[0][0].train.jobs if jobs else 1, len(todo))
+    if workers > 1 and (torch.cuda.is_available() or torch.distributed.is_initialized()):
+        print("train.jobs: folds run one at a time on a GPU or under torchrun", flush=True)
+        workers = 1
+    if workers <= 1:
+        for i in todo:
+            seeded, fold, where = jobs[i]
+            if report:
+                print(f"seed {seeded.seed}, fold {fold.name}", flush=True)
+            yield i, run_fold(fs, fold, seeded, C, progress, unlabelled, where, normalised)
+        return
+    import multiprocessing
+
+    if report:
+        print(f"{len(todo)} folds, {workers} at a time (train.jobs), each on {_threads(workers)} thread(s)", flush=True)
+    _SHARED.update(jobs=jobs, fs=fs, C=C, unlabelled=unlabelled, normalised=normalised)
+    try:
+        with multiprocessing.get_context("fork").Pool(workers, initializer=_fold_worker_init, initargs=(workers,)) as pool:
+            yield from pool.imap_unordered(_fold_worker, todo)
+    finally:
+        _SHARED.clear()
+
+
+def _threads(workers: int) -> int:
+    return max(1, torch.get_num_threads() // workers)
+
+
+def _fold_worker_init(workers: int) -> None:
+    torch.set_num_threads(_threads(workers))
+
+
+def _fold_worker(i: int) -> tuple[int, FoldResult]:
+    seeded, fold, where = _SHARED["jobs"][i]
+    return i, run_fold(_SHARED["fs"], fold, seeded, _SHARED["C"], False, _SHARED["unlabelled"], where,
+                       _SHARED["normalised"])
 
 
 def _led(d: dict, lead: str) -> list[tuple[str, dict]]:

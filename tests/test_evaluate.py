@@ -135,6 +135,31 @@ def test_emobox_folds_from_a_file(data_root, tmp_path):
     assert main(["info", "--data", str(data_root), "--corpus", "ravdess", "--folds", str(bad)]) == 2
 
 
+def test_folds_run_in_parallel_processes_give_the_runs_one_at_a_time_gives(tmp_path, capsys):
+    """``train.jobs``: folds forked two at a time end with the same results as in turn, and resume alike."""
+    fs, cfg = toy_features(n=32), small_cfg()
+    cfg.train.finetune_epochs, cfg.train.seeds = 2, 2
+    corpus = Corpus("toy", fs.utts, ["0", "1"])
+    folds = [Fold(f"s{k}", frozenset(u.id for u in fs.utts if u.speaker == f"s{k}")) for k in range(3)]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the workers' share: bit-identical arithmetic both ways
+    try:
+        alone = cross_validate(fs, corpus, folds, cfg, progress=False)
+        cfg.train.jobs = 2
+        forked = cross_validate(fs, corpus, folds, cfg, progress=False, state=tmp_path / "state", report=True)
+    finally:
+        torch.set_num_threads(threads)
+    assert "6 folds, 2 at a time" in capsys.readouterr().out
+    key = lambda r: (r["seed"], r["fold"], r["metrics"], r["best_epoch"], r["val_ua"])  # noqa: E731
+    assert [key(r) for r in forked["runs"]] == [key(r) for r in alone["runs"]]  # same order too
+    assert forked["protocols"] == alone["protocols"] and len(list((tmp_path / "state").glob("*/result.json"))) == 6
+    cfg.train.jobs = 1  # the number of jobs is no part of a run's identity: this resumes
+    again = cross_validate(fs, corpus, folds, cfg, progress=False, state=tmp_path / "state", report=True)
+    assert capsys.readouterr().out.count("done before (resumed)") == 6 and again["protocols"] == alone["protocols"]
+    with pytest.raises(SeraError, match="train.jobs"):
+        cfg.updated({"train.jobs": 0})
+
+
 def test_results_name_their_code_and_a_resume_refuses_other_code(tmp_path):
     import json
 

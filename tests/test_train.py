@@ -130,8 +130,10 @@ def test_quick_recipe_from_the_command_line(tmp_path, data_root, whisper_path, f
     import os
 
     run = subprocess.run([sys.executable, "-m", "sera.cli", "train", "--corpus", "ravdess", "--out", str(tmp_path / "out"),
-                          "--quick", "--no-progress"], capture_output=True, text=True, env={**os.environ, **env}, timeout=900)
+                          "--quick", "--no-progress", "--jobs", "2"], capture_output=True, text=True,
+                         env={**os.environ, **env}, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
+    assert "2 folds, 2 at a time" in run.stdout  # the folds ran side by side, each in its own process
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert results["speaker_independent"] and len(results["per_fold"]) == 2
     assert results["ua"]["mean"] > 0.35, results["ua"]  # 8 classes: chance is 0.125
