@@ -247,7 +247,8 @@ def speech_table(speech: dict, pooling: dict) -> list[str]:
                                                         for r in pooling["probe"].values() for p in ("clip", "speaker")) + " |")
     if speech.get("variants"):
         lines += ["", f"Speech alone, sera trained on {speech['corpus']} (`bench/speech_only.py`, data.normalise "
-                  f"{speech['normalise']}), UA %, mean ± std over seeds:", "",
+                  f"{speech['normalise']}), UA %, mean ± std over seeds; stage timings are means over runs that "
+                  "ran under different loads (`bench/results/README.md` compares like with like):", "",
                   "| variant | seeds | clip protocol | speaker protocol | stage 1 s/epoch | stage 2 s/epoch |",
                   "|---|---|---|---|---|---|"]
         for name, r in speech["variants"].items():
