@@ -136,7 +136,9 @@ def test_quick_recipe_from_the_command_line(tmp_path, data_root, whisper_path, f
     assert "2 folds, 2 at a time" in run.stdout  # the folds ran side by side, each in its own process
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert results["speaker_independent"] and len(results["per_fold"]) == 2
-    assert results["ua"]["mean"] > 0.35, results["ua"]  # 8 classes: chance is 0.125
+    # 8 classes, chance 0.125. Measured on tiny.en: the full method 0.65 (seeds 1, 2: 0.63, 0.69), WAP
+    # without the Transformer 0.55 (0.56, 0.52): a level that a broken Transformer, or worse, fails
+    assert results["ua"]["mean"] > 0.60, results["ua"]
     assert (tmp_path / "out" / "confusion.png").stat().st_size > 1000
     md = (tmp_path / "out" / "results.md").read_text()
     assert "Headline: clip protocol" in md and "| **clip** | **all** |" in md and "| speaker | **all** |" in md
