@@ -194,6 +194,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="a few speakers, few epochs: checks the harness only")
     ap.add_argument("--normalise", choices=("speaker", "none"), default="speaker",
                     help="data.normalise of the ravdess, emodb and cross parts")
+    ap.add_argument("--jobs", type=int, default=1, help="folds trained at once, a process each (train.jobs; the "
+                    "per-epoch timings are then those of one core per fold)")
     ap.add_argument("--final-child", type=int, metavar="EPOCHS", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.final_child:
@@ -209,6 +211,8 @@ def main() -> None:
 
     unnormalised = args.normalise == "none"
     settings, suffix = ({"data.normalise": "none"}, UNNORMALISED) if unnormalised else ({}, "")
+    if args.jobs > 1:
+        settings = {**settings, "train.jobs": args.jobs}
     for part in args.parts.split(","):
         if part in ("ravdess", "emodb"):
             parts[part + suffix] = run(part, settings, args.seeds, args.quick, "full" + ("-none" if unnormalised else ""))
