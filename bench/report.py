@@ -68,7 +68,8 @@ def by_protocol(name: str, run: dict) -> list[tuple[str, dict]]:
     scored keep their single row (speaker protocol when speaker-normalised)."""
     if "protocols" not in run:
         return [(name, run)]
-    return [(f"{name} ({p} protocol)", {**run["protocols"][p], "seeds": run["seeds"]}) for p in ("clip", "speaker")]
+    return [(f"{name} ({p} protocol)", {**run["protocols"][p], "seeds": run["seeds"], "upstream": run.get("upstream")})
+            for p in ("clip", "speaker")]
 
 
 def speed_goals(extract: dict, scaling: dict) -> list[str]:
@@ -109,24 +110,33 @@ def markdown(table: dict, baselines: dict, adapter: dict, scaling: dict, extract
            "",
            "| method | " + " | ".join(f"{CORPORA[c]} UA | WA | F1" for c in CORPORA) + " |",
            "|---" * (1 + 3 * len(CORPORA)) + "|"]
+    base_enc = baselines.get("upstream") or "whisper-tiny.en"  # results of older benches name no encoder
+    enc_of = lambda m: m.get("upstream") or base_enc if "seeds" in m else base_enc  # noqa: E731
     for method, by_corpus in table.items():
         cells = []
         for c in CORPORA:
             m = by_corpus.get(c)
             n = f" ({seeds_of(m)})" if m and "seeds" in m else ""
+            n += f" [{enc_of(m)}]" if m and enc_of(m) != base_enc else ""
             cells += [pct(m[k], seeds_of(m)) + (n if k == "ua" else "") if m else "" for k in ("ua", "wa", "f1")]
         out.append(f"| {method} | " + " | ".join(cells) + " |")
     baselines_only = {name: by for name, by in table.items() if not name.startswith("sera")}
     full = adapter.get("parts", {}).get("ablations", {}).get("full method")
     if full:
+        out += ["", f"Encoder: {base_enc} unless a cell names another in brackets."]
         out += ["", f"Ablation rows: compare with the full method over the same seeds "
                     f"({pct(full['ua'], seeds_of(full))} UA with {seeds_of(full)} seed{'s' * (seeds_of(full) > 1)})."]
     out.append("")
-    sera_rows = {"clip": table.get("sera, full method (clip protocol)"),  # the same protocol as raw-feature baselines
-                 "speaker": table.get("sera, full method (speaker protocol)") or table.get("sera, full method")}
+    sera_rows = {"clip": ["sera, full method (clip protocol)"],  # the same protocol as raw-feature baselines
+                 "speaker": ["sera, full method (speaker protocol)", "sera, full method"]}  # older runs: one row
     for c in CORPORA:
-        for protocol, row in sera_rows.items():
-            if not row or c not in row:
+        for protocol, names in sera_rows.items():
+            row = next((table[n] for n in names if c in table.get(n, {})), None)
+            if row is None:
+                continue
+            if enc_of(row[c]) != base_enc:  # a margin between two encoders would say nothing about the method
+                out.append(f"- {CORPORA[c]}, {protocol} protocol: sera ran on {enc_of(row[c])}, the baselines on "
+                           f"{base_enc}: not compared (bench/baselines.py on {enc_of(row[c])} is due).")
                 continue
             names = [n for n in baselines_only if ("normalised" in n) == (protocol == "speaker")]
             scored = [(mean(baselines_only[n][c]["ua"]), n) for n in names if c in baselines_only[n]]
