@@ -224,7 +224,7 @@ def cross_validate(fs: FeatureSet, corpus: Corpus, folds: list[Fold], cfg: SeraC
     for i in range(len(jobs)):
         if i in done and report:
             print(f"seed {jobs[i][0].seed}, fold {jobs[i][1].name}: done before (resumed)", flush=True)
-    for i, r in _run_folds(jobs, todo, fs, C, progress, report, unlabelled, normalised):
+    for i, r in _run_folds(jobs, todo, cfg.train.jobs, fs, C, progress, report, unlabelled, normalised):
         if jobs[i][2] is not None:
             atomic_write_text(jobs[i][2] / "result.json", json.dumps(r.__dict__))
         done[i] = r
@@ -260,12 +260,12 @@ def cross_validate(fs: FeatureSet, corpus: Corpus, folds: list[Fold], cfg: SeraC
 _SHARED: dict = {}  # what forked fold workers read instead of receiving it pickled (the features are large)
 
 
-def _run_folds(jobs: list, todo: list[int], fs: FeatureSet, C: int, progress: bool, report: bool,
+def _run_folds(jobs: list, todo: list[int], workers: int, fs: FeatureSet, C: int, progress: bool, report: bool,
                unlabelled: FeatureSet | None, normalised: FeatureSet):
     """Yield ``(job index, FoldResult)`` for the ``todo`` jobs: one after another, or ``train.jobs`` at a
-    time in forked processes sharing the features (CPU only), each with its share of the cores. A fold's
+    time (``workers``, ``train.jobs``) in forked processes sharing the features (CPU only), each with its share of the cores. A fold's
     result depends only on its seed and fold, so both ways give the same runs."""
-    workers = min(jobs[0][0].train.jobs if jobs else 1, len(todo))
+    workers = min(workers, len(todo))
     if workers > 1 and (torch.cuda.is_available() or torch.distributed.is_initialized()):
         print("train.jobs: folds run one at a time on a GPU or under torchrun", flush=True)
         workers = 1

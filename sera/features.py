@@ -100,23 +100,23 @@ def collate(fs: FeatureSet, idx: list[int], max_frames: int | None = None, gener
     """
     parts, spoken = [], []
     for i in idx:
-        h = fs.feats[i]
-        s = fs.speech[i] if fs.speech is not None else torch.ones(h.shape[1], dtype=torch.bool)
+        h, s = fs.feats[i], fs.speech[i] if fs.speech is not None else None
         if max_frames and h.shape[1] > max_frames and generator is not None:
             start = int(torch.randint(0, h.shape[1] - max_frames + 1, (1,), generator=generator))
-            h, s = h[:, start : start + max_frames], s[start : start + max_frames]
+            h, s = h[:, start : start + max_frames], s[start : start + max_frames] if s is not None else None
         parts.append(h)
         spoken.append(s)
     T = max(p.shape[1] for p in parts)
     L, _, D = parts[0].shape
     feats = torch.zeros(len(parts), L, T, D)
     mask = torch.zeros(len(parts), T, dtype=torch.bool)
-    speech = torch.zeros(len(parts), T, dtype=torch.bool)
+    speech = torch.zeros(len(parts), T, dtype=torch.bool) if fs.speech is not None else None
     for b, (p, s) in enumerate(zip(parts, spoken)):
         feats[b, :, : p.shape[1]] = p.float()
         mask[b, : p.shape[1]] = True
-        speech[b, : p.shape[1]] = s
-    return feats, mask, fs.labels[idx], speech if fs.speech is not None else None
+        if speech is not None:
+            speech[b, : p.shape[1]] = s
+    return feats, mask, fs.labels[idx], speech
 
 
 def length_batches(lengths: np.ndarray, batch_size: int, generator: torch.Generator | None = None) -> list[list[int]]:
