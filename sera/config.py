@@ -101,10 +101,15 @@ class ModelConfig:
     mask_span: int = 5  # stage 1: frames per masked span (0.4 s at 12.5 per s)
     num_attributes: int = 64  # local attributes: k-means clusters of the teacher's frames
     target_layers: int = 3  # distillation targets: mean of the teacher's top layers (data2vec)
+    probe_weight: float = 0.0  # > 0: a linear probe on every layer's time mean, fitted after stage 2, joins the SAP
+    #                            head: probabilities (1 - w) * head + w * probe. Chosen on validation speakers
+    #                            (bench/probe_fusion.py); 0 is the method alone
 
     def __post_init__(self) -> None:
         _choice("model.layer_pooling", self.layer_pooling, ("wap", "last"))
         _choice("model.pooling", self.pooling, ("sap", "mean"))
+        if not 0.0 <= self.probe_weight <= 1.0:
+            raise SeraError(f"model.probe_weight: {self.probe_weight}; a share between 0 and 1")
 
 
 @dataclass

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,6 +80,8 @@ class FoldResult:
     stage1_epoch_seconds: float
     stage2_epoch_seconds: float
     code: dict | None = None  # provenance.code_version() of the code that ran this fold
+    val_fusion: dict | None = None  # with a probe: validation UA at each probe weight (``fusion_curve``)
+    test_fusion: dict | None = None  # with a probe: protocol -> test UA at each probe weight (0: the head alone)
 
 
 def protocol_probabilities(model, raw: FeatureSet, train_idx: list[int], test_idx: list[int], mode: str,
@@ -99,6 +102,31 @@ def protocol_probabilities(model, raw: FeatureSet, train_idx: list[int], test_id
     speech = test.speech if test.speech is not None else [None] * len(test)  # each clip's own speech frames
     return torch.cat([classify_clip(model, f, reference, s)[0].softmax(-1).float().cpu()
                       for f, s in zip(test.feats, speech)])
+
+
+FUSION_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def part_probabilities(model, score: Callable[[], torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``score()``'s (N, C) probabilities from the SAP head alone and from the probe alone."""
+    w = model.probe_weight
+    try:
+        out = {}
+        for part, alone in (("head", 0.0), ("probe", 1.0)):
+            model.probe_weight = alone
+            out[part] = score()
+        return out
+    finally:
+        model.probe_weight = w
+
+
+def fusion_curve(model, score: Callable[[], torch.Tensor], y: np.ndarray, num_classes: int) -> dict[str, float]:
+    """UA of the head's and the fitted probe's probabilities (from ``score()``) averaged at each weight
+    of ``FUSION_WEIGHTS`` (0: the head alone, 1: the probe alone). On validation speakers it is what
+    ``model.probe_weight`` is chosen by; on the test fold, the record of each part's share."""
+    parts = part_probabilities(model, score)
+    return {f"{w:g}": unweighted_accuracy(y, ((1 - w) * parts["head"] + w * parts["probe"]).argmax(1).numpy(),
+                                          num_classes) for w in FUSION_WEIGHTS}
 
 
 def run_fold(fs: FeatureSet, fold: Fold, cfg: SeraConfig, num_classes: int, progress: bool = True,
@@ -124,22 +152,35 @@ def run_fold(fs: FeatureSet, fold: Fold, cfg: SeraConfig, num_classes: int, prog
     model, history = finetune(normalised.subset(fit_idx), normalised.subset(val_idx) if val_idx else None, cfg, L, D,
                               num_classes, init=init, attrs=attrs, progress=progress,
                               resume=state / "stage2-progress.pt" if state else None)
+    val_fusion = test_fusion = None
+    if model.probe is not None:  # fitted beside the head and scored on the validation speakers, then refitted
+        if val_idx:            # on every training speaker for the test fold
+            fit, val = normalised.subset(fit_idx), normalised.subset(val_idx)
+            model.probe.fit(fit.feats, fit.labels.numpy(), cfg.seed)
+            val_fusion = fusion_curve(model, lambda: predict_proba(model, val), val.labels.numpy(), num_classes)
+        train = normalised.subset(train_idx)
+        model.probe.fit(train.feats, train.labels.numpy(), cfg.seed)
     t2 = time.perf_counter()
     y = fs.labels[test_idx].numpy()
     sources = np.array([fs.utts[i].corpus for i in test_idx])
     several = len({u.corpus for u in fs.utts}) > 1  # trained on several corpora (or tested across them)
     scores = {}
     for p in PROTOCOLS:
-        pred = protocol_probabilities(model, fs, train_idx, test_idx, cfg.data.normalise, p).argmax(1).numpy()
+        def score(p: str = p) -> torch.Tensor:
+            return protocol_probabilities(model, fs, train_idx, test_idx, cfg.data.normalise, p)
+
+        pred = score().argmax(1).numpy()
         scores[p] = metrics(y, pred, num_classes)
         if several:
             scores[p]["corpora"] = corpus_metrics(y, pred, num_classes, sources)
+        if model.probe is not None:
+            test_fusion = {**(test_fusion or {}), p: fusion_curve(model, score, y, num_classes)}
     best = max(history, key=lambda r: r.get("val_ua", 0.0)) if val_idx else {"epoch": len(history)}
     return FoldResult(
         fold.name, cfg.seed, scores, best["epoch"], best.get("val_ua"),
         t1 - t0, t2 - t1,
         (t1 - t0) / max(1, cfg.train.pretrain_epochs) if init is not None else 0.0, (t2 - t1) / max(1, len(history)),
-        code_version(),
+        code_version(), val_fusion, test_fusion,
     )
 
 
@@ -245,6 +286,7 @@ def cross_validate(fs: FeatureSet, corpus: Corpus, folds: list[Fold], cfg: SeraC
         "runs": [r.__dict__ for r in runs],
         "best_epochs": [r.best_epoch for r in runs],
         "val_ua": float(np.mean(vals)) if (vals := [r.val_ua for r in runs if r.val_ua is not None]) else None,
+        **_probe_summary(runs),
         "timing": {
             "stage1_seconds_per_epoch": float(np.mean([r.stage1_epoch_seconds for r in runs])),
             "stage2_seconds_per_epoch": float(np.mean([r.stage2_epoch_seconds for r in runs])),
@@ -300,6 +342,20 @@ def _fold_worker(i: int) -> tuple[int, FoldResult]:
     seeded, fold, where = _SHARED["jobs"][i]
     return i, run_fold(_SHARED["fs"], fold, seeded, _SHARED["C"], False, _SHARED["unlabelled"], where,
                        _SHARED["normalised"])
+
+
+def _probe_summary(runs: list[FoldResult]) -> dict:
+    """With a probe: the mean validation UA at each probe weight, and the test UA at each (mean ± std
+    over seeds of the fold means, as the headline figures) per protocol."""
+    out: dict = {}
+    if curves := [r.val_fusion for r in runs if r.val_fusion]:
+        out["val_fusion"] = {w: float(np.mean([c[w] for c in curves])) for w in curves[0]}
+    if runs and all(r.test_fusion for r in runs):
+        seeds = sorted({r.seed for r in runs})
+        out["test_fusion"] = {
+            p: {w: _mean_std([float(np.mean([r.test_fusion[p][w] for r in runs if r.seed == s])) for s in seeds])
+                for w in curve} for p, curve in runs[0].test_fusion.items()}
+    return out
 
 
 def _led(d: dict, lead: str) -> list[tuple[str, dict]]:

@@ -121,6 +121,8 @@ def train_final(fs: FeatureSet, cfg: SeraConfig, num_classes: int, epochs: int, 
         init, attrs = stage1(fs, cfg, progress, state / "final" / "adapter" if state else None, unlabelled, log)
     model, _ = finetune(fs, None, cfg, L, D, num_classes, init=init, attrs=attrs, epochs=epochs, progress=progress,
                         log=log, resume=state / "final" / "stage2-progress.pt" if state else None)
+    if model.probe is not None:
+        model.probe.fit(fs.feats, fs.labels.numpy(), cfg.seed)
     return model, final_attributes(model, fs, cfg, attrs)
 
 

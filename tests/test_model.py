@@ -184,3 +184,33 @@ def test_pooling_over_speech_frames_only():
         mean_model = EmotionClassifier(cfg, 4, 24, num_classes=5).eval()
         logits, frames = mean_model(feats, mask, speech=speech)
         torch.testing.assert_close(logits[1], mean_model.head(frames[1, 2:6].mean(0)))
+
+
+def test_probe_joins_the_head_once_fitted():
+    """``model.probe_weight``: until fitted the model is the head alone (training never sees the probe);
+    fitted, its probabilities are the weighted average of the head's and the probe's, the probe reads
+    each layer's mean over the real frames only, and a class absent from its training data gets none."""
+    feats, mask = _batch()
+    cfg = ModelConfig(**{**CFG.__dict__, "probe_weight": 0.25})
+    model = EmotionClassifier(cfg, 4, 24, num_classes=5).eval()
+    head = model.head(model.pool(model.backbone(feats, mask)[0], mask))
+    torch.testing.assert_close(model(feats, mask)[0], head)
+
+    g = torch.Generator().manual_seed(1)
+    labels = torch.arange(90) % 3  # classes 0-2 of 5
+    clips = [torch.randn(4, 6 + i % 5, 24, generator=g) for i in range(90)]
+    for clip, y in zip(clips, labels):
+        clip[2, :, y] += 3.0  # the class shows in one layer's mean
+    model.probe.fit(clips, labels.numpy())
+    probe = model.probe(feats, mask).softmax(-1)
+    torch.testing.assert_close(model(feats, mask)[0].softmax(-1), 0.75 * head.softmax(-1) + 0.25 * probe)
+    assert probe[:, 3:].max() < 1e-6  # classes 3 and 4 were never seen
+    test = torch.randn(3, 4, 8, 24, generator=g)
+    test[torch.arange(3), 2, :, torch.arange(3)] += 3.0
+    padded = torch.cat([test, 100 * torch.ones(3, 4, 4, 24)], 2)  # padding must not move the means
+    pad_mask = torch.arange(12)[None].expand(3, -1) < 8
+    assert model.probe(padded, pad_mask).argmax(1).tolist() == [0, 1, 2]
+
+    two = EmotionClassifier(cfg, 4, 24, num_classes=2)
+    two.probe.fit(clips, (labels > 0).long().numpy())  # scikit-learn keeps one row for two classes
+    assert two.probe(padded, pad_mask).argmax(1).tolist() == [0, 1, 1]

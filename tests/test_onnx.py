@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import tone
 from sera.audio import load_audio
@@ -74,9 +75,12 @@ def test_a_wav2vec_family_checkpoint_exports_from_the_wave(tiny_hubert, tmp_path
     """HuBERT / wav2vec 2.0 / WavLM take the wave itself: the graph starts there, any length."""
     cfg = SeraConfig()
     cfg.encoder.name, cfg.data.normalise, cfg.vad.enabled = str(tiny_hubert), "none", False  # tones: no speech
-    cfg.model.width, cfg.model.heads = 32, 4
+    cfg.model.width, cfg.model.heads, cfg.model.probe_weight = 32, 4, 0.5
     key, _ = encoder_identity(EncoderConfig(name=str(tiny_hubert)))
-    ckpt = save_checkpoint(tmp_path / "ckpt", EmotionClassifier(cfg.model, 3, 32, 2), cfg, ["a", "b"], key, 3, 32)
+    model = EmotionClassifier(cfg.model, 3, 32, 2)
+    g = torch.Generator().manual_seed(0)
+    model.probe.fit([torch.randn(3, 5 + i, 32, generator=g) for i in range(8)], np.arange(8) % 2)  # the probe too
+    ckpt = save_checkpoint(tmp_path / "ckpt", model, cfg, ["a", "b"], key, 3, 32)
     torch_path, onnx_path = Predictor(ckpt, device="cpu"), OnnxPredictor(export_onnx(ckpt, tmp_path / "onnx"))
     assert not (tmp_path / "onnx" / "mel_filters.npy").exists()  # no log-mel front end for this family
     for seconds in (1.0, 3.3, 24.0):  # the last in two windows

@@ -173,6 +173,41 @@ def test_an_interrupted_cross_validation_resumes_with_the_same_results(tmp_path)
         cross_validate(fs, corpus, folds, cfg, progress=False, state=tmp_path / "state")
 
 
+def test_a_probe_is_chosen_on_validation_speakers_and_leaves_the_head_as_it_was(tmp_path):
+    """``model.probe_weight``: every fold records validation and test UA at each weight from one trained
+    model; weight 0 is exactly the run without a probe (the probe never touches training), the
+    configured weight is the headline, and a checkpoint keeps the fitted probe."""
+    from sera.data import Corpus, Fold
+    from sera.evaluate import FUSION_WEIGHTS, cross_validate
+    from sera.pipeline import train_final
+
+    fs, cfg = toy_features(n=48), small_cfg()
+    fs.utts = [replace(u, speaker=f"s{i // 2 % 4}") for i, u in enumerate(fs.utts)]  # both classes per speaker
+    cfg.train.val_speakers = 0.25
+    for i, f in enumerate(fs.feats):  # a second cue the probe reads at once: each layer's mean
+        f[:, :, 1] += 0.5 * float(fs.labels[i])
+    corpus = Corpus("toy", fs.utts, ["0", "1"])
+    folds = [Fold(f"s{k}", frozenset(u.id for u in fs.utts if u.speaker == f"s{k}")) for k in range(2)]
+    plain = cross_validate(fs, corpus, folds, cfg, progress=False)
+    fused = cross_validate(fs, corpus, folds, cfg.updated({"model.probe_weight": 0.75}), progress=False)
+    weights = [f"{w:g}" for w in FUSION_WEIGHTS]
+    for r, p in zip(fused["runs"], plain["runs"]):
+        assert list(r["val_fusion"]) == weights and set(r["test_fusion"]) == {"clip", "speaker"}
+        assert r["test_fusion"]["clip"]["0"] == p["metrics"]["clip"]["ua"]  # the head alone: as without a probe
+        assert r["test_fusion"]["clip"]["0.75"] == r["metrics"]["clip"]["ua"]  # the configured weight scores
+        assert r["val_fusion"]["0"] == p["val_ua"]  # the best validation epoch's head
+    assert fused["test_fusion"]["clip"]["0.75"]["mean"] == fused["ua"]["mean"]
+    assert set(fused["val_fusion"]) == set(weights) and "val_fusion" not in plain
+
+    cfg = cfg.updated({"model.probe_weight": 0.75, "data.normalise": "none"})
+    model, _ = train_final(fs, cfg, 2, epochs=2, progress=False)
+    assert model.probe.is_fitted
+    path = save_checkpoint(tmp_path / "ckpt", model, cfg, corpus.labels, "toy", 3, 16)
+    loaded, _ = load_checkpoint(path, "toy")
+    assert model_state_equal(model, loaded) and loaded.probe.is_fitted
+    torch.testing.assert_close(predict_proba(model, fs), predict_proba(loaded, fs))
+
+
 def test_pretrain_then_finetune_commands(tmp_path, data_root, whisper_path, feature_cache):
     """Stage 1 and stage 2 as separate commands: the adapter feeds the fine-tuning, then predict."""
     import os

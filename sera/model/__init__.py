@@ -4,10 +4,11 @@ from .adapter import TeacherStudent, span_mask
 from .attributes import LocalAttributes, kmeans
 from .backbone import WAPTransformer
 from .classifier import EmotionClassifier, pool_mask
+from .probe import LayerMeanProbe
 from .sap import MeanPooling, StatisticalAttentivePooling, weighted_mean_std
 from .wap import WeightedAveragePooling
 
 __all__ = [
-    "EmotionClassifier", "LocalAttributes", "MeanPooling", "StatisticalAttentivePooling", "TeacherStudent",
+    "EmotionClassifier", "LayerMeanProbe", "LocalAttributes", "MeanPooling", "StatisticalAttentivePooling", "TeacherStudent",
     "WAPTransformer", "WeightedAveragePooling", "kmeans", "pool_mask", "span_mask", "weighted_mean_std",
 ]

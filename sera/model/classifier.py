@@ -1,4 +1,5 @@
-"""Stage 2: the adapter's backbone + SAP (or mean pooling) + a linear emotion classifier."""
+"""Stage 2: the adapter's backbone + SAP (or mean pooling) + a linear emotion classifier, and, with
+``model.probe_weight``, a linear probe on the layers' time means averaged into its probabilities."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import torch.nn as nn
 
 from ..config import ModelConfig
 from .backbone import WAPTransformer
+from .probe import LayerMeanProbe
 from .sap import MeanPooling, StatisticalAttentivePooling
 
 
@@ -18,15 +20,23 @@ class EmotionClassifier(nn.Module):
         self.pool = StatisticalAttentivePooling(cfg.width, cfg.sap_hidden) if sap else MeanPooling()
         self.head = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(2 * cfg.width if sap else cfg.width, num_classes))
         self.attribute_head = nn.Linear(cfg.width, cfg.num_attributes)  # optional stage 2 auxiliary loss
+        self.probe_weight = cfg.probe_weight
+        self.probe = LayerMeanProbe(num_layers, dim, num_classes) if cfg.probe_weight > 0 else None
 
     def forward(
         self, feats: torch.Tensor, mask: torch.Tensor, time_mask: torch.Tensor | None = None,
         speech: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """feats (B, L, T, D), mask (B, T) -> logits (B, C) and frames (B, T, H). ``speech`` (B, T): pool
-        these frames only (``VadConfig.pool_speech``); the backbone still sees every real frame."""
+        these frames only (``VadConfig.pool_speech``); the backbone still sees every real frame. Once the
+        probe is fitted the logits are the log of the two parts' averaged probabilities."""
         frames, _ = self.backbone(feats, mask, time_mask)
-        return self.head(self.pool(frames, pool_mask(mask, speech))), frames
+        logits = self.head(self.pool(frames, pool_mask(mask, speech)))
+        if self.probe is not None and self.probe.is_fitted:
+            w = self.probe_weight
+            p = (1 - w) * logits.softmax(-1) + w * self.probe(feats, mask).softmax(-1)
+            logits = p.clamp_min(1e-12).log()
+        return logits, frames
 
 
 def pool_mask(mask: torch.Tensor, speech: torch.Tensor | None) -> torch.Tensor:
