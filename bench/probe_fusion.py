@@ -4,12 +4,14 @@ against 69.3 UA), so sera averages the two's probabilities.
 
 Each seed and fold trains sera once; the SAP head alone (weight 0), the probe alone (weight 1,
 the probe baseline fitted on the same speakers) and their average at each weight between are
-scored from that one model: on the validation speakers (the probe fitted beside the head on the
-other training speakers), which choose the weight, and on the test fold (the probe refitted on
-every training speaker), read once at the chosen weight. Gains are paired over seeds x folds
-(mean, how many gained, two-sided sign test).
+scored from that one model, on the validation speakers (the probe fitted beside the head on the
+other training speakers) and on the test fold (the probe refitted on every training speaker).
+The headline is the weight set beforehand (0.5); what validation would pick is recorded beside
+it (``choose`` says why it is not used). Gains are paired over seeds x folds (mean, how many
+gained, two-sided sign test).
 
     python bench/probe_fusion.py [--parts ravdess,emodb,cross] [--normalise none|speaker] [--seeds 3] [--jobs 2] [--quick]
+    python bench/probe_fusion.py --summarise   # recompute every part's figures from its fold curves
 
 Writes bench/results/probe_fusion[-quick].json (each part merged in as it ends); runs resume
 under bench/runs/.
@@ -37,32 +39,44 @@ from sera.pipeline import corpus_and_folds, cross_corpus, features, unlabelled_f
 WEIGHT = {"model.probe_weight": 0.5}  # any weight > 0 adds the probe; every weight is scored from the same runs
 
 
-def choose(res: dict) -> dict:
-    """The weight with the best mean validation UA (the smaller on a tie: less of the probe), its test
-    figures, and its gain over the head alone paired over seeds x folds."""
-    val = res["val_fusion"]
-    best = max(val, key=lambda w: (round(val[w], 6), -float(w)))
-    out = {"chosen_weight": float(best), "val_fusion": val, "test_fusion": res["test_fusion"], "vs_head": {},
-           "vs_probe": {}}
-    for p, curve in res["test_fusion"].items():
-        out[p] = curve[best]
-        for name, other in (("vs_head", "0"), ("vs_probe", "1")):
-            gains = [r["test_fusion"][p][best] - r["test_fusion"][p][other] for r in res["runs"]]
-            out[name][p] = {"pairs": len(gains), "mean_gain": float(np.mean(gains)),
-                            "gained": sum(g > 0 for g in gains), "sign_test_p": sign_test(gains)}
-    return out
+def choose(runs: list[dict], weight: float) -> dict:
+    """From each run's validation and test curves (``fold_curves``): the test UA at every weight (mean ±
+    std over seeds of the fold means), the gains of ``weight`` over the head alone and over the probe
+    alone paired over seeds x folds, and the weight validation would pick with its test UA.
+
+    The validation curve leans towards the head: its epoch was chosen on those same speakers, and the
+    probe there is fitted without them. So the weight is set beforehand (0.5, equal shares) and the
+    validation pick is recorded beside it."""
+    w = f"{weight:g}"
+    seeds = sorted({r["seed"] for r in runs})
+    protocols = list(runs[0]["test"])
+    weights = list(runs[0]["val"])
+
+    def test_ua(p: str, at: str) -> dict:
+        per_seed = [float(np.mean([r["test"][p][at] for r in runs if r["seed"] == s])) for s in seeds]
+        return {"mean": float(np.mean(per_seed)), "std": float(np.std(per_seed))}
+
+    def gains(p: str, other: str) -> dict:
+        g = [r["test"][p][w] - r["test"][p][other] for r in runs]
+        return {"pairs": len(g), "mean_gain": float(np.mean(g)), "gained": sum(x > 0 for x in g),
+                "sign_test_p": sign_test(g)}
+
+    val = {k: float(np.mean([r["val"][k] for r in runs])) for k in weights}
+    pick = max(weights, key=lambda k: (round(val[k], 6), -float(k)))  # a tie goes to less of the probe
+    return {"weight": weight, "val_fusion": val, "test_fusion": {p: {k: test_ua(p, k) for k in weights} for p in protocols},
+            "vs_head": {p: gains(p, "0") for p in protocols}, "vs_probe": {p: gains(p, "1") for p in protocols},
+            "validation_pick": {"weight": float(pick), **{p: test_ua(p, pick) for p in protocols}}}
 
 
 def part(res: dict, settings: dict, cfg, start: float) -> dict:
-    return {**summarise(res, settings, cfg, start), **choose(res),
-            "fold_curves": [{"seed": r["seed"], "fold": r["fold"], "val": r["val_fusion"], "test": r["test_fusion"]}
-                            for r in res["runs"]]}
+    curves = [{"seed": r["seed"], "fold": r["fold"], "val": r["val_fusion"], "test": r["test_fusion"]} for r in res["runs"]]
+    return {**summarise(res, settings, cfg, start), "fold_curves": curves, **choose(curves, cfg.model.probe_weight)}
 
 
 def within(corpus_name: str, settings: dict, seeds: int, quick: bool, tag: str) -> dict:
     cfg = config(corpus_name, settings, seeds, quick)
     corpus, folds = corpus_and_folds(cfg)
-    folds = folds[:2] if quick else folds
+    folds = folds[:1] if quick else folds
     fs, _ = features(corpus, cfg)
     t = time.perf_counter()
     res = cross_validate(fs, corpus, folds, cfg, unlabelled=unlabelled_features(cfg),
@@ -87,9 +101,18 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--jobs", type=int, default=1, help="folds trained at once (train.jobs)")
     ap.add_argument("--quick", action="store_true", help="a few speakers, few epochs: checks the harness only")
+    ap.add_argument("--summarise", action="store_true", help="recompute the figures of the parts already saved")
     args = ap.parse_args()
     settings = {**WEIGHT, "data.normalise": args.normalise, "train.jobs": args.jobs}
     path = RESULTS / f"probe_fusion{'-quick' if args.quick else ''}.json"
+    if args.summarise:
+        saved = json.loads(path.read_text())
+        for p in saved["parts"].values():
+            for stale in ("chosen_weight", "clip", "speaker"):  # written by the first version of this script
+                p.pop(stale, None)
+            p.update(choose(p["fold_curves"], p["settings"]["model.probe_weight"]))
+        print(save(path.stem, {"parts": saved["parts"]}), flush=True)
+        return
     for name in args.parts.split(","):
         if name == "cross":
             done = {f"{a} -> {b}": across(a, b, settings, args.seeds, args.quick, args.normalise)
@@ -100,9 +123,9 @@ def main() -> None:
         parts = {**old.get("parts", {}), **{f"{k} ({args.normalise})": v for k, v in done.items()}}
         print(save(path.stem, {"parts": parts}), flush=True)
         for k, v in done.items():
-            print(f"{k}: weight {v['chosen_weight']:g} on validation {v['val_fusion']}; test clip UA "
-                  f"{100 * v['clip']['mean']:.1f} ± {100 * v['clip']['std']:.1f}, vs head {v['vs_head']['clip']}, "
-                  f"vs probe {v['vs_probe']['clip']}", flush=True)
+            print(f"{k}: test clip UA at weight {v['weight']:g} {100 * v['ua']['mean']:.1f} ± {100 * v['ua']['std']:.1f}, "
+                  f"vs head {v['vs_head']['clip']}, vs probe {v['vs_probe']['clip']}; validation would pick "
+                  f"{v['validation_pick']['weight']:g} (validation UA by weight {v['val_fusion']})", flush=True)
 
 
 if __name__ == "__main__":

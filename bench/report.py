@@ -45,7 +45,10 @@ def seeds_of(m: dict) -> int:
     return m.get("seeds", 1)
 
 
-def rows(baselines: dict, adapter: dict) -> dict[str, dict[str, dict]]:
+FUSED = "sera + probe, trained unnormalised (clip protocol)"  # bench/probe_fusion.py, what make reproduce ships
+
+
+def rows(baselines: dict, adapter: dict, fusion: dict | None = None) -> dict[str, dict[str, dict]]:
     """method -> corpus -> {"ua", "wa", "f1"} (floats or mean/std dicts), baselines first."""
     table: dict[str, dict[str, dict]] = {}
     for corpus, methods in baselines.get("within", {}).items():
@@ -60,7 +63,21 @@ def rows(baselines: dict, adapter: dict) -> dict[str, dict[str, dict]]:
         if method != "full method":
             for name, r in by_protocol(f"sera, {method}", run):
                 table.setdefault(name, {})["ravdess"] = r
+    for part, run in (fusion or {}).get("parts", {}).items():
+        corpus, _, normalise = part.partition(" (")
+        if corpus in CORPORA and normalise == "none)":  # unnormalised: the two protocols coincide
+            for name, r in fusion_rows(run):
+                table.setdefault(name, {})[corpus] = r
     return table
+
+
+def fusion_rows(run: dict) -> list[tuple[str, dict]]:
+    """A probe_fusion part: sera with its probe at the configured weight, and the same trained models'
+    SAP head alone (weight 0; UA only)."""
+    meta = {"seeds": run["seeds"], "upstream": run.get("upstream")}
+    head = run["test_fusion"]["clip"]["0"]
+    return [(FUSED, {**run["protocols"]["clip"], **meta}),
+            ("sera, head alone (the same models without their probe; clip protocol)", {"ua": head, **meta})]
 
 
 def by_protocol(name: str, run: dict) -> list[tuple[str, dict]]:
@@ -101,8 +118,9 @@ def mean(m) -> float:
 
 
 def markdown(table: dict, baselines: dict, adapter: dict, scaling: dict, extract: dict, demo: dict,
-             whisper: dict) -> str:
-    out = [f"UA / WA / macro-F1 in %, speaker-independent folds, {extract.get('upstream', 'whisper-tiny.en')}, "
+             whisper: dict, fusion: dict | None = None) -> str:
+    base_enc = baselines.get("upstream") or "whisper-tiny.en"  # results of older benches name no encoder
+    out = [f"UA / WA / macro-F1 in %, speaker-independent folds, {base_enc}, "
            "the 2-core CPU. "
            "sera: mean ± std over seeds where there are several (the seed count is in brackets); the baselines "
            "are deterministic. Protocols: baselines on raw features see each test clip alone (the clip protocol, what "
@@ -110,15 +128,14 @@ def markdown(table: dict, baselines: dict, adapter: dict, scaling: dict, extract
            "",
            "| method | " + " | ".join(f"{CORPORA[c]} UA | WA | F1" for c in CORPORA) + " |",
            "|---" * (1 + 3 * len(CORPORA)) + "|"]
-    base_enc = baselines.get("upstream") or "whisper-tiny.en"  # results of older benches name no encoder
-    enc_of = lambda m: m.get("upstream") or base_enc if "seeds" in m else base_enc  # noqa: E731
+    enc_of = lambda m: (m.get("upstream") or base_enc) if "seeds" in m else base_enc  # noqa: E731
     for method, by_corpus in table.items():
         cells = []
         for c in CORPORA:
             m = by_corpus.get(c)
             n = f" ({seeds_of(m)})" if m and "seeds" in m else ""
             n += f" [{enc_of(m)}]" if m and enc_of(m) != base_enc else ""
-            cells += [pct(m[k], seeds_of(m)) + (n if k == "ua" else "") if m else "" for k in ("ua", "wa", "f1")]
+            cells += [pct(m[k], seeds_of(m)) + (n if k == "ua" else "") if m and k in m else "" for k in ("ua", "wa", "f1")]
         out.append(f"| {method} | " + " | ".join(cells) + " |")
     baselines_only = {name: by for name, by in table.items() if not name.startswith("sera")}
     full = adapter.get("parts", {}).get("ablations", {}).get("full method")
@@ -127,7 +144,7 @@ def markdown(table: dict, baselines: dict, adapter: dict, scaling: dict, extract
         out += ["", f"Ablation rows: compare with the full method over the same seeds "
                     f"({pct(full['ua'], seeds_of(full))} UA with {seeds_of(full)} seed{'s' * (seeds_of(full) > 1)})."]
     out.append("")
-    sera_rows = {"clip": ["sera, full method (clip protocol)"],  # the same protocol as raw-feature baselines
+    sera_rows = {"clip": [FUSED, "sera, full method (clip protocol)"],  # the same protocol as raw-feature baselines
                  "speaker": ["sera, full method (speaker protocol)", "sera, full method"]}  # older runs: one row
     for c in CORPORA:
         for protocol, names in sera_rows.items():
@@ -151,6 +168,11 @@ def markdown(table: dict, baselines: dict, adapter: dict, scaling: dict, extract
     for k, run in adapter.get("parts", {}).get("cross", {}).items():
         for name, r in by_protocol("sera, full method", run):
             cross.setdefault(k, {})[name] = r
+    for part, run in (fusion or {}).get("parts", {}).items():
+        pair, _, normalise = part.partition(" (")
+        if "->" in pair and normalise == "none)":
+            for name, r in fusion_rows(run):
+                cross.setdefault(pair, {})[name] = r
     if cross:
         methods = list(dict.fromkeys(m for v in cross.values() for m in v))
         out += ["", "Across corpora (train on all of one, test on all of the other; the 6 shared emotions), UA:", "",
@@ -306,10 +328,10 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
     q = args.quick
-    baselines, adapter = load("baselines", q), load("adapter", q)
-    table = rows(baselines, adapter)
+    baselines, adapter, fusion = load("baselines", q), load("adapter", q), load("probe_fusion", q)
+    table = rows(baselines, adapter, fusion)
     text = markdown(table, baselines, adapter, load("scaling", q), load("extract_speed", q), load("demo_latency", q),
-                    load("whisper_padding", q))
+                    load("whisper_padding", q), fusion)
     text += "\n".join(encoder_table(load("encoders", q))) + "\n"
     text += "\n".join(speech_table(load("speech_only", q), load("vad_pooling", q))) + "\n"
     suffix = "-quick" if q else ""

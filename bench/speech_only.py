@@ -68,8 +68,7 @@ def combine(old: dict | None, new: dict) -> dict:
     runs = {(r["seed"], r["fold"]): r for r in (old or {}).get("runs", [])}
     kept = len(runs)
     runs.update({(r["seed"], r["fold"]): r for r in new["runs"]})
-    if old is None or kept == 0 or all((r["seed"], r["fold"]) in {(x["seed"], x["fold"]) for x in new["runs"]}
-                                       for r in old["runs"]):
+    if old is None or kept == 0 or {(r["seed"], r["fold"]) for r in old["runs"]} <= {(r["seed"], r["fold"]) for r in new["runs"]}:
         return new
     runs = [runs[k] for k in sorted(runs)]
     seeds, folds = sorted({r["seed"] for r in runs}), [f["fold"] for f in new["per_fold"]]

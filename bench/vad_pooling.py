@@ -21,19 +21,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common import corpora_args, save, upstream  # noqa: E402
 
-from sera.audio import load_audio  # noqa: E402
 from sera.config import SeraConfig  # noqa: E402
-from sera.encoders import Encoder  # noqa: E402
 from sera.normalise import normalise  # noqa: E402
-from sera.pipeline import apply_quick, corpus_and_folds, features  # noqa: E402
+from sera.features import speech_masks  # noqa: E402
+from sera.pipeline import apply_quick, corpus_and_folds, feature_cache, features  # noqa: E402
 from sera.probe import as_matrix, probe_cv  # noqa: E402
-from sera.vad import as_array, frame_times, in_speech, speech_regions  # noqa: E402
-
-
-def speech_frames(fs, frame_rate: float, cfg: SeraConfig) -> list[np.ndarray]:
-    """(T_i,) whether each cached frame's centre lies in a speech region of its clip."""
-    return [in_speech(frame_times(f.shape[1], frame_rate), as_array(speech_regions(load_audio(u.path), cfg.vad)))
-            for u, f in zip(fs.utts, fs.feats)]
 
 
 def time_means(fs, masks: list[np.ndarray] | None) -> np.ndarray:
@@ -51,8 +43,7 @@ def corpus_rows(name: str, quick: bool) -> dict:
     cfg = apply_quick(cfg) if quick else cfg
     corpus, folds = corpus_and_folds(cfg)
     fs, _ = features(corpus, cfg, progress=False)
-    rate = Encoder.frame_rate / cfg.model.frame_stride
-    masks = speech_frames(fs, rate, cfg)
+    masks = [m.numpy() for m in speech_masks(fs, feature_cache(cfg), cfg.vad, cfg.audio).speech]  # what SAP pools
     share = float(np.mean([m.mean() for m in masks]))
     none = sum(not m.any() for m in masks)
     print(f"{name}: {100 * share:.0f}% of frames are speech; {none} clips have none", flush=True)

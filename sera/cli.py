@@ -29,8 +29,6 @@ def _common(p: argparse.ArgumentParser, corpus: bool = True) -> None:
     p.add_argument("--whisper-padded", action="store_true", help="pad Whisper input to 30 s as transformers does")
     p.add_argument("--trim-silence", action="store_true", help="encode each clip from its first to its last speech "
                    "(Silero VAD); a cache and checkpoints of their own")
-    p.add_argument("--pool-speech", action="store_true", help="SAP weighs the speech frames only (Silero VAD); "
-                   "the Transformer still sees every frame")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--debug", action="store_true", help="show full tracebacks")
 
@@ -46,7 +44,7 @@ def config_from_args(args: argparse.Namespace) -> SeraConfig:
         "data": ("data", "root"), "corpus": ("data", "corpus"), "classes": ("data", "classes"),
         "encoder": ("encoder", "name"), "cache": (None, "cache_dir"), "seed": (None, "seed"),
         "protocol": ("data", "protocol"), "test_corpus": ("data", "test_corpus"), "folds": ("data", "folds"),
-        "jobs": ("train", "jobs"),
+        "jobs": ("train", "jobs"), "probe": ("model", "probe_weight"),
     }.items():
         value = getattr(args, flag, None)
         if value is not None:
@@ -106,6 +104,11 @@ def _training_flags(p: argparse.ArgumentParser) -> None:
                    "speaker standardised with all their own clips")
     p.add_argument("--jobs", type=int, metavar="N", help="cross-validation folds trained at once, each in its own "
                    "process (CPU; default 1). On 2 cores, --jobs 2 finishes sooner")
+    p.add_argument("--pool-speech", action="store_true", help="SAP weighs the speech frames only (Silero VAD); "
+                   "the Transformer still sees every frame")
+    p.add_argument("--probe", type=float, metavar="W", help="average a linear probe on every layer's time mean "
+                   "(fitted after stage 2) into the head's probabilities with weight W (model.probe_weight; "
+                   "make reproduce: 0.5)")
     _set_flag(p, "any config field, e.g. --set train.seeds=1 --set model.width=128")
     for flag, (_, _, _, text) in ABLATIONS.items():
         p.add_argument("--" + flag.replace("_", "-"), action="store_true", help=text)

@@ -304,9 +304,9 @@ _SHARED: dict = {}  # what forked fold workers read instead of receiving it pick
 
 def _run_folds(jobs: list, todo: list[int], workers: int, fs: FeatureSet, C: int, progress: bool, report: bool,
                unlabelled: FeatureSet | None, normalised: FeatureSet):
-    """Yield ``(job index, FoldResult)`` for the ``todo`` jobs: one after another, or ``train.jobs`` at a
-    time (``workers``, ``train.jobs``) in forked processes sharing the features (CPU only), each with its share of the cores. A fold's
-    result depends only on its seed and fold, so both ways give the same runs."""
+    """Yield ``(job index, FoldResult)`` for the ``todo`` jobs: one after another, or ``workers``
+    (``train.jobs``) at a time in forked processes sharing the features (CPU only), each with its share
+    of the cores. A fold's result depends only on its seed and fold, so both ways give the same runs."""
     workers = min(workers, len(todo))
     if workers > 1 and (torch.cuda.is_available() or torch.distributed.is_initialized()):
         print("train.jobs: folds run one at a time on a GPU or under torchrun", flush=True)

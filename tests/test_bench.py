@@ -23,7 +23,7 @@ def test_quick_bench_runs_every_script_and_reports(data_root, whisper_path, feat
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     load = lambda name: json.loads((RESULTS / f"{name}-quick.json").read_text())  # noqa: E731
     for name in ("extract_speed", "encoders", "baselines", "adapter", "whisper_padding", "scaling", "demo_latency",
-                 "enrolment", "startup", "vad_pooling", "speech_only"):
+                 "enrolment", "startup", "vad_pooling", "speech_only", "probe_fusion"):
         r = load(name)
         assert r["commit"] and r["machine"]["cpu_cores"] >= 1, name
     encoders = load("encoders")["encoders"]
@@ -61,6 +61,12 @@ def test_quick_bench_runs_every_script_and_reports(data_root, whisper_path, feat
     for pair in speech["paired"].values():
         for protocol, c in pair.items():  # paired over seeds x folds
             assert c["pairs"] >= 1 and 0.0 <= c["sign_test_p"] <= 1.0 and -1.0 <= c["mean_gain"] <= 1.0, protocol
+    fusion = load("probe_fusion")["parts"]
+    assert set(fusion) == {"ravdess (none)", "emodb (none)", "ravdess -> emodb (none)", "emodb -> ravdess (none)"}
+    for part in fusion.values():  # every weight scored from the same models, on validation and test speakers
+        assert list(part["val_fusion"]) == list(part["test_fusion"]["clip"]) == ["0", "0.25", "0.5", "0.75", "1"]
+        assert f"{part['validation_pick']['weight']:g}" in part["val_fusion"] and part["vs_head"]["clip"]["pairs"] >= 1
+        assert part["test_fusion"]["clip"]["0.5"] == pytest.approx(part["ua"])  # the headline: the weight the models ran with
     startup = load("startup")
     assert set(startup["end_to_end_seconds"]) == set(startup["latency_4s_seconds"]) == {"pytorch", "onnx"}
     modes = load("whisper_padding")["modes"]
@@ -73,7 +79,7 @@ def test_quick_bench_runs_every_script_and_reports(data_root, whisper_path, feat
     summary = (RESULTS / "summary-quick.md").read_text()
     for method in ("eGeMAPS + SVM", "linear probe", "EmoBox recipe", "sera, full method (clip protocol)",
                    "sera, full method (speaker protocol)", "clip protocol: sera", "no stage 1", "predict 30 s",
-                   "padded to 30 s", "training on all RAVDESS"):
+                   "padded to 30 s", "training on all RAVDESS", "sera + probe, trained unnormalised"):
         assert method in summary, method
     assert (RESULTS / "ua_by_method-quick.png").stat().st_size > 10_000
 
