@@ -33,9 +33,10 @@ def _write(path: Path, state: dict[str, torch.Tensor], meta: dict) -> Path:
     return path
 
 
-FORMAT = 2  # 1: sera 0.1 before content identity (no "format" field); 2: content identity, encoder.layers
-# Settings that format 1 checkpoints lack, with the value they were trained with (not today's default).
-LEGACY_MODEL = {"layer_norm": False}
+FORMAT = 3  # 1: sera 0.1 before content identity (no "format" field); 2: content identity, encoder.layers;
+#            3: model.probe_weight
+# Model settings each format added: an older checkpoint lacks them and was trained with these values.
+ADDED_IN = {2: {"layer_norm": False}, 3: {"probe_weight": 0.0}}
 
 
 def _meta(kind: str, cfg: SeraConfig, encoder_key: str, num_layers: int, dim: int, labels: list[str]) -> dict:
@@ -96,11 +97,11 @@ def _check_encoder(path: Path, meta: dict, encoder_key: str | None) -> None:
 
 def model_config(path: Path, meta: dict) -> ModelConfig:
     """The checkpoint's model settings; a missing one is filled only with the value it was trained with."""
-    given = meta["model"]
+    given = dict(meta["model"])
+    for added, settings in ADDED_IN.items():
+        if meta.get("format", 1) < added:
+            given = {**settings, **given}
     missing = [f.name for f in dataclasses.fields(ModelConfig) if f.name not in given]
-    if meta.get("format", 1) < 2:
-        given = {**{k: LEGACY_MODEL[k] for k in missing if k in LEGACY_MODEL}, **given}
-        missing = [k for k in missing if k not in LEGACY_MODEL]
     if missing:
         raise SeraError(f"{path}/config.json: model setting(s) {', '.join(missing)} missing; today's defaults "
                         "might compute something else than this checkpoint was trained with, so it is not loaded")

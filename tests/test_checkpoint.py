@@ -71,7 +71,7 @@ def test_a_format_1_checkpoint_loads_with_the_settings_it_was_trained_with(tmp_p
     ckpt = _checkpoint(tmp_path / "old", tiny_hubert)
 
     def to_format_1(meta):
-        del meta["format"], meta["model"]["layer_norm"], meta["encoder"]["layers"]
+        del meta["format"], meta["model"]["layer_norm"], meta["model"]["probe_weight"], meta["encoder"]["layers"]
         meta["encoder"]["key"] = "hubert0-0123456789ab"
 
     _rewrite(ckpt, to_format_1)
@@ -82,6 +82,17 @@ def test_a_format_1_checkpoint_loads_with_the_settings_it_was_trained_with(tmp_p
     with warnings.catch_warnings(record=True):
         pred = Predictor(ckpt).predict_file(write_audio(tmp_path / "clip.wav", 1.0))
     assert set(pred.probabilities) == {"happy", "sad"}
+
+
+def test_a_format_2_checkpoint_loads_without_a_probe(tmp_path, tiny_hubert):
+    """Format 2 (sessions before the probe) has no model.probe_weight: it was trained without one."""
+    ckpt = _checkpoint(tmp_path / "old", tiny_hubert)
+    _rewrite(ckpt, lambda meta: (meta.update(format=2), meta["model"].pop("probe_weight")))
+    model, _, _, _ = load_classifier(ckpt)
+    assert model.probe is None
+    _rewrite(ckpt, lambda meta: meta.update(format=3))
+    with pytest.raises(SeraError, match="model setting.s. probe_weight missing"):
+        load_classifier(ckpt)
 
 
 def test_a_missing_setting_or_a_newer_format_is_refused_with_the_reason(tmp_path, tiny_hubert):

@@ -36,6 +36,8 @@ def test_settings_and_presets():
         SeraConfig().updated({"model.width": "wide"})
     with pytest.raises(SeraError, match="not one of"):
         SeraConfig().updated({"model.pooling": "max"})
+    with pytest.raises(SeraError, match="model.probe_weight: 1.5; a share between 0 and 1"):
+        SeraConfig().updated({"model.probe_weight": 1.5})
     paper = SeraConfig.preset("paper-iemocap")
     assert paper.encoder.name == PAPER_ENCODER and paper.data.corpus == "iemocap" and paper.model.layers == 3
     with pytest.raises(SeraError, match="unknown preset"):
