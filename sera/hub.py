@@ -85,7 +85,10 @@ def model_card(checkpoint: str | Path) -> str:
         f"# sera speech emotion recognition: {', '.join(labels)}", "",
         f"A small adapter and classifier trained by [sera](https://github.com/sera-ser/sera) on the frozen encoder "
         f"`{encoder}` ({meta['num_layers']} hidden states of {meta['dim']}): WAP over layers, a light Transformer, "
-        "SAP pooling and a linear head. The encoder's own weights are not in this repository; sera loads them "
+        "SAP pooling and a linear head"
+        + (f", whose probabilities are averaged with a linear probe on every layer's time mean (weight "
+           f"{meta['model']['probe_weight']:g})" if meta.get("model", {}).get("probe_weight", 0) > 0 else "")
+        + ". The encoder's own weights are not in this repository; sera loads them "
         + ("from their id (or a local copy with the same weights, checked by content)." if on_hub else
            "from the folder named above, which was local to the training machine: pass a copy of the same weights "
            "with `--encoder` (checked by content)."), "",
