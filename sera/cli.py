@@ -161,7 +161,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     Finished folds and stage 1 results are kept in OUT/state, so a rerun after an interruption
     resumes where it stopped."""
     from .checkpoint import save_checkpoint
-    from .evaluate import cross_validate, write_results
+    from .evaluate import FINISHED, cross_validate, forget_finished, write_results
     from .normalise import normalise
     from .data import parts_of
     from .hub import model_card
@@ -170,6 +170,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     progress = not args.no_progress
     cfg, out, corpus, folds, fs, key = _prepare(args)
+    if forget_finished(out / "state", cfg):
+        print(f"{out}: its finished run was made by other code or settings; starting over", flush=True)
     unlabelled = unlabelled_features(cfg, progress)
     results = cross_validate(fs, corpus, folds, cfg, progress, unlabelled, out / "state", report=True)
     where = f"{corpus.name} -> {cfg.data.test_corpus}" if cfg.data.test_corpus else corpus.name
@@ -189,6 +191,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                          "cv": cv, "stage2_epochs": epochs}, fs.reference, attrs)
         atomic_write_text(out / "checkpoint" / "README.md", model_card(out / "checkpoint"))  # ready for `sera push`
         print(f"checkpoint: {out / 'checkpoint'}")
+    atomic_write_text(out / "state" / FINISHED, "")
     return 0
 
 

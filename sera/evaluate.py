@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -215,6 +216,23 @@ def check_state(state: Path, cfg: SeraConfig) -> None:
                             "use another --out, or --fresh to start over")
     else:
         atomic_write_text(path, json.dumps(now, indent=2))
+
+
+FINISHED = "finished"  # a state folder's marker: the run ended (results and, for train, its checkpoint written)
+
+
+def forget_finished(state: Path, cfg: SeraConfig) -> bool:
+    """Remove ``state`` if it holds a finished run made by other code or settings, so that rerunning a
+    command (``make reproduce`` after an update) starts over instead of refusing; an unfinished run
+    is kept and still refused, since it may be resumed. True if it was removed."""
+    if not (state / FINISHED).is_file():
+        return False
+    try:
+        check_state(state, cfg)
+        return False
+    except SeraError:
+        shutil.rmtree(state)
+        return True
 
 
 def _peak_rss_mb() -> float | None:

@@ -154,7 +154,7 @@ def test_quick_recipe_from_the_command_line(tmp_path, data_root, whisper_path, f
 
 def test_an_interrupted_cross_validation_resumes_with_the_same_results(tmp_path):
     from sera.data import Corpus, Fold
-    from sera.evaluate import cross_validate
+    from sera.evaluate import FINISHED, cross_validate, forget_finished
 
     fs, cfg = toy_features(), small_cfg()
     corpus = Corpus("toy", fs.utts, ["0", "1"])
@@ -168,9 +168,16 @@ def test_an_interrupted_cross_validation_resumes_with_the_same_results(tmp_path)
     assert again["runs"][1]["stage1_seconds"] < first["runs"][1]["stage1_seconds"]  # stage 1 was loaded
     uninterrupted = cross_validate(fs, corpus, folds, cfg, progress=False)
     assert [r["metrics"] for r in uninterrupted["runs"]] == [r["metrics"] for r in first["runs"]]
+    state = tmp_path / "state"
+    (state / FINISHED).write_text("")  # as sera train leaves it: a rerun with the same code and settings reuses it
+    assert not forget_finished(state, cfg) and (state / "seed0-s1" / "result.json").is_file()
     cfg.train.lr = 1e-3
+    (state / FINISHED).unlink()  # unfinished: refused (it may be resumed), and kept
     with pytest.raises(SeraError, match=r"other settings \(train.lr\)"):
-        cross_validate(fs, corpus, folds, cfg, progress=False, state=tmp_path / "state")
+        cross_validate(fs, corpus, folds, cfg, progress=False, state=state)
+    assert not forget_finished(state, cfg) and state.is_dir()
+    (state / FINISHED).write_text("")  # finished, other settings: a rerun starts over
+    assert forget_finished(state, cfg) and not state.exists()
 
 
 def test_a_probe_is_chosen_on_validation_speakers_and_leaves_the_head_as_it_was(tmp_path):
