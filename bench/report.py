@@ -128,7 +128,8 @@ def markdown(table: dict, baselines: dict, adapter: dict, scaling: dict, extract
            "",
            "| method | " + " | ".join(f"{CORPORA[c]} UA | WA | F1" for c in CORPORA) + " |",
            "|---" * (1 + 3 * len(CORPORA)) + "|"]
-    enc_of = lambda m: (m.get("upstream") or base_enc) if "seeds" in m else base_enc  # noqa: E731
+    # sera's results name their encoder; those saved before they did all ran on whisper-tiny.en
+    enc_of = lambda m: (m.get("upstream") or "whisper-tiny.en") if "seeds" in m else base_enc  # noqa: E731
     for method, by_corpus in table.items():
         cells = []
         for c in CORPORA:
@@ -153,7 +154,7 @@ def markdown(table: dict, baselines: dict, adapter: dict, scaling: dict, extract
                 continue
             if enc_of(row[c]) != base_enc:  # a margin between two encoders would say nothing about the method
                 out.append(f"- {CORPORA[c]}, {protocol} protocol: sera ran on {enc_of(row[c])}, the baselines on "
-                           f"{base_enc}: not compared (bench/baselines.py on {enc_of(row[c])} is due).")
+                           f"{base_enc}: not compared.")
                 continue
             names = [n for n in baselines_only if ("normalised" in n) == (protocol == "speaker")]
             scored = [(mean(baselines_only[n][c]["ua"]), n) for n in names if c in baselines_only[n]]
@@ -162,8 +163,14 @@ def markdown(table: dict, baselines: dict, adapter: dict, scaling: dict, extract
             best, name = max(scored)
             gain = 100 * (mean(row[c]["ua"]) - best)
             verdict = "met" if gain >= GOAL else "**missed**"
+            paired = (fusion or {}).get("parts", {}).get(f"{c} (none)", {}).get("vs_probe", {}).get(protocol)
+            same_run = (f" In the same runs, against the probe fitted on the same speakers (fold means, paired over "
+                        f"seeds × folds): {100 * paired['mean_gain']:+.1f}, {paired['gained']} of {paired['pairs']} "
+                        f"pairs gained (sign test p = {paired['sign_test_p']:.2f})."
+                        if paired and row is table.get(FUSED) else "")
             out.append(f"- {CORPORA[c]}, {protocol} protocol: sera {gain:+.1f} UA points over the best baseline in the "
-                       f"same protocol ({name}, {100 * best:.1f}); goal +{GOAL:g}: {verdict}.")
+                       f"same protocol ({name}, {100 * best:.1f}, predictions pooled over folds); goal +{GOAL:g}: "
+                       f"{verdict}.{same_run}")
     cross = {k: dict(v) for k, v in baselines.get("cross_corpus", {}).items()}
     for k, run in adapter.get("parts", {}).get("cross", {}).items():
         for name, r in by_protocol("sera, full method", run):
@@ -178,9 +185,9 @@ def markdown(table: dict, baselines: dict, adapter: dict, scaling: dict, extract
         out += ["", "Across corpora (train on all of one, test on all of the other; the 6 shared emotions), UA:", "",
                 "| method | " + " | ".join(cross) + " |", "|---" * (1 + len(cross)) + "|"]
         for method in methods:
-            out.append(f"| {method} | " + " | ".join(pct(cross[k][method]["ua"], seeds_of(cross[k][method]))
-                                                     if method in cross[k] else ""
-                                                     for k in cross) + " |")
+            out.append(f"| {method} | " + " | ".join(
+                pct(m["ua"], seeds_of(m)) + (f" [{enc_of(m)}]" if enc_of(m) != base_enc else "")
+                if (m := cross[k].get(method)) else "" for k in cross) + " |")
     emobox = baselines.get("emobox_folds")
     if emobox:
         published = ", ".join(f"{k} {v:.1f}" for k, v in emobox["published_ua"].items())
