@@ -102,8 +102,8 @@ class ModelConfig:
     num_attributes: int = 64  # local attributes: k-means clusters of the teacher's frames
     target_layers: int = 3  # distillation targets: mean of the teacher's top layers (data2vec)
     probe_weight: float = 0.0  # > 0: a linear probe on every layer's time mean, fitted after stage 2, joins the SAP
-    #                            head: probabilities (1 - w) * head + w * probe. Chosen on validation speakers
-    #                            (bench/probe_fusion.py); 0 is the method alone
+    #                            head: probabilities (1 - w) * head + w * probe. 0 is the method alone; make reproduce
+    #                            ships 0.5, set beforehand (validation speakers cannot tell it from 0.25; bench/probe_fusion.py)
 
     def __post_init__(self) -> None:
         _choice("model.layer_pooling", self.layer_pooling, ("wap", "last"))
