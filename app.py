@@ -30,7 +30,7 @@ from sera.predict import Predictor
 
 HOW_TO_TRAIN = """No model to serve yet ({problem}).
 
-Make the default one (about 15 minutes on a laptop CPU, RAVDESS from `SERA_DATA`) and serve it:
+Make the default one (RAVDESS and EmoDB from `SERA_DATA`; about half an hour on a 2-core CPU) and serve it:
 
     make demo
 
@@ -158,7 +158,7 @@ def build_demo(cfg: SeraConfig | None = None) -> gr.Blocks:
 def config_from_argv(argv: list[str]) -> SeraConfig:
     ap = argparse.ArgumentParser(description="sera's Gradio demo")
     ap.add_argument("--checkpoint", metavar="DIR|USER/NAME", help="a checkpoint folder or Hub repository "
-                    "(default: SERA_CHECKPOINT or runs/ravdess/checkpoint)")
+                    "(default: SERA_CHECKPOINT or runs/ravdess+emodb/checkpoint)")
     ap.add_argument("--encoder", metavar="ID|PATH", help="the checkpoint's encoder in another folder or as a hub id")
     ap.add_argument("--device", help="auto (CUDA when present), cpu, cuda, ...")
     ap.add_argument("--port", type=int)

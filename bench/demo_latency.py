@@ -1,7 +1,7 @@
 """How fast the web demo answers: a 4 s clip sent over HTTP (gradio_client) to app.py on this
 machine, end to end (upload, encoder, adapter, the plots), and the model part alone.
 
-    python bench/demo_latency.py --checkpoint runs/ravdess/checkpoint [--requests 20] [--quick]
+    python bench/demo_latency.py --checkpoint runs/ravdess+emodb/checkpoint [--requests 20] [--quick]
 """
 
 from __future__ import annotations

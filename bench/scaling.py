@@ -3,7 +3,7 @@ recordings made by concatenating RAVDESS clips. Each length runs in a fresh proc
 memory is its own; the bare encoder runs over the same pieces in the same process, and the voice
 activity detector (which finds those pieces) is timed on its own beside it.
 
-    python bench/scaling.py --checkpoint runs/ravdess/checkpoint [--quick]
+    python bench/scaling.py --checkpoint runs/ravdess+emodb/checkpoint [--quick]
 
 Writes bench/results/scaling.json. Time should grow linearly with the length and peak memory stay
 flat, since `Predictor` encodes and classifies one piece at a time. Goal: the VAD under 5% of the
@@ -94,7 +94,7 @@ def recording(clips: list[Path], seconds: float, out: Path) -> Path:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--checkpoint", default="runs/ravdess/checkpoint")
+    ap.add_argument("--checkpoint", default="runs/ravdess+emodb/checkpoint")
     ap.add_argument("--quick", action="store_true", help="4, 10 and 30 s only (CI)")
     ap.add_argument("--child", nargs=2, metavar=("CHECKPOINT", "FILE"), help=argparse.SUPPRESS)
     ap.add_argument("--repeats", type=int, default=5)

@@ -5,7 +5,7 @@ for the ONNX route, the PyTorch one no slower than before):
   wall time end to end (median of a few runs; the export itself is not timed);
 - the latency of a 4 s clip once each has started (median of repeats, in this process).
 
-    python bench/startup.py --checkpoint runs/ravdess/checkpoint [--runs 5] [--quick]
+    python bench/startup.py --checkpoint runs/ravdess+emodb/checkpoint [--runs 5] [--quick]
 """
 
 from __future__ import annotations

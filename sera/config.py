@@ -151,7 +151,7 @@ class TrainConfig:
 
 @dataclass
 class DemoConfig:
-    checkpoint: str = _env("SERA_CHECKPOINT", "runs/ravdess/checkpoint")  # what `make reproduce` writes
+    checkpoint: str = _env("SERA_CHECKPOINT", "runs/ravdess+emodb/checkpoint")  # what `make reproduce` writes
     encoder: str = ""  # the checkpoint's encoder from another folder or hub id; "" uses the one it names
     max_seconds: float = 300.0  # longest clip the web demo accepts (longer ones run in windows)
     max_megabytes: float = 25.0  # largest upload the web demo accepts
