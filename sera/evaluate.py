@@ -121,13 +121,16 @@ def part_probabilities(model, score: Callable[[], torch.Tensor]) -> dict[str, to
         model.probe_weight = w
 
 
-def fusion_curve(model, score: Callable[[], torch.Tensor], y: np.ndarray, num_classes: int) -> dict[str, float]:
-    """UA of the head's and the fitted probe's probabilities (from ``score()``) averaged at each weight
-    of ``FUSION_WEIGHTS`` (0: the head alone, 1: the probe alone). On validation speakers it is what
+def mix(parts: dict[str, torch.Tensor], w: float) -> torch.Tensor:
+    """The fused model's probabilities from its parts' (``part_probabilities``), as its forward mixes them."""
+    return (1 - w) * parts["head"] + w * parts["probe"]
+
+
+def fusion_curve(parts: dict[str, torch.Tensor], y: np.ndarray, num_classes: int) -> dict[str, float]:
+    """UA of the head's and the fitted probe's probabilities averaged at each weight of
+    ``FUSION_WEIGHTS`` (0: the head alone, 1: the probe alone). On validation speakers it is what
     ``model.probe_weight`` is chosen by; on the test fold, the record of each part's share."""
-    parts = part_probabilities(model, score)
-    return {f"{w:g}": unweighted_accuracy(y, ((1 - w) * parts["head"] + w * parts["probe"]).argmax(1).numpy(),
-                                          num_classes) for w in FUSION_WEIGHTS}
+    return {f"{w:g}": unweighted_accuracy(y, mix(parts, w).argmax(1).numpy(), num_classes) for w in FUSION_WEIGHTS}
 
 
 def run_fold(fs: FeatureSet, fold: Fold, cfg: SeraConfig, num_classes: int, progress: bool = True,
@@ -158,7 +161,8 @@ def run_fold(fs: FeatureSet, fold: Fold, cfg: SeraConfig, num_classes: int, prog
         if val_idx:            # on every training speaker for the test fold
             fit, val = normalised.subset(fit_idx), normalised.subset(val_idx)
             model.probe.fit(fit.feats, fit.labels.numpy(), cfg.seed)
-            val_fusion = fusion_curve(model, lambda: predict_proba(model, val), val.labels.numpy(), num_classes)
+            val_fusion = fusion_curve(part_probabilities(model, lambda: predict_proba(model, val)),
+                                      val.labels.numpy(), num_classes)
         train = normalised.subset(train_idx)
         model.probe.fit(train.feats, train.labels.numpy(), cfg.seed)
     t2 = time.perf_counter()
@@ -170,12 +174,16 @@ def run_fold(fs: FeatureSet, fold: Fold, cfg: SeraConfig, num_classes: int, prog
         def score(p: str = p) -> torch.Tensor:
             return protocol_probabilities(model, fs, train_idx, test_idx, cfg.data.normalise, p)
 
-        pred = score().argmax(1).numpy()
+        if model.probe is None:
+            probs = score()
+        else:  # each part scored once; every weight, the configured one too, is their mix
+            parts = part_probabilities(model, score)
+            probs = mix(parts, model.probe_weight)
+            test_fusion = {**(test_fusion or {}), p: fusion_curve(parts, y, num_classes)}
+        pred = probs.argmax(1).numpy()
         scores[p] = metrics(y, pred, num_classes)
         if several:
             scores[p]["corpora"] = corpus_metrics(y, pred, num_classes, sources)
-        if model.probe is not None:
-            test_fusion = {**(test_fusion or {}), p: fusion_curve(model, score, y, num_classes)}
     best = max(history, key=lambda r: r.get("val_ua", 0.0)) if val_idx else {"epoch": len(history)}
     return FoldResult(
         fold.name, cfg.seed, scores, best["epoch"], best.get("val_ua"),
