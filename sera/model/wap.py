@@ -6,7 +6,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-
 class WeightedAveragePooling(nn.Module):
     """(B, L, T, D) -> (B, T, D): one learned weight per encoder layer, softmax-normalised.
 
@@ -34,4 +33,10 @@ class WeightedAveragePooling(nn.Module):
             layers = F.layer_norm(layers, layers.shape[-1:])
         if self.last_only:
             return layers[:, -1]
-        return torch.einsum("bltd,l->btd", layers, self.weights.to(layers.dtype))
+        # A sum over layer slices, not an einsum: on a CPU the einsum first copies the whole (B, L, T, D) input
+        # into (B, T, D, L) order, which took longer than the weighted sum itself.
+        w = self.weights.to(layers.dtype)
+        out = w[0] * layers[:, 0]
+        for i in range(1, layers.shape[1]):
+            out = out + w[i] * layers[:, i]  # (B, T, D)
+        return out
