@@ -75,28 +75,37 @@ def summarise(res: dict, settings: dict, cfg: SeraConfig, start: float) -> dict:
 UNNORMALISED = " (no speaker norm)"  # suffix of the parts run with --normalise none
 
 
-def run(corpus_name: str, settings: dict, seeds: int, quick: bool, tag: str) -> dict:
+def cross_validated(corpus_name: str, settings: dict, seeds: int, quick: bool, state: str) -> tuple:
+    """sera cross-validated on ``corpus_name`` with ``settings``, resumable under bench/runs/STATE: the
+    results, the settings, the config and when training began (what ``summarise`` takes)."""
     cfg = config(corpus_name, settings, seeds, quick)
     corpus, folds = corpus_and_folds(cfg)
-    folds = folds[:1] if quick else folds  # 13 runs: one fold each checks the harness
+    folds = folds[:1] if quick else folds  # one fold each checks the harness
     fs, _ = features(corpus, cfg)
     t = time.perf_counter()
-    res = cross_validate(fs, corpus, folds, cfg, unlabelled=unlabelled_features(cfg),
-                         state=state_dir(f"{corpus_name}-{tag}", quick))
-    return summarise(res, settings, cfg, t)
+    res = cross_validate(fs, corpus, folds, cfg, unlabelled=unlabelled_features(cfg), state=state_dir(state, quick))
+    return res, settings, cfg, t
 
 
-def across(source: str, target: str, seeds: int, quick: bool, settings: dict) -> dict:
-    """The full method trained on all of ``source`` (stage 1 on its audio, early stopping on its own
-    held-out speakers) and tested once on all of ``target``, over the emotions both share: what
-    ``sera evaluate --corpus SOURCE --test-corpus TARGET`` runs."""
+def transferred(source: str, target: str, settings: dict, seeds: int, quick: bool, state: str) -> tuple:
+    """The method trained on all of ``source`` (stage 1 on its audio, early stopping on its own held-out
+    speakers) and tested once on all of ``target``, over the emotions both share: what
+    ``sera evaluate --corpus SOURCE --test-corpus TARGET`` runs. Returns as ``cross_validated``."""
     settings = {"data.test_corpus": target, **settings}
     cfg = config(source, settings, seeds, quick)
     corpus, folds, fs = cross_corpus(cfg)
     t = time.perf_counter()
-    tag = "-none" if cfg.data.normalise == "none" else ""
-    res = cross_validate(fs, corpus, folds, cfg, state=state_dir(f"cross-{source}-{target}{tag}", quick))
-    return summarise(res, settings, cfg, t)
+    res = cross_validate(fs, corpus, folds, cfg, state=state_dir(state, quick))
+    return res, settings, cfg, t
+
+
+def run(corpus_name: str, settings: dict, seeds: int, quick: bool, tag: str) -> dict:
+    return summarise(*cross_validated(corpus_name, settings, seeds, quick, f"{corpus_name}-{tag}"))
+
+
+def across(source: str, target: str, seeds: int, quick: bool, settings: dict) -> dict:
+    tag = "-none" if settings.get("data.normalise") == "none" else ""
+    return summarise(*transferred(source, target, settings, seeds, quick, f"cross-{source}-{target}{tag}"))
 
 
 def final_training(epochs: int, quick: bool) -> dict:

@@ -64,10 +64,7 @@ def score(measured: Path) -> None:
     from sera.config import SeraConfig
     from sera.evaluate import metrics
     from sera.pipeline import corpus_and_folds, features
-    from sera.probe import as_matrix, utterance_embeddings
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    from sera.probe import as_matrix, logistic_probe, utterance_embeddings
 
     res = json.loads((measured / "fp16.json").read_text())
     means = np.load(measured / "means.npz")
@@ -81,7 +78,7 @@ def score(measured: Path) -> None:
     order = [where[name] for name in res["clips"]]
     test = np.zeros(len(y), dtype=bool)
     test[order] = True
-    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=0)).fit(E[~test], y[~test])
+    clf = logistic_probe(0).fit(E[~test], y[~test])
     rows, ref = {}, clf.predict_proba(as_matrix(means["cpu"]))
     for name, X in (("cpu float32", as_matrix(means["cpu"])), ("cuda float16", as_matrix(means["cuda"]))):
         proba = clf.predict_proba(X)

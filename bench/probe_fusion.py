@@ -22,19 +22,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from adapter import config, state_dir, summarise  # noqa: E402
+from adapter import cross_validated, summarise, transferred  # noqa: E402
 from common import RESULTS, save  # noqa: E402
 from speech_only import sign_test  # noqa: E402
 
-from sera.evaluate import cross_validate  # noqa: E402
-from sera.pipeline import corpus_and_folds, cross_corpus, features, unlabelled_features  # noqa: E402
 
 WEIGHT = {"model.probe_weight": 0.5}  # any weight > 0 adds the probe; every weight is scored from the same runs
 
@@ -74,23 +71,11 @@ def part(res: dict, settings: dict, cfg, start: float) -> dict:
 
 
 def within(corpus_name: str, settings: dict, seeds: int, quick: bool, tag: str) -> dict:
-    cfg = config(corpus_name, settings, seeds, quick)
-    corpus, folds = corpus_and_folds(cfg)
-    folds = folds[:1] if quick else folds
-    fs, _ = features(corpus, cfg)
-    t = time.perf_counter()
-    res = cross_validate(fs, corpus, folds, cfg, unlabelled=unlabelled_features(cfg),
-                         state=state_dir(f"probe-{corpus_name}-{tag}", quick))
-    return part(res, settings, cfg, t)
+    return part(*cross_validated(corpus_name, settings, seeds, quick, f"probe-{corpus_name}-{tag}"))
 
 
 def across(source: str, target: str, settings: dict, seeds: int, quick: bool, tag: str) -> dict:
-    settings = {"data.test_corpus": target, **settings}
-    cfg = config(source, settings, seeds, quick)
-    corpus, folds, fs = cross_corpus(cfg)
-    t = time.perf_counter()
-    res = cross_validate(fs, corpus, folds, cfg, state=state_dir(f"probe-cross-{source}-{target}-{tag}", quick))
-    return part(res, settings, cfg, t)
+    return part(*transferred(source, target, settings, seeds, quick, f"probe-cross-{source}-{target}-{tag}"))
 
 
 def main() -> None:

@@ -7,24 +7,21 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from .data import Fold
 from .evaluate import metrics
 from .features import FeatureSet
+from .model.probe import layer_means, logistic_probe
 
 
 def utterance_embeddings(fs: FeatureSet) -> np.ndarray:
-    """(N, L, D): each layer's frames averaged over time."""
-    return np.stack([f.float().mean(1).numpy() for f in fs.feats])
+    """(N, L, D): each layer's frames averaged over time (what sera's own probe reads)."""
+    return layer_means(fs.feats)
 
 
 def probe_predictions(X: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray, seed: int = 0) -> np.ndarray:
     """Class ids predicted for ``test`` by a standardised logistic regression fitted on ``train``."""
-    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=seed))
-    return clf.fit(X[train], y[train]).predict(X[test])
+    return logistic_probe(seed).fit(X[train], y[train]).predict(X[test])
 
 
 def probe_cv(X: np.ndarray, fs: FeatureSet, folds: list[Fold], num_classes: int, seed: int = 0) -> dict:

@@ -10,9 +10,31 @@ not trained with the network: trained jointly it gained nothing (session 5, benc
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 import torch.nn as nn
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
+
+
+def layer_means(feats: Sequence[torch.Tensor]) -> np.ndarray:
+    """(N, L, D) from N clips' (L, T, D) features: each layer's frames averaged over time, the probe's
+    view of a clip (the probe baseline, ``sera.probe``, reads the same)."""
+    return np.stack([f.float().mean(1).numpy() for f in feats])
+
+
+def logistic_probe(seed: int = 0) -> "Pipeline":
+    """The probe's classifier, the SUPERB-style baseline's own: standardised inputs, logistic regression
+    with scikit-learn's defaults (C = 1). Inside sera and as the baseline, so that the two are one probe."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=seed))
 
 
 class LayerMeanProbe(nn.Module):
@@ -38,17 +60,15 @@ class LayerMeanProbe(nn.Module):
         """Logistic regression (scikit-learn's defaults, C = 1) on the standardised time means of
         ``feats`` (each (L, T, D)), written into the buffers. A class absent from ``labels`` gets no
         probability."""
-        from sklearn.linear_model import LogisticRegression
-
-        X = np.stack([f.float().mean(1).flatten().numpy() for f in feats]).astype(np.float64)  # (N, L * D)
-        mean, scale = X.mean(0), X.std(0)
-        scale[scale < 1e-8] = 1.0  # a constant feature stays as it is (as StandardScaler does)
+        X = layer_means(feats).reshape(len(feats), -1).astype(np.float64)  # (N, L * D)
         classes = np.unique(labels)
+        pipe = logistic_probe(seed)
         if len(classes) == 1:  # nothing to tell apart (a tiny training set): the one class seen
+            scaler = pipe[0].fit(X)
             coef, intercept = np.zeros((1, X.shape[1])), np.zeros(1)
         else:
-            clf = LogisticRegression(max_iter=2000, random_state=seed).fit((X - mean) / scale, labels)
-            coef, intercept = clf.coef_, clf.intercept_
+            pipe.fit(X, labels)
+            scaler, coef, intercept = pipe[0], pipe[-1].coef_, pipe[-1].intercept_
         if len(classes) == 2:  # scikit-learn keeps one row for two classes: logits (0, z) give sigmoid(z)
             coef, intercept = np.vstack([np.zeros_like(coef), coef]), np.concatenate([[0.0], intercept])
         weight = torch.zeros_like(self.weight)
@@ -56,7 +76,7 @@ class LayerMeanProbe(nn.Module):
         rows = torch.as_tensor(classes, dtype=torch.long)
         weight[rows] = torch.as_tensor(coef, dtype=weight.dtype)
         bias[rows] = torch.as_tensor(intercept, dtype=bias.dtype)
-        self.mean.copy_(torch.as_tensor(mean)), self.scale.copy_(torch.as_tensor(scale))
+        self.mean.copy_(torch.as_tensor(scaler.mean_)), self.scale.copy_(torch.as_tensor(scaler.scale_))
         self.weight.copy_(weight), self.bias.copy_(bias)
         self.fitted.fill_(True)
         self.is_fitted = True
