@@ -161,19 +161,32 @@ def cmd_train(args: argparse.Namespace) -> int:
     Finished folds and stage 1 results are kept in OUT/state, so a rerun after an interruption
     resumes where it stopped."""
     from .checkpoint import save_checkpoint
-    from .evaluate import FINISHED, cross_validate, forget_finished, write_results
+    from .evaluate import FINISHED, check_state, cross_validate, forget_finished, write_results
     from .normalise import normalise
     from .data import parts_of
     from .hub import model_card
     from .io import atomic_write_text
-    from .pipeline import final_epochs, train_final, unlabelled_features
+    from .pipeline import final_epochs, final_stage1_beside, train_final, unlabelled_features
 
     progress = not args.no_progress
     cfg, out, corpus, folds, fs, key = _prepare(args)
     if forget_finished(out / "state", cfg):
         print(f"{out}: its finished run was made by other code or settings; starting over", flush=True)
     unlabelled = unlabelled_features(cfg, progress)
-    results = cross_validate(fs, corpus, folds, cfg, progress, unlabelled, out / "state", report=True)
+    final = args.command == "train" and not args.no_final and not cfg.data.test_corpus
+    check_state(out / "state", cfg)  # before anything writes there (cross_validate checks again)
+    beside = final_stage1_beside(normalise(fs, cfg.data.normalise), cfg, unlabelled, out / "state") if final else None
+    try:
+        results = cross_validate(fs, corpus, folds, cfg, progress, unlabelled, out / "state", report=True)
+    except BaseException:
+        if beside is not None:
+            beside.terminate()  # its last finished epoch is saved: a rerun resumes it
+        raise
+    if beside is not None:
+        beside.join()
+        if beside.exitcode != 0:
+            print(f"the final model's stage 1 beside the folds stopped (exit code {beside.exitcode}); it runs now",
+                  flush=True)
     where = f"{corpus.name} -> {cfg.data.test_corpus}" if cfg.data.test_corpus else corpus.name
     write_results(results, out, f"sera on {where}" + (" (quick)" if cfg.train.quick else ""))
     print((out / "results.md").read_text())

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import copy
+import multiprocessing
 import statistics
 from collections.abc import Callable
 from pathlib import Path
+
+import torch
 
 from .cache import FeatureCache, extract
 from .config import SeraConfig
@@ -124,6 +127,27 @@ def train_final(fs: FeatureSet, cfg: SeraConfig, num_classes: int, epochs: int, 
     if model.probe is not None:
         model.probe.fit(fs.feats, fs.labels.numpy(), cfg.seed)
     return model, final_attributes(model, fs, cfg, attrs)
+
+
+def final_stage1_beside(fs: FeatureSet, cfg: SeraConfig, unlabelled: FeatureSet | None,
+                        state: Path) -> multiprocessing.Process | None:
+    """Start the final model's stage 1 (``fs`` normalised as training reads it) in a forked process, to
+    run while the cross-validation folds train; ``train_final`` with the same ``state`` then loads what
+    it saved. It needs no cross-validation result, and with ``train.jobs`` > 1 the folds leave cores
+    idle while the last ones finish. None where it would not pay: one job, a GPU, no stage 1, or
+    already saved (it then runs, or is loaded, in ``train_final`` as without this)."""
+    saved = state / "final" / "adapter"
+    if cfg.train.jobs <= 1 or torch.cuda.is_available() or not uses_stage1(cfg) or (saved / "config.json").is_file():
+        return None
+    proc = multiprocessing.get_context("fork").Process(target=_stage1_alone, args=(fs, cfg, saved, unlabelled),
+                                                       name="final stage 1", daemon=True)
+    proc.start()
+    return proc
+
+
+def _stage1_alone(fs: FeatureSet, cfg: SeraConfig, saved: Path, unlabelled: FeatureSet | None) -> None:
+    torch.set_num_threads(1)  # a fold worker's share
+    stage1(fs, cfg, False, saved, unlabelled)
 
 
 def final_epochs(best_epochs: list[int]) -> int:

@@ -454,3 +454,26 @@ def test_sap_over_speech_frames_in_training_and_predict(tmp_path, angry_sad):
     assert silent.any() and np.all(pred.attention[silent] == 0) and pred.attention.sum() == pytest.approx(1, abs=1e-4)
     with pytest.raises(SeraError, match="pools speech"):
         export_onnx(tmp_path / "ckpt", tmp_path / "onnx")
+
+
+def test_the_final_stage_1_trained_beside_the_folds_is_the_one_train_final_would_train(tmp_path):
+    """``pipeline.final_stage1_beside``: with ``train.jobs`` > 1 the final model's stage 1 runs in a forked
+    process while the folds train; ``train_final`` then loads it, and the model is the one it trains alone."""
+    from sera.pipeline import final_stage1_beside, train_final
+
+    fs, cfg = toy_features(), small_cfg()
+    assert final_stage1_beside(fs, cfg, None, tmp_path / "one") is None  # one job: it runs in train_final
+    cfg.train.jobs = 2
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the child's share: bit-identical arithmetic both ways
+    try:
+        beside = final_stage1_beside(fs, cfg, None, tmp_path / "state")
+        beside.join(timeout=300)
+        assert beside.exitcode == 0 and (tmp_path / "state" / "final" / "adapter" / "config.json").is_file()
+        assert final_stage1_beside(fs, cfg, None, tmp_path / "state") is None  # saved: nothing to start
+        loaded, _ = train_final(fs, cfg, 2, 2, progress=False, state=tmp_path / "state")
+        alone, _ = train_final(fs, cfg, 2, 2, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    a, b = loaded.state_dict(), alone.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
