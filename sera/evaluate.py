@@ -83,6 +83,7 @@ class FoldResult:
     code: dict | None = None  # provenance.code_version() of the code that ran this fold
     val_fusion: dict | None = None  # with a probe: validation UA at each probe weight (``fusion_curve``)
     test_fusion: dict | None = None  # with a probe: protocol -> test UA at each probe weight (0: the head alone)
+    test_probabilities: dict | None = None  # protocol -> the test clips' (N, C) probabilities, in corpus order
 
 
 def protocol_probabilities(model, raw: FeatureSet, train_idx: list[int], test_idx: list[int], mode: str,
@@ -169,7 +170,7 @@ def run_fold(fs: FeatureSet, fold: Fold, cfg: SeraConfig, num_classes: int, prog
     y = fs.labels[test_idx].numpy()
     sources = np.array([fs.utts[i].corpus for i in test_idx])
     several = len({u.corpus for u in fs.utts}) > 1  # trained on several corpora (or tested across them)
-    scores = {}
+    scores, test_probabilities = {}, {}
     for p in PROTOCOLS:
         def score(p: str = p) -> torch.Tensor:
             return protocol_probabilities(model, fs, train_idx, test_idx, cfg.data.normalise, p)
@@ -180,6 +181,7 @@ def run_fold(fs: FeatureSet, fold: Fold, cfg: SeraConfig, num_classes: int, prog
             parts = part_probabilities(model, score)
             probs = mix(parts, model.probe_weight)
             test_fusion = {**(test_fusion or {}), p: fusion_curve(parts, y, num_classes)}
+        test_probabilities[p] = np.round(probs.numpy(), 6).tolist()  # what a seed ensemble averages
         pred = probs.argmax(1).numpy()
         scores[p] = metrics(y, pred, num_classes)
         if several:
@@ -189,8 +191,28 @@ def run_fold(fs: FeatureSet, fold: Fold, cfg: SeraConfig, num_classes: int, prog
         fold.name, cfg.seed, scores, best["epoch"], best.get("val_ua"),
         t1 - t0, t2 - t1,
         (t1 - t0) / max(1, cfg.train.pretrain_epochs) if init is not None else 0.0, (t2 - t1) / max(1, len(history)),
-        code_version(), val_fusion, test_fusion,
+        code_version(), val_fusion, test_fusion, test_probabilities,
     )
+
+
+def seed_ensemble(runs: list[FoldResult], fs: FeatureSet, folds: list[Fold], protocol: str,
+                  num_classes: int) -> dict | None:
+    """What the seeds' models would score as one ensemble: per fold, the UA of their test probabilities
+    averaged, and its gain over their mean UA. None with one seed, or with runs kept from a sera that
+    did not save probabilities."""
+    seeds = {r.seed for r in runs}
+    if len(seeds) < 2 or any(r.test_probabilities is None for r in runs):
+        return None
+    per_fold = []
+    for fold in folds:
+        mine = [r for r in runs if r.fold == fold.name]
+        y = fs.labels[[i for i, u in enumerate(fs.utts) if u.id in fold.test_ids]].numpy()
+        probs = np.mean([r.test_probabilities[protocol] for r in mine], axis=0)  # (N, C)
+        ua = unweighted_accuracy(y, probs.argmax(1), num_classes)
+        per_fold.append({"fold": fold.name, "ua": ua, "gain": ua - float(np.mean([r.metrics[protocol]["ua"] for r in mine]))})
+    gains = [f["gain"] for f in per_fold]
+    return {"seeds": len(seeds), "ua": float(np.mean([f["ua"] for f in per_fold])), "mean_gain": float(np.mean(gains)),
+            "folds_gained": sum(g > 0 for g in gains), "per_fold": per_fold}
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
@@ -301,6 +323,9 @@ def cross_validate(fs: FeatureSet, corpus: Corpus, folds: list[Fold], cfg: SeraC
                 for p, m in _led(r.metrics, lead)) + f"  (best epoch {r.best_epoch})", flush=True)
     runs = [done[i] for i in range(len(jobs))]
     protocols = {p: _summary(runs, folds, p) for p in PROTOCOLS}
+    for p in PROTOCOLS:
+        if (ensemble := seed_ensemble(runs, fs, folds, p, C)) is not None:
+            protocols[p]["seed_ensemble"] = ensemble
     return {
         "corpus": corpus.name,
         "labels": corpus.labels,
@@ -309,7 +334,7 @@ def cross_validate(fs: FeatureSet, corpus: Corpus, folds: list[Fold], cfg: SeraC
         "protocol": lead,  # the protocol of the headline figures below (ua ... confusion)
         **protocols[lead],
         "protocols": protocols,
-        "runs": [r.__dict__ for r in runs],
+        "runs": [{k: v for k, v in r.__dict__.items() if k != "test_probabilities"} for r in runs],
         "best_epochs": [r.best_epoch for r in runs],
         "val_ua": float(np.mean(vals)) if (vals := [r.val_ua for r in runs if r.val_ua is not None]) else None,
         **_probe_summary(runs),
@@ -442,6 +467,11 @@ def results_markdown(results: dict, title: str = "") -> str:
         lines += [f"| {protocol} | {c} (its clips, its classes) | {ms(m['ua'])} | {ms(m['wa'])} | {ms(m['f1'])} |"
                   for c, m in r.get("by_corpus", {}).items()]
         lines += [f"| {protocol} | {f['fold']} | {ms(f['ua'])} | {ms(f['wa'])} | {ms(f['f1'])} |" for f in r["per_fold"]]
+    ensembles = [(p, r["seed_ensemble"]) for p, r in _led(results["protocols"], lead) if "seed_ensemble" in r]
+    if ensembles:
+        lines += ["", f"The {seeds} seeds' models as one ensemble (test probabilities averaged): " + "; ".join(
+            f"{p} protocol UA {100 * e['ua']:.2f} ({100 * e['mean_gain']:+.2f} over one seed, "
+            f"{e['folds_gained']}/{len(e['per_fold'])} folds gained)" for p, e in ensembles) + "."]
     other = [p for p in results["protocols"] if p != lead]
     lines += ["", f"Other protocol{'s' if len(other) > 1 else ''}: " + "; ".join(PROTOCOL_NOTES[p] for p in other) + "."]
     labels = results["labels"]

@@ -215,3 +215,26 @@ def test_each_corpus_is_scored_on_its_own_clips_and_classes():
     assert got["ravdess"]["ua"] == pytest.approx(0.75) and got["ravdess"]["wa"] == pytest.approx(2 / 3)
     assert got["emodb"]["ua"] == pytest.approx(0.5)  # an EmoDB clip called "neutral" (0) is wrong, not a class of its own
     assert got["ravdess"]["f1"] == pytest.approx((2 / 3 + 2 / 3) / 2)  # classes 0 and 1 only, not all 9
+
+
+def test_a_seed_ensemble_averages_the_seeds_test_probabilities_fold_by_fold():
+    """Two seeds each right on half the clips, wrong with low confidence on the other half: alone each
+    scores UA 0.5, their averaged probabilities get every clip right (+0.5 over one seed)."""
+    from sera.evaluate import FoldResult, seed_ensemble
+
+    fs = toy_features(n=4)
+    fs.labels = torch.tensor([0, 1, 0, 1])
+    fold = Fold("all", frozenset(u.id for u in fs.utts))
+    first = [[0.9, 0.1], [0.1, 0.9], [0.4, 0.6], [0.6, 0.4]]  # clips 0, 1 right, clips 2, 3 narrowly wrong
+    second = [[0.4, 0.6], [0.6, 0.4], [0.9, 0.1], [0.1, 0.9]]  # the other way round
+
+    def run(seed: int, probs: list) -> FoldResult:
+        return FoldResult("all", seed, {"clip": {"ua": 0.5}}, 1, None, 0.0, 0.0, 0.0, 0.0,
+                          test_probabilities={"clip": probs})
+
+    ensemble = seed_ensemble([run(0, first), run(1, second)], fs, [fold], "clip", 2)
+    assert ensemble["seeds"] == 2 and ensemble["ua"] == 1.0 and ensemble["mean_gain"] == 0.5
+    assert ensemble["folds_gained"] == 1
+    assert seed_ensemble([run(0, first)], fs, [fold], "clip", 2) is None  # one seed: no ensemble
+    old = dataclasses.replace(run(1, second), test_probabilities=None)  # kept by an older sera
+    assert seed_ensemble([run(0, first), old], fs, [fold], "clip", 2) is None
