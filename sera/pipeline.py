@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import multiprocessing
+import os
 import statistics
 from collections.abc import Callable
 from pathlib import Path
@@ -147,7 +148,13 @@ def final_stage1_beside(fs: FeatureSet, cfg: SeraConfig, unlabelled: FeatureSet 
 
 def _stage1_alone(fs: FeatureSet, cfg: SeraConfig, saved: Path, unlabelled: FeatureSet | None) -> None:
     torch.set_num_threads(1)  # a fold worker's share
-    stage1(fs, cfg, False, saved, unlabelled)
+    parent = os.getppid()
+
+    def orphaned(record: dict) -> None:  # a killed `sera train` leaves no stage 1 behind to race its rerun's
+        if os.getppid() != parent:       # (the epoch just ended is saved: the rerun goes on from it)
+            os._exit(1)
+
+    stage1(fs, cfg, False, saved, unlabelled, log=orphaned)
 
 
 def final_epochs(best_epochs: list[int]) -> int:
