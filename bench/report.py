@@ -46,6 +46,8 @@ def seeds_of(m: dict) -> int:
 
 
 FUSED = "sera + probe, trained unnormalised (clip protocol)"  # bench/probe_fusion.py, what make reproduce ships
+FUSED_SPEAKER = "sera + probe, trained speaker-normalised (speaker protocol)"  # probe_fusion.py --normalise speaker
+FUSION_PART = {FUSED: "none", FUSED_SPEAKER: "speaker"}  # row -> the probe_fusion parts it comes from
 
 
 def rows(baselines: dict, adapter: dict, fusion: dict | None = None) -> dict[str, dict[str, dict]]:
@@ -68,6 +70,9 @@ def rows(baselines: dict, adapter: dict, fusion: dict | None = None) -> dict[str
         if corpus in CORPORA and normalise == "none)":  # unnormalised: the two protocols coincide
             for name, r in fusion_rows(run):
                 table.setdefault(name, {})[corpus] = r
+        elif corpus in CORPORA and normalise == "speaker)":
+            table.setdefault(FUSED_SPEAKER, {})[corpus] = {**run["protocols"]["speaker"], "seeds": run["seeds"],
+                                                           "upstream": run.get("upstream")}
     return table
 
 
@@ -113,6 +118,10 @@ def speed_goals(extract: dict, scaling: dict) -> list[str]:
     return [""] + lines if lines else []
 
 
+def p_value(p: float) -> str:
+    return f"= {p:.2f}" if p >= 0.01 else "< 0.001" if p < 0.001 else f"= {p:.3f}"
+
+
 def mean(m) -> float:
     return m["mean"] if isinstance(m, dict) else m
 
@@ -146,12 +155,13 @@ def markdown(table: dict, baselines: dict, adapter: dict, scaling: dict, extract
                     f"({pct(full['ua'], seeds_of(full))} UA with {seeds_of(full)} seed{'s' * (seeds_of(full) > 1)})."]
     out.append("")
     sera_rows = {"clip": [FUSED, "sera, full method (clip protocol)"],  # the same protocol as raw-feature baselines
-                 "speaker": ["sera, full method (speaker protocol)", "sera, full method"]}  # older runs: one row
+                 "speaker": [FUSED_SPEAKER, "sera, full method (speaker protocol)", "sera, full method"]}  # older: one row
     for c in CORPORA:
         for protocol, names in sera_rows.items():
-            row = next((table[n] for n in names if c in table.get(n, {})), None)
-            if row is None:
+            sera_name = next((n for n in names if c in table.get(n, {})), None)
+            if sera_name is None:
                 continue
+            row = table[sera_name]
             if enc_of(row[c]) != base_enc:  # a margin between two encoders would say nothing about the method
                 out.append(f"- {CORPORA[c]}, {protocol} protocol: sera ran on {enc_of(row[c])}, the baselines on "
                            f"{base_enc}: not compared.")
@@ -163,11 +173,11 @@ def markdown(table: dict, baselines: dict, adapter: dict, scaling: dict, extract
             best, name = max(scored)
             gain = 100 * (mean(row[c]["ua"]) - best)
             verdict = "met" if gain >= GOAL else "**missed**"
-            paired = (fusion or {}).get("parts", {}).get(f"{c} (none)", {}).get("vs_probe", {}).get(protocol)
+            part = f"{c} ({FUSION_PART[sera_name]})" if sera_name in FUSION_PART else None
+            paired = (fusion or {}).get("parts", {}).get(part, {}).get("vs_probe", {}).get(protocol)
             same_run = (f" In the same runs, against the probe fitted on the same speakers (fold means, paired over "
                         f"seeds × folds): {100 * paired['mean_gain']:+.1f}, {paired['gained']} of {paired['pairs']} "
-                        f"pairs gained (sign test p = {paired['sign_test_p']:.2f})."
-                        if paired and row is table.get(FUSED) else "")
+                        f"pairs gained (sign test p {p_value(paired['sign_test_p'])})." if paired else "")
             out.append(f"- {CORPORA[c]}, {protocol} protocol: sera {gain:+.1f} UA points over the best baseline in the "
                        f"same protocol ({name}, {100 * best:.1f}, predictions pooled over folds); goal +{GOAL:g}: "
                        f"{verdict}.{same_run}")
