@@ -135,8 +135,10 @@ def final_stage1_beside(fs: FeatureSet, cfg: SeraConfig, unlabelled: FeatureSet 
     """Start the final model's stage 1 (``fs`` normalised as training reads it) in a forked process, to
     run while the cross-validation folds train; ``train_final`` with the same ``state`` then loads what
     it saved. It needs no cross-validation result, and with ``train.jobs`` > 1 the folds leave cores
-    idle while the last ones finish. None where it would not pay: one job, a GPU, no stage 1, or
-    already saved (it then runs, or is loaded, in ``train_final`` as without this)."""
+    idle while the last ones finish: it runs at the lowest priority, so it takes those cores and
+    hardly slows the folds (at normal priority three processes on two cores slowed the first folds'
+    stage 1 by half). None where it would not pay: one job, a GPU, no stage 1, or already saved (it
+    then runs, or is loaded, in ``train_final`` as without this)."""
     saved = state / "final" / "adapter"
     if cfg.train.jobs <= 1 or torch.cuda.is_available() or not uses_stage1(cfg) or (saved / "config.json").is_file():
         return None
@@ -148,6 +150,8 @@ def final_stage1_beside(fs: FeatureSet, cfg: SeraConfig, unlabelled: FeatureSet 
 
 def _stage1_alone(fs: FeatureSet, cfg: SeraConfig, saved: Path, unlabelled: FeatureSet | None) -> None:
     torch.set_num_threads(1)  # a fold worker's share
+    if hasattr(os, "nice"):
+        os.nice(19)  # idle cores only, while folds run
     parent = os.getppid()
 
     def orphaned(record: dict) -> None:  # a killed `sera train` leaves no stage 1 behind to race its rerun's
