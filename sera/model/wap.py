@@ -6,6 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+
 class WeightedAveragePooling(nn.Module):
     """(B, L, T, D) -> (B, T, D): one learned weight per encoder layer, softmax-normalised.
 
