@@ -71,8 +71,7 @@ def rows(baselines: dict, adapter: dict, fusion: dict | None = None) -> dict[str
             for name, r in fusion_rows(run):
                 table.setdefault(name, {})[corpus] = r
         elif corpus in CORPORA and normalise == "speaker)":
-            table.setdefault(FUSED_SPEAKER, {})[corpus] = {**run["protocols"]["speaker"], "seeds": run["seeds"],
-                                                           "upstream": run.get("upstream")}
+            table.setdefault(FUSED_SPEAKER, {})[corpus] = speaker_row(run)
     return table
 
 
@@ -83,6 +82,11 @@ def fusion_rows(run: dict) -> list[tuple[str, dict]]:
     head = run["test_fusion"]["clip"]["0"]
     return [(FUSED, {**run["protocols"]["clip"], **meta}),
             ("sera, head alone (the same models without their probe; clip protocol)", {"ua": head, **meta})]
+
+
+def speaker_row(run: dict) -> dict:
+    """A speaker-normalised probe_fusion part in the speaker protocol, at the configured weight."""
+    return {**run["protocols"]["speaker"], "seeds": run["seeds"], "upstream": run.get("upstream")}
 
 
 def by_protocol(name: str, run: dict) -> list[tuple[str, dict]]:
@@ -190,6 +194,8 @@ def markdown(table: dict, baselines: dict, adapter: dict, scaling: dict, extract
         if "->" in pair and normalise == "none)":
             for name, r in fusion_rows(run):
                 cross.setdefault(pair, {})[name] = r
+        elif "->" in pair and normalise == "speaker)":
+            cross.setdefault(pair, {})[FUSED_SPEAKER] = speaker_row(run)
     if cross:
         methods = list(dict.fromkeys(m for v in cross.values() for m in v))
         out += ["", "Across corpora (train on all of one, test on all of the other; the 6 shared emotions), UA:", "",
