@@ -182,11 +182,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         if beside is not None:
             beside.terminate()  # its last finished epoch is saved: a rerun resumes it
         raise
-    if beside is not None:
+    if beside is not None:  # never waited on at its low priority: what it has not done, train_final does at full
+        beside.terminate()  # speed, going on from its last finished epoch (saved at each epoch's end)
         beside.join()
-        if beside.exitcode != 0:
-            print(f"the final model's stage 1 beside the folds stopped (exit code {beside.exitcode}); it runs now",
-                  flush=True)
     where = f"{corpus.name} -> {cfg.data.test_corpus}" if cfg.data.test_corpus else corpus.name
     write_results(results, out, f"sera on {where}" + (" (quick)" if cfg.train.quick else ""))
     print((out / "results.md").read_text())

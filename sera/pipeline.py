@@ -133,12 +133,13 @@ def train_final(fs: FeatureSet, cfg: SeraConfig, num_classes: int, epochs: int, 
 def final_stage1_beside(fs: FeatureSet, cfg: SeraConfig, unlabelled: FeatureSet | None,
                         state: Path) -> multiprocessing.Process | None:
     """Start the final model's stage 1 (``fs`` normalised as training reads it) in a forked process, to
-    run while the cross-validation folds train; ``train_final`` with the same ``state`` then loads what
-    it saved. It needs no cross-validation result, and with ``train.jobs`` > 1 the folds leave cores
-    idle while the last ones finish: it runs at the lowest priority, so it takes those cores and
-    hardly slows the folds (at normal priority three processes on two cores slowed the first folds'
-    stage 1 by half). None where it would not pay: one job, a GPU, no stage 1, or already saved (it
-    then runs, or is loaded, in ``train_final`` as without this)."""
+    run while the cross-validation folds train. It needs no cross-validation result, and with
+    ``train.jobs`` > 1 the folds leave cores idle while the last ones finish: it runs at the lowest
+    priority, so it takes those cores and hardly slows the folds (at normal priority three processes
+    on two cores slowed the first folds' stage 1 by half). When the folds are done the caller stops it
+    rather than wait (on a busy machine it may have had no CPU at all): ``train_final`` with the same
+    ``state`` loads its result, or goes on from its last finished epoch. None where it would not pay:
+    one job, a GPU, no stage 1, or already saved."""
     saved = state / "final" / "adapter"
     if cfg.train.jobs <= 1 or torch.cuda.is_available() or not uses_stage1(cfg) or (saved / "config.json").is_file():
         return None

@@ -458,7 +458,10 @@ def test_sap_over_speech_frames_in_training_and_predict(tmp_path, angry_sad):
 
 def test_the_final_stage_1_trained_beside_the_folds_is_the_one_train_final_would_train(tmp_path):
     """``pipeline.final_stage1_beside``: with ``train.jobs`` > 1 the final model's stage 1 runs in a forked
-    process while the folds train; ``train_final`` then loads it, and the model is the one it trains alone."""
+    process while the folds train; ``train_final`` then loads it, or goes on from where it was stopped, and
+    the model is the one it trains alone."""
+    import time
+
     from sera.pipeline import final_stage1_beside, train_final
 
     fs, cfg = toy_features(), small_cfg()
@@ -467,13 +470,27 @@ def test_the_final_stage_1_trained_beside_the_folds_is_the_one_train_final_would
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the child's share: bit-identical arithmetic both ways
     try:
-        beside = final_stage1_beside(fs, cfg, None, tmp_path / "state")
+        beside = final_stage1_beside(fs, cfg, None, tmp_path / "done")
         beside.join(timeout=300)
-        assert beside.exitcode == 0 and (tmp_path / "state" / "final" / "adapter" / "config.json").is_file()
-        assert final_stage1_beside(fs, cfg, None, tmp_path / "state") is None  # saved: nothing to start
-        loaded, _ = train_final(fs, cfg, 2, 2, progress=False, state=tmp_path / "state")
+        assert beside.exitcode == 0 and (tmp_path / "done" / "final" / "adapter" / "config.json").is_file()
+        assert final_stage1_beside(fs, cfg, None, tmp_path / "done") is None  # saved: nothing to start
+        loaded, _ = train_final(fs, cfg, 2, 2, progress=False, state=tmp_path / "done")
+        cfg.train.pretrain_epochs = 40  # long enough to be stopped part-way, as sera train stops it
+        beside = final_stage1_beside(fs, cfg, None, tmp_path / "stopped")
+        progress = tmp_path / "stopped" / "final" / "adapter-progress.rank0.pt"
+        deadline = time.monotonic() + 120
+        while not progress.is_file() and beside.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        beside.terminate()
+        beside.join()
+        assert beside.exitcode == -15  # stopped part-way (the toy's 40 epochs take seconds)
+        resumed, _ = train_final(fs, cfg, 2, 2, progress=False, state=tmp_path / "stopped")
+        cfg.train.pretrain_epochs = small_cfg().train.pretrain_epochs
         alone, _ = train_final(fs, cfg, 2, 2, progress=False)
+        cfg.train.pretrain_epochs = 40
+        alone_long, _ = train_final(fs, cfg, 2, 2, progress=False)
     finally:
         torch.set_num_threads(threads)
-    a, b = loaded.state_dict(), alone.state_dict()
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    for got, want in ((loaded, alone), (resumed, alone_long)):
+        a, b = got.state_dict(), want.state_dict()
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
