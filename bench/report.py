@@ -66,12 +66,10 @@ def rows(baselines: dict, adapter: dict, fusion: dict | None = None) -> dict[str
             for name, r in by_protocol(f"sera, {method}", run):
                 table.setdefault(name, {})["ravdess"] = r
     for part, run in (fusion or {}).get("parts", {}).items():
-        corpus, _, normalise = part.partition(" (")
-        if corpus in CORPORA and normalise == "none)":  # unnormalised: the two protocols coincide
-            for name, r in fusion_rows(run):
+        corpus, entries = fusion_entries(part, run)
+        if corpus in CORPORA:
+            for name, r in entries:
                 table.setdefault(name, {})[corpus] = r
-        elif corpus in CORPORA and normalise == "speaker)":
-            table.setdefault(FUSED_SPEAKER, {})[corpus] = speaker_row(run)
     return table
 
 
@@ -84,9 +82,17 @@ def fusion_rows(run: dict) -> list[tuple[str, dict]]:
             ("sera, head alone (the same models without their probe; clip protocol)", {"ua": head, **meta})]
 
 
-def speaker_row(run: dict) -> dict:
-    """A speaker-normalised probe_fusion part in the speaker protocol, at the configured weight."""
-    return {**run["protocols"]["speaker"], "seeds": run["seeds"], "upstream": run.get("upstream")}
+def fusion_entries(part: str, run: dict) -> tuple[str, list[tuple[str, dict]]]:
+    """A probe_fusion part ("ravdess (none)", "ravdess -> emodb (speaker)") -> what it tested (a corpus or a
+    pair) and its rows: unnormalised, ``fusion_rows`` (the two protocols coincide); speaker-normalised,
+    sera + probe in the speaker protocol at the configured weight."""
+    where, _, normalise = part.partition(" (")
+    if normalise == "none)":
+        return where, fusion_rows(run)
+    if normalise == "speaker)":
+        return where, [(FUSED_SPEAKER, {**run["protocols"]["speaker"], "seeds": run["seeds"],
+                                        "upstream": run.get("upstream")})]
+    return where, []
 
 
 def by_protocol(name: str, run: dict) -> list[tuple[str, dict]]:
@@ -190,12 +196,10 @@ def markdown(table: dict, baselines: dict, adapter: dict, scaling: dict, extract
         for name, r in by_protocol("sera, full method", run):
             cross.setdefault(k, {})[name] = r
     for part, run in (fusion or {}).get("parts", {}).items():
-        pair, _, normalise = part.partition(" (")
-        if "->" in pair and normalise == "none)":
-            for name, r in fusion_rows(run):
+        pair, entries = fusion_entries(part, run)
+        if "->" in pair:
+            for name, r in entries:
                 cross.setdefault(pair, {})[name] = r
-        elif "->" in pair and normalise == "speaker)":
-            cross.setdefault(pair, {})[FUSED_SPEAKER] = speaker_row(run)
     if cross:
         methods = list(dict.fromkeys(m for v in cross.values() for m in v))
         out += ["", "Across corpora (train on all of one, test on all of the other; the 6 shared emotions), UA:", "",

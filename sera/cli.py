@@ -175,16 +175,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     unlabelled = unlabelled_features(cfg, progress)
     final = args.command == "train" and not args.no_final and not cfg.data.test_corpus
     check_state(out / "state", cfg)  # before anything writes there (cross_validate checks again)
-    beside = final_stage1_beside(normalise(fs, cfg.data.normalise), cfg, unlabelled, out / "state") if final else None
+    normalised = normalise(fs, cfg.data.normalise)  # what training reads: the folds' and the final model's
+    beside = final_stage1_beside(normalised, cfg, unlabelled, out / "state") if final else None
     try:
-        results = cross_validate(fs, corpus, folds, cfg, progress, unlabelled, out / "state", report=True)
-    except BaseException:
-        if beside is not None:
-            beside.terminate()  # its last finished epoch is saved: a rerun resumes it
-        raise
-    if beside is not None:  # never waited on at its low priority: what it has not done, train_final does at full
-        beside.terminate()  # speed, going on from its last finished epoch (saved at each epoch's end)
-        beside.join()
+        results = cross_validate(fs, corpus, folds, cfg, progress, unlabelled, out / "state", report=True,
+                                 normalised=normalised)
+    finally:  # never waited on at its low priority: what it has not done, train_final (or a rerun) does at full
+        if beside is not None:  # speed, going on from its last finished epoch (saved at each epoch's end)
+            beside.terminate()
+            beside.join()
     where = f"{corpus.name} -> {cfg.data.test_corpus}" if cfg.data.test_corpus else corpus.name
     write_results(results, out, f"sera on {where}" + (" (quick)" if cfg.train.quick else ""))
     print((out / "results.md").read_text())
@@ -193,13 +192,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     elif args.command == "train" and not args.no_final:
         epochs = final_epochs(results["best_epochs"])
         print(f"final model on all {len(corpus.speakers)} speakers, stage 2 for {epochs} epochs", flush=True)
-        fs = normalise(fs, cfg.data.normalise)
-        model, attrs = train_final(fs, cfg, len(corpus.labels), epochs, progress, unlabelled, out / "state")
+        model, attrs = train_final(normalised, cfg, len(corpus.labels), epochs, progress, unlabelled, out / "state")
         L, _, D = fs.feats[0].shape
         cv = {p: {k: v[k] for k in ("ua", "wa", "f1", "by_corpus") if k in v} for p, v in results["protocols"].items()}
         save_checkpoint(out / "checkpoint", model, cfg, corpus.labels, key, L, D,
                         {"trained_on": corpus.name, "corpora": parts_of(corpus), "cv_ua": results["ua"], "cv_protocol": results["protocol"],
-                         "cv": cv, "stage2_epochs": epochs}, fs.reference, attrs)
+                         "cv": cv, "stage2_epochs": epochs}, normalised.reference, attrs)
         atomic_write_text(out / "checkpoint" / "README.md", model_card(out / "checkpoint"))  # ready for `sera push`
         print(f"checkpoint: {out / 'checkpoint'}")
     atomic_write_text(out / "state" / FINISHED, "")

@@ -279,7 +279,8 @@ def _mean_std(values: list[float]) -> dict:
 
 
 def cross_validate(fs: FeatureSet, corpus: Corpus, folds: list[Fold], cfg: SeraConfig, progress: bool = True,
-                   unlabelled: FeatureSet | None = None, state: Path | None = None, report: bool | None = None) -> dict:
+                   unlabelled: FeatureSet | None = None, state: Path | None = None, report: bool | None = None,
+                   normalised: FeatureSet | None = None) -> dict:
     """Every fold for ``cfg.train.seeds`` seeds; returns the results dictionary written to results.json.
 
     ``fs`` holds unnormalised features (``pipeline.features``): training standardises them as
@@ -287,7 +288,9 @@ def cross_validate(fs: FeatureSet, corpus: Corpus, folds: list[Fold], cfg: SeraC
 
     With a ``state`` folder each finished fold (and each stage 1) is kept, so a rerun after an
     interruption picks up where it stopped and ends with the same results. ``report`` prints a
-    line per fold (default: with ``progress``, which also shows progress bars).
+    line per fold (default: with ``progress``, which also shows progress bars). ``normalised``: ``fs``
+    as ``normalise(fs, data.normalise)`` gives it, when the caller has it already (``sera train``
+    trains its final model on it too).
     """
     report = progress if report is None else report
     if fs.normalised != "none":
@@ -297,7 +300,8 @@ def cross_validate(fs: FeatureSet, corpus: Corpus, folds: list[Fold], cfg: SeraC
     if state is not None:
         check_state(state, cfg)
     lead = cfg.data.protocol
-    normalised = normalise(fs, cfg.data.normalise)  # once: a speaker's statistics do not depend on the fold
+    if normalised is None:  # once: a speaker's statistics do not depend on the fold
+        normalised = normalise(fs, cfg.data.normalise)
     jobs: list[tuple[SeraConfig, Fold, Path | None]] = []  # (config with the run's seed, fold, its state folder)
     for s in range(cfg.train.seeds):
         seeded = copy.deepcopy(cfg)

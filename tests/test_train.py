@@ -491,6 +491,4 @@ def test_the_final_stage_1_trained_beside_the_folds_is_the_one_train_final_would
         alone_long, _ = train_final(fs, cfg, 2, 2, progress=False)
     finally:
         torch.set_num_threads(threads)
-    for got, want in ((loaded, alone), (resumed, alone_long)):
-        a, b = got.state_dict(), want.state_dict()
-        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert model_state_equal(loaded, alone) and model_state_equal(resumed, alone_long)
