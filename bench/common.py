@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import subprocess
@@ -50,6 +51,22 @@ def save(name: str, result: dict) -> Path:
     path = RESULTS / f"{name}.json"
     atomic_write_text(path, json.dumps(result, indent=2))
     return path
+
+
+def sign_test(gains: list[float]) -> float:
+    """Two-sided sign-test p-value of paired gains (ties dropped)."""
+    wins, losses = sum(g > 0 for g in gains), sum(g < 0 for g in gains)
+    n = wins + losses
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, k) for k in range(min(wins, losses) + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def paired_gains(gains: list[float]) -> dict:
+    """How sure a gain is, from its pairs (one per seed and fold): the mean, how many gained, the sign test."""
+    return {"pairs": len(gains), "mean_gain": sum(gains) / max(1, len(gains)), "gained": sum(g > 0 for g in gains),
+            "sign_test_p": sign_test(gains)}
 
 
 def measure_extraction(cfg, utts: list) -> dict:

@@ -10,11 +10,12 @@ The headline is the weight set beforehand (0.5); what validation would pick is r
 it (``choose`` says why it is not used). Gains are paired over seeds x folds (mean, how many
 gained, two-sided sign test).
 
-    python bench/probe_fusion.py [--parts ravdess,emodb,cross] [--normalise none|speaker] [--seeds 3] [--jobs 2] [--quick]
+    python bench/probe_fusion.py [--parts ravdess,emodb,cross,ablations] [--normalise none|speaker] [--seeds 3] [--jobs 2] [--quick]
     python bench/probe_fusion.py --summarise   # recompute every part's figures from its fold curves
 
-Writes bench/results/probe_fusion[-quick].json (each part merged in as it ends); runs resume
-under bench/runs/.
+Writes bench/results/probe_fusion[-quick].json (each part merged in as it ends) and, for the
+``ablations`` part (the method's parts removed one at a time on RAVDESS, head alone and with the
+probe, paired with the full method), ablations-NORMALISE[-quick].json; runs resume under bench/runs/.
 """
 
 from __future__ import annotations
@@ -28,9 +29,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from adapter import cross_validated, summarise, transferred  # noqa: E402
-from common import RESULTS, save  # noqa: E402
-from speech_only import sign_test  # noqa: E402
+from adapter import ABLATIONS, cross_validated, summarise, transferred  # noqa: E402
+from common import RESULTS, paired_gains, save  # noqa: E402
 
 
 WEIGHT = {"model.probe_weight": 0.5}  # any weight > 0 adds the probe; every weight is scored from the same runs
@@ -54,9 +54,7 @@ def choose(runs: list[dict], weight: float) -> dict:
         return {"mean": float(np.mean(per_seed)), "std": float(np.std(per_seed))}
 
     def gains(p: str, other: str) -> dict:
-        g = [r["test"][p][w] - r["test"][p][other] for r in runs]
-        return {"pairs": len(g), "mean_gain": float(np.mean(g)), "gained": sum(x > 0 for x in g),
-                "sign_test_p": sign_test(g)}
+        return paired_gains([r["test"][p][w] - r["test"][p][other] for r in runs])
 
     val = {k: float(np.mean([r["val"][k] for r in runs])) for k in weights}
     pick = max(weights, key=lambda k: (round(val[k], 6), -float(k)))  # a tie goes to less of the probe
@@ -78,9 +76,30 @@ def across(source: str, target: str, settings: dict, seeds: int, quick: bool, ta
     return part(*transferred(source, target, settings, seeds, quick, f"probe-cross-{source}-{target}-{tag}"))
 
 
+def ablations(settings: dict, seeds: int, quick: bool, tag: str, path) -> dict:
+    """The method's parts removed one at a time on RAVDESS, in the protocol ``settings`` train for. Each
+    variant is scored as the head alone (weight 0: the method's own parts) and with the probe (what ships),
+    paired with the full method over seeds x folds. The full method is the ``ravdess`` part's own run."""
+    table: dict[str, dict] = {}
+    w = f"{settings['model.probe_weight']:g}"
+    for name, change in ABLATIONS.items():
+        if "data.normalise" in change:  # the protocol's choice here, set by --normalise
+            continue
+        slug = "" if not change else "-" + name.replace(" ", "-")
+        table[name] = within("ravdess", {**settings, **change}, seeds, quick, tag + slug)
+        if change:
+            full = {(r["seed"], r["fold"]): r["test"] for r in table["full method"]["fold_curves"]}
+            mine = {(r["seed"], r["fold"]): r["test"] for r in table[name]["fold_curves"]}
+            pairs = sorted(full.keys() & mine.keys())
+            table[name]["vs_full"] = {at: {p: paired_gains([mine[k][p][at] - full[k][p][at] for k in pairs])
+                                           for p in mine[pairs[0]]} for at in ("0", w)}
+        save(path.stem, {"normalise": settings["data.normalise"], "weight": float(w), "variants": table})
+    return table
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--parts", default="ravdess,emodb,cross")
+    ap.add_argument("--parts", default="ravdess,emodb,cross,ablations")
     ap.add_argument("--normalise", choices=("none", "speaker"), default="none",
                     help="none: the shipped model (clip protocol = speaker protocol)")
     ap.add_argument("--seeds", type=int, default=3)
@@ -99,6 +118,10 @@ def main() -> None:
         print(save(path.stem, {"parts": saved["parts"]}), flush=True)
         return
     for name in args.parts.split(","):
+        if name == "ablations":
+            ablations(settings, args.seeds, args.quick, args.normalise,
+                      RESULTS / f"ablations-{args.normalise}{'-quick' if args.quick else ''}.json")
+            continue
         if name == "cross":
             done = {f"{a} -> {b}": across(a, b, settings, args.seeds, args.quick, args.normalise)
                     for a, b in (("ravdess", "emodb"), ("emodb", "ravdess"))}

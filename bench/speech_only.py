@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from adapter import run  # noqa: E402
-from common import RESULTS, save  # noqa: E402
+from common import RESULTS, paired_gains, save  # noqa: E402
 
 
 VARIANTS = {  # name: (short name for --variants and the run folder, settings)
@@ -37,23 +36,11 @@ VARIANTS = {  # name: (short name for --variants and the run folder, settings)
 }
 
 
-def sign_test(gains: list[float]) -> float:
-    """Two-sided sign-test p-value of paired gains (ties dropped)."""
-    wins, losses = sum(g > 0 for g in gains), sum(g < 0 for g in gains)
-    n = wins + losses
-    if n == 0:
-        return 1.0
-    tail = sum(math.comb(n, k) for k in range(min(wins, losses) + 1)) / 2**n
-    return min(1.0, 2 * tail)
-
-
 def paired(base: dict, other: dict, protocol: str) -> dict:
     """``other`` minus ``base`` in UA over the (seed, fold) runs both have."""
     ua = lambda res: {(r["seed"], r["fold"]): r["metrics"][protocol]["ua"] for r in res["runs"]}  # noqa: E731
     a, b = ua(base), ua(other)
-    gains = [b[k] - a[k] for k in sorted(a.keys() & b.keys())]
-    return {"pairs": len(gains), "mean_gain": float(np.mean(gains)), "gained": sum(g > 0 for g in gains),
-            "sign_test_p": sign_test(gains)}
+    return paired_gains([b[k] - a[k] for k in sorted(a.keys() & b.keys())])
 
 
 def _codes(part: dict) -> list[dict]:

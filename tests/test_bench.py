@@ -67,6 +67,12 @@ def test_quick_bench_runs_every_script_and_reports(data_root, whisper_path, feat
         assert list(part["val_fusion"]) == list(part["test_fusion"]["clip"]) == ["0", "0.25", "0.5", "0.75", "1"]
         assert f"{part['validation_pick']['weight']:g}" in part["val_fusion"] and part["vs_head"]["clip"]["pairs"] >= 1
         assert part["test_fusion"]["clip"]["0.5"] == pytest.approx(part["ua"])  # the headline: the weight the models ran with
+    ablations = load("ablations-none")["variants"]  # the method's parts, one at a time, in the clip protocol
+    assert list(ablations) == ["full method", "no stage 1", "stage 1 without local attributes",
+                               "stage 1 without self-distillation", "mean pooling instead of SAP",
+                               "last layer instead of WAP", "WAP without the Transformer"]
+    for name, part in list(ablations.items())[1:]:
+        assert part["vs_full"]["0"]["clip"]["pairs"] >= 1 and part["vs_full"]["0.5"]["clip"]["pairs"] >= 1, name
     startup = load("startup")
     assert set(startup["end_to_end_seconds"]) == set(startup["latency_4s_seconds"]) == {"pytorch", "onnx"}
     modes = load("whisper_padding")["modes"]
@@ -79,7 +85,8 @@ def test_quick_bench_runs_every_script_and_reports(data_root, whisper_path, feat
     summary = (RESULTS / "summary-quick.md").read_text()
     for method in ("eGeMAPS + SVM", "linear probe", "EmoBox recipe", "sera, full method (clip protocol)",
                    "sera, full method (speaker protocol)", "clip protocol: sera", "no stage 1", "predict 30 s",
-                   "padded to 30 s", "training on all RAVDESS", "sera + probe, trained unnormalised"):
+                   "padded to 30 s", "training on all RAVDESS", "sera + probe, trained unnormalised",
+                   "Ablations in the clip protocol"):
         assert method in summary, method
     assert (RESULTS / "ua_by_method-quick.png").stat().st_size > 10_000
 
@@ -88,7 +95,8 @@ def test_the_paired_comparison_on_known_gains():
     import sys
 
     sys.path.insert(0, str(ROOT / "bench"))
-    from speech_only import paired, sign_test
+    from common import sign_test
+    from speech_only import paired
 
     assert sign_test([0.01] * 5) == pytest.approx(2 / 32)  # 5 of 5 gained: p = 2 * 0.5^5
     assert sign_test([0.01, -0.02, 0.0]) == 1.0 and sign_test([]) == 1.0  # one each way, a tie dropped
