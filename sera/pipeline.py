@@ -32,6 +32,8 @@ def apply_quick(cfg: SeraConfig) -> SeraConfig:
     cfg.train.seeds = 1
     cfg.train.pretrain_epochs = min(cfg.train.pretrain_epochs, 3)
     cfg.train.finetune_epochs = min(cfg.train.finetune_epochs, 10)
+    cfg.train.patience = max(cfg.train.patience, 6)  # validation on one or two speakers is noisy: quick runs stop
+    #                                                   as before the default fell to 3 (CI's quick level rests on them)
     cfg.train.refresh_every = min(cfg.train.refresh_every, 10)
     return cfg
 
