@@ -378,6 +378,9 @@ def _run_folds(jobs: list, todo: list[int], workers: int, fs: FeatureSet, C: int
     if report:
         print(f"{len(todo)} folds, {workers} at a time (train.jobs), each on {_threads(workers)} thread(s)", flush=True)
     _SHARED.update(jobs=jobs, fs=fs, C=C, unlabelled=unlabelled, normalised=normalised)
+    # Largest training set first, so that the last fold to end is a short one (make reproduce's EmoDB-only
+    # fold trains on the most clips: started last it ran alone while the other core idled)
+    todo = sorted(todo, key=lambda i: len(jobs[i][1].test_ids))
     try:
         with multiprocessing.get_context("fork").Pool(workers, initializer=_fold_worker_init, initargs=(workers,)) as pool:
             yield from pool.imap_unordered(_fold_worker, todo)
