@@ -76,7 +76,7 @@ def across(source: str, target: str, settings: dict, seeds: int, quick: bool, ta
     return part(*transferred(source, target, settings, seeds, quick, f"probe-cross-{source}-{target}-{tag}"))
 
 
-def ablations(settings: dict, seeds: int, quick: bool, tag: str, path) -> dict:
+def ablations(settings: dict, seeds: int, quick: bool, tag: str, path: Path) -> dict:
     """The method's parts removed one at a time on RAVDESS, in the protocol ``settings`` train for. Each
     variant is scored as the head alone (weight 0: the method's own parts) and with the probe (what ships),
     paired with the full method over seeds x folds. The full method is the ``ravdess`` part's own run."""

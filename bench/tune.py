@@ -45,7 +45,8 @@ def main() -> None:
         res = cross_validate(loaded[which], corpus, folds, cfg, progress=False,
                              unlabelled=unlabelled_features(cfg, progress=False))
         line = {"setting": setting, "corpus": args.corpus, "folds": len(folds), "val_ua": res["val_ua"],
-                "test_ua": res["ua"]["mean"], "val_fusion": res.get("val_fusion"), "per_fold_val": [r["val_ua"] for r in res["runs"]],
+                "test_ua": res["ua"]["mean"], "val_fusion": res.get("val_fusion"),
+                "per_fold_val": [r["val_ua"] for r in res["runs"]],
                 "best_epochs": res["best_epochs"], "minutes": (time.perf_counter() - t0) / 60,
                 "s_per_epoch": [res["timing"]["stage1_seconds_per_epoch"], res["timing"]["stage2_seconds_per_epoch"]],
                 "commit": git_commit()}

@@ -120,7 +120,7 @@ class TrainConfig:
     pretrain_corpora: str = ""  # other corpora whose audio stage 1 also sees, e.g. "emodb" (labels unused)
     pretrain_epochs: int = 3  # stage 1 epochs over the training folds' audio. 3 epochs, 12 and patience 3 (until
     #                           session 16: 10, 30, 6) score as well on the validation speakers of make reproduce's
-    #                           RAVDESS + EmoDB folds in half the time (bench/results/tune.jsonl, README)
+    #                           RAVDESS + EmoDB folds in half the time (bench/results/README.md, Model selection)
     finetune_epochs: int = 12  # stage 2 epochs at most (early stopping on validation speakers)
     batch_size: int = 32  # utterances per step
     lr: float = 5e-4  # AdamW peak learning rate (warm-up then cosine decay)
