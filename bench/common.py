@@ -69,6 +69,11 @@ def paired_gains(gains: list[float]) -> dict:
             "sign_test_p": sign_test(gains)}
 
 
+def paired_runs(base: dict, other: dict) -> dict:
+    """``other`` minus ``base`` over the runs (keyed by seed and fold) both have, as ``paired_gains``."""
+    return paired_gains([other[k] - base[k] for k in sorted(base.keys() & other.keys())])
+
+
 def measure_extraction(cfg, utts: list) -> dict:
     """The whole extraction pipeline (decode, encoder, frame-rate reduction, write) into a fresh cache,
     then the bare encoder forward on the same audio already in memory, in the same process."""

@@ -30,7 +30,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from adapter import ABLATIONS, cross_validated, summarise, transferred  # noqa: E402
-from common import RESULTS, paired_gains, save  # noqa: E402
+from common import RESULTS, paired_gains, paired_runs, save  # noqa: E402
 
 
 WEIGHT = {"model.probe_weight": 0.5}  # any weight > 0 adds the probe; every weight is scored from the same runs
@@ -76,24 +76,23 @@ def across(source: str, target: str, settings: dict, seeds: int, quick: bool, ta
     return part(*transferred(source, target, settings, seeds, quick, f"probe-cross-{source}-{target}-{tag}"))
 
 
-def ablations(settings: dict, seeds: int, quick: bool, tag: str, path: Path) -> dict:
+def ablations(settings: dict, seeds: int, quick: bool, tag: str, name: str) -> dict:
     """The method's parts removed one at a time on RAVDESS, in the protocol ``settings`` train for. Each
     variant is scored as the head alone (weight 0: the method's own parts) and with the probe (what ships),
     paired with the full method over seeds x folds. The full method is the ``ravdess`` part's own run."""
     table: dict[str, dict] = {}
     w = f"{settings['model.probe_weight']:g}"
-    for name, change in ABLATIONS.items():
+    ua = lambda part, p, at: {(r["seed"], r["fold"]): r["test"][p][at] for r in part["fold_curves"]}  # noqa: E731
+    for variant, change in ABLATIONS.items():
         if "data.normalise" in change:  # the protocol's choice here, set by --normalise
             continue
-        slug = "" if not change else "-" + name.replace(" ", "-")
-        table[name] = within("ravdess", {**settings, **change}, seeds, quick, tag + slug)
+        slug = "" if not change else "-" + variant.replace(" ", "-")
+        part = table[variant] = within("ravdess", {**settings, **change}, seeds, quick, tag + slug)
         if change:
-            full = {(r["seed"], r["fold"]): r["test"] for r in table["full method"]["fold_curves"]}
-            mine = {(r["seed"], r["fold"]): r["test"] for r in table[name]["fold_curves"]}
-            pairs = sorted(full.keys() & mine.keys())
-            table[name]["vs_full"] = {at: {p: paired_gains([mine[k][p][at] - full[k][p][at] for k in pairs])
-                                           for p in mine[pairs[0]]} for at in ("0", w)}
-        save(path.stem, {"normalise": settings["data.normalise"], "weight": float(w), "variants": table})
+            full = table["full method"]
+            protocols = part["fold_curves"][0]["test"]
+            part["vs_full"] = {at: {p: paired_runs(ua(full, p, at), ua(part, p, at)) for p in protocols} for at in ("0", w)}
+        save(name, {"normalise": settings["data.normalise"], "weight": float(w), "variants": table})
     return table
 
 
@@ -120,7 +119,7 @@ def main() -> None:
     for name in args.parts.split(","):
         if name == "ablations":
             ablations(settings, args.seeds, args.quick, args.normalise,
-                      RESULTS / f"ablations-{args.normalise}{'-quick' if args.quick else ''}.json")
+                      f"ablations-{args.normalise}{'-quick' if args.quick else ''}")
             continue
         if name == "cross":
             done = {f"{a} -> {b}": across(a, b, settings, args.seeds, args.quick, args.normalise)

@@ -26,7 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from adapter import run  # noqa: E402
-from common import RESULTS, paired_gains, save  # noqa: E402
+from common import RESULTS, paired_runs, save  # noqa: E402
 
 
 VARIANTS = {  # name: (short name for --variants and the run folder, settings)
@@ -39,8 +39,7 @@ VARIANTS = {  # name: (short name for --variants and the run folder, settings)
 def paired(base: dict, other: dict, protocol: str) -> dict:
     """``other`` minus ``base`` in UA over the (seed, fold) runs both have."""
     ua = lambda res: {(r["seed"], r["fold"]): r["metrics"][protocol]["ua"] for r in res["runs"]}  # noqa: E731
-    a, b = ua(base), ua(other)
-    return paired_gains([b[k] - a[k] for k in sorted(a.keys() & b.keys())])
+    return paired_runs(ua(base), ua(other))
 
 
 def _codes(part: dict) -> list[dict]:

@@ -475,8 +475,8 @@ def test_the_final_stage_1_trained_beside_the_folds_is_the_one_train_final_would
         assert beside.exitcode == 0 and (tmp_path / "done" / "final" / "adapter" / "config.json").is_file()
         assert final_stage1_beside(fs, cfg, None, tmp_path / "done") is None  # saved: nothing to start
         loaded, _ = train_final(fs, cfg, 2, 2, progress=False, state=tmp_path / "done")
-        cfg.train.pretrain_epochs = 40  # long enough to be stopped part-way, as sera train stops it
-        beside = final_stage1_beside(fs, cfg, None, tmp_path / "stopped")
+        long = cfg.updated({"train.pretrain_epochs": 40})  # long enough to be stopped part-way, as sera train stops it
+        beside = final_stage1_beside(fs, long, None, tmp_path / "stopped")
         progress = tmp_path / "stopped" / "final" / "adapter-progress.rank0.pt"
         deadline = time.monotonic() + 120
         while not progress.is_file() and beside.is_alive() and time.monotonic() < deadline:
@@ -484,11 +484,9 @@ def test_the_final_stage_1_trained_beside_the_folds_is_the_one_train_final_would
         beside.terminate()
         beside.join()
         assert beside.exitcode == -15  # stopped part-way (the toy's 40 epochs take seconds)
-        resumed, _ = train_final(fs, cfg, 2, 2, progress=False, state=tmp_path / "stopped")
-        cfg.train.pretrain_epochs = small_cfg().train.pretrain_epochs
+        resumed, _ = train_final(fs, long, 2, 2, progress=False, state=tmp_path / "stopped")
         alone, _ = train_final(fs, cfg, 2, 2, progress=False)
-        cfg.train.pretrain_epochs = 40
-        alone_long, _ = train_final(fs, cfg, 2, 2, progress=False)
+        alone_long, _ = train_final(fs, long, 2, 2, progress=False)
     finally:
         torch.set_num_threads(threads)
     assert model_state_equal(loaded, alone) and model_state_equal(resumed, alone_long)
