@@ -27,6 +27,7 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from .audio import load_audio
+from .augment import Augmentation
 from .config import AudioConfig, VadConfig
 from .data import Utterance
 from .encoders import reduce_frames
@@ -52,17 +53,22 @@ def _checksum(t: torch.Tensor) -> str:
 
 
 class FeatureCache:
-    """``root/features/<encoder key>/stride<s>[-trim-<h>]/<hh>/<digest>.safetensors``: (layers, frames, dim)
-    float16, frames averaged ``stride`` at a time (``reduce_frames``) before they are stored. With ``trim``
-    (a ``VadConfig``), each clip is encoded from its first to its last speech (``sera.vad.trim_to_speech``)."""
+    """``root/features/<encoder key>/stride<s>[-trim-<h>][-aug-<name>-<h>]/<hh>/<digest>.safetensors``: (layers,
+    frames, dim) float16, frames averaged ``stride`` at a time (``reduce_frames``) before they are stored. With
+    ``trim`` (a ``VadConfig``), each clip is encoded from its first to its last speech (``sera.vad.trim_to_speech``).
+    With ``augment``, the entries are of that augmented copy of each clip (``sera.augment``), under the clip's own
+    digest: a copy is its own cache entry, and a changed clip or augmentation never serves a stale one."""
 
-    def __init__(self, root: str | Path, encoder_key: str, stride: int = 1, trim: VadConfig | None = None):
+    def __init__(self, root: str | Path, encoder_key: str, stride: int = 1, trim: VadConfig | None = None,
+                 augment: Augmentation | None = None):
         if stride < 1:
             raise CacheError(f"frame stride must be at least 1, not {stride}")
         self.encoder_dir = Path(root).expanduser() / "features" / encoder_key
         self.trim_tag = trim_key(trim) if trim else ""  # hashed once: every read checks it
-        self.dir = self.encoder_dir / (f"stride{stride}" + (f"-{self.trim_tag}" if trim else ""))
-        self.encoder_key, self.stride, self.trim = encoder_key, stride, trim
+        self.augment_tag = augment.key if augment else ""
+        tags = [t for t in (self.trim_tag, self.augment_tag) if t]
+        self.dir = self.encoder_dir / "-".join([f"stride{stride}", *tags])
+        self.encoder_key, self.stride, self.trim, self.augment = encoder_key, stride, trim, augment
 
     def _path(self, digest: str, suffix: str = ".safetensors") -> Path:
         return self.dir / digest[:2] / f"{digest}{suffix}"
@@ -84,7 +90,8 @@ class FeatureCache:
         except Exception:
             return None
         if (meta.get("checksum") != _checksum(hidden) or meta.get("encoder") != self.encoder_key
-                or meta.get("stride") != str(self.stride) or meta.get("trim", "") != self.trim_tag):
+                or meta.get("stride") != str(self.stride) or meta.get("trim", "") != self.trim_tag
+                or meta.get("augment", "") != self.augment_tag):
             return None
         return hidden
 
@@ -94,11 +101,17 @@ class FeatureCache:
         meta = {"checksum": _checksum(hidden), "encoder": self.encoder_key, "stride": str(self.stride), "source": source}
         if self.trim:
             meta["trim"] = self.trim_tag
+        if self.augment:
+            meta["augment"] = self.augment_tag
         atomic_write(self._path(digest), lambda tmp: save_file({"hidden": hidden}, str(tmp), metadata=meta))
         self._path(digest, ".error").unlink(missing_ok=True)
 
-    def prepare(self, wave: np.ndarray) -> np.ndarray:
-        """What is encoded of a clip: all of it, or its speech span when the cache trims."""
+    def prepare(self, wave: np.ndarray, digest: str = "") -> np.ndarray:
+        """What is encoded of a clip: all of it or its speech span when the cache trims, of the clip itself or of
+        its augmented copy (drawn from the clip's ``digest``). The copy is made first, as a microphone would,
+        and the speech found in it."""
+        if self.augment:
+            wave = self.augment(wave, digest)
         return trim_to_speech(wave, self.trim) if self.trim else wave
 
     def has(self, digest: str) -> bool:
@@ -197,7 +210,7 @@ def extract(
         batch: list[tuple[Utterance, str, np.ndarray]] = []
         for u, digest in todo[start_i : start_i + clips_per_batch]:
             try:
-                batch.append((u, digest, cache.prepare(load_audio(u.path, audio_cfg))))
+                batch.append((u, digest, cache.prepare(load_audio(u.path, audio_cfg), digest)))
             except AudioError as e:
                 mine.failed.append((str(u.path), e.problem))
                 cache.mark_failed(digest, e.problem)

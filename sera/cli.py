@@ -374,6 +374,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     from .cache import extract, process_share
     from .data import load_corpus
     from .encoders import Encoder
+    from .augment import parse_augmentations
     from .pipeline import feature_cache
 
     cfg = config_from_args(args).updated(parse_sets(args.set))
@@ -382,11 +383,13 @@ def cmd_extract(args: argparse.Namespace) -> int:
     if main_process:
         print(corpus.summary(), file=sys.stderr)
     encoder = Encoder(cfg.encoder)
-    cache = feature_cache(cfg, encoder.key)
-    report = extract(corpus.utterances, encoder, cache, cfg.audio, progress=not args.no_progress)
-    if main_process:
-        print(report.summary())
-        print(f"cache: {cache.dir} ({cache.size_bytes() / 1e9:.2f} GB)")
+    for augment in [None, *parse_augmentations(args.augment or "")]:  # the clips themselves, then each copy
+        cache = feature_cache(cfg, encoder.key, augment)
+        report = extract(corpus.utterances, encoder, cache, cfg.audio, progress=not args.no_progress)
+        if main_process:
+            print(f"{augment.name} copies: " if augment else "", end="")
+            print(report.summary())
+            print(f"cache: {cache.dir} ({cache.size_bytes() / 1e9:.2f} GB)")
     return 0
 
 
@@ -436,6 +439,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("info", cmd_info, "show a corpus: utterances, speakers, classes and its speaker-independent folds")
     p = add("extract", cmd_extract, "cache every layer's encoder features for a corpus (resumes if interrupted)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--augment", metavar="NAMES", help="also cache augmented copies of every clip, each its own cache "
+                   "entry (sera/augment.py): speed0.9,speed1.1,pitch,noise,room,telephone,laptop")
     _set_flag(p, "a config field, e.g. --set encoder.layers=::2 --set model.frame_stride=2 (what the cache keeps)")
     p = add("train", cmd_train, "cross-validate both stages on a corpus's speaker-independent folds, then save "
             "a final checkpoint trained on every speaker")

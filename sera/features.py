@@ -78,11 +78,12 @@ def speech_masks(fs: FeatureSet, cache: FeatureCache, vad: VadConfig, audio: Aud
     folder = cache.dir / f"speech-{regions_key(vad)}"
     masks = []
     for u, h in zip(tqdm(fs.utts, desc="speech regions", unit="file", disable=not progress), fs.feats):
-        path = folder / f"{file_digest(u.path)}.json"
+        digest = file_digest(u.path)
+        path = folder / f"{digest}.json"
         if path.is_file():
             saved = json.loads(path.read_text())
         else:
-            wave = cache.prepare(load_audio(u.path, audio))
+            wave = cache.prepare(load_audio(u.path, audio), digest)
             saved = {"seconds": len(wave) / SAMPLE_RATE,
                      "speech": [[r.start, r.end] for r in speech_regions(wave, vad)]}
             atomic_write_text(path, json.dumps(saved))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from .augment import Augmentation
 from .cache import FeatureCache, extract
 from .config import SeraConfig
 from .data import Corpus, Fold, load_corpus, make_folds, shared_labels
@@ -72,11 +73,11 @@ def cross_corpus(cfg: SeraConfig, progress: bool = True) -> tuple[Corpus, list[F
     return source, [fold], fs
 
 
-def feature_cache(cfg: SeraConfig, key: str | None = None) -> FeatureCache:
+def feature_cache(cfg: SeraConfig, key: str | None = None, augment: Augmentation | None = None) -> FeatureCache:
     """The cache of ``cfg``'s encoder at the frame rate training reads (``model.frame_stride``), of whole clips
-    or, with ``vad.trim``, of their speech spans."""
+    or, with ``vad.trim``, of their speech spans; with ``augment``, of that augmented copy of each clip."""
     return FeatureCache(cfg.cache_dir, key or encoder_identity(cfg.encoder)[0], cfg.model.frame_stride,
-                        cfg.vad if cfg.vad.trim else None)
+                        cfg.vad if cfg.vad.trim else None, augment)
 
 
 def features(corpus: Corpus, cfg: SeraConfig, progress: bool = True) -> tuple[FeatureSet, str]:

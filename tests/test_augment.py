@@ -1,0 +1,109 @@
+"""Augmented copies: what each does to a signal, a fixed draw per clip, and copies as their own cache entries."""
+
+import numpy as np
+import pytest
+
+from conftest import tone
+from sera.augment import AUGMENTATIONS, Augmentation, parse_augmentations
+from sera.cache import FeatureCache, extract, load_features
+from sera.config import DataConfig, EncoderConfig
+from sera.data import load_corpus
+from sera.encoders import Encoder
+from sera.errors import SeraError
+
+SR = 16_000
+
+
+def _spectrum_peak(wave: np.ndarray) -> float:
+    spec = np.abs(np.fft.rfft(wave * np.hanning(len(wave))))
+    return float(np.fft.rfftfreq(len(wave), 1 / SR)[spec.argmax()])
+
+
+def _band_energy(wave: np.ndarray, lo: float, hi: float) -> float:
+    spec = np.abs(np.fft.rfft(wave)) ** 2
+    f = np.fft.rfftfreq(len(wave), 1 / SR)
+    return float(spec[(f >= lo) & (f < hi)].sum() / spec.sum())
+
+
+@pytest.mark.parametrize("name", list(AUGMENTATIONS))
+def test_each_copy_is_a_valid_clip_drawn_once_per_clip(name):
+    wave = tone(1.0, freq=440.0, amp=0.3, seed=1)
+    aug = AUGMENTATIONS[name]
+    out = aug(wave, "clip-a")
+    assert out.dtype == np.float32 and out.ndim == 1 and np.isfinite(out).all() and np.abs(out).max() <= 0.99
+    np.testing.assert_array_equal(out, aug(wave, "clip-a"))  # the same clip, the same copy
+    assert not np.allclose(out[: len(wave)], wave[: len(out)], atol=1e-3)  # it changed the signal
+    state = np.random.get_state()[1].copy()
+    aug(wave, "clip-b")
+    np.testing.assert_array_equal(state, np.random.get_state()[1])  # global random state left as it was
+
+
+def test_speed_moves_length_and_pitch_together():
+    wave = tone(2.0, freq=400.0, amp=0.3, seed=0)
+    slow, fast = AUGMENTATIONS["speed0.9"](wave), AUGMENTATIONS["speed1.1"](wave)
+    assert len(slow) == pytest.approx(len(wave) / 0.9, abs=2) and len(fast) == pytest.approx(len(wave) / 1.1, abs=2)
+    assert _spectrum_peak(slow) == pytest.approx(360, abs=5) and _spectrum_peak(fast) == pytest.approx(440, abs=5)
+
+
+def test_pitch_keeps_length_and_moves_pitch_within_two_semitones():
+    wave = tone(2.0, freq=400.0, amp=0.3, seed=0)
+    shifts = [12 * np.log2(_spectrum_peak(AUGMENTATIONS["pitch"](wave, str(i))) / 400) for i in range(4)]
+    assert all(abs(s) <= 2.1 for s in shifts) and np.ptp(shifts) > 0.3  # a different draw per clip
+
+
+def test_noise_lands_at_its_snr():
+    wave = tone(2.0, freq=300.0, amp=0.3, seed=0)
+    for i in range(3):
+        out = AUGMENTATIONS["noise"](wave, str(i))
+        snr = 10 * np.log10(np.mean(wave**2) / np.mean((out - wave) ** 2))
+        assert 4.5 <= snr <= 20.5
+
+
+def test_telephone_removes_what_a_phone_line_cannot_carry():
+    rng = np.random.default_rng(0)
+    wave = (0.1 * rng.standard_normal(SR)).astype(np.float32)  # white: every band equal
+    out = AUGMENTATIONS["telephone"](wave)
+    assert len(out) == len(wave)
+    assert _band_energy(out, 4000, 8000) < 0.01 and _band_energy(wave, 4000, 8000) > 0.4
+
+
+def test_room_adds_a_reverberant_tail():
+    wave = np.zeros(SR, dtype=np.float32)
+    wave[:800] = tone(0.05, freq=1000.0, amp=0.5)  # a 50 ms burst, then silence
+    out = AUGMENTATIONS["room"](wave, "x")
+    assert len(out) == len(wave)
+    tail = np.sqrt(np.mean(out[1600:2400] ** 2)) / np.sqrt(np.mean(out[:800] ** 2))
+    assert tail > 0.005  # 50-100 ms after the burst ended: the room's echo; the dry clip has none there
+
+
+def test_names_are_checked_and_identity_follows_parameters():
+    assert [a.name for a in parse_augmentations(" speed0.9, room ")] == ["speed0.9", "room"]
+    assert parse_augmentations("") == []
+    with pytest.raises(SeraError, match="unknown augmentation.*warp.*known: speed0.9"):
+        parse_augmentations("speed0.9,warp")
+    a, b = Augmentation("s", "speed", {"factor": 0.9}), Augmentation("s", "speed", {"factor": 0.95})
+    assert a.key != b.key and a.key == Augmentation("s", "speed", {"factor": 0.9}).key
+
+
+def test_copies_are_cache_entries_of_their_own(tmp_path, tiny_hubert):
+    from conftest import write_audio
+
+    rows = []
+    for i in range(3):
+        write_audio(tmp_path / "data" / f"s{i}_{i}.wav", 0.6, seed=i)
+        rows.append(f"s{i}_{i}.wav,{'happy' if i % 2 else 'sad'},s{i}")
+    (tmp_path / "data" / "m.csv").write_text("path,label,speaker\n" + "\n".join(rows) + "\n")
+    corpus = load_corpus(DataConfig(corpus=str(tmp_path / "data" / "m.csv")))
+    encoder = Encoder(EncoderConfig(name=str(tiny_hubert)))
+    plain = FeatureCache(tmp_path / "cache", encoder.key)
+    slow = FeatureCache(tmp_path / "cache", encoder.key, augment=AUGMENTATIONS["speed0.9"])
+    assert plain.dir != slow.dir and "aug-speed0.9" in slow.dir.name
+    for cache in (plain, slow):
+        assert extract(corpus.utterances, encoder, cache, progress=False).extracted == 3
+    assert extract(corpus.utterances, encoder, slow, progress=False).cached == 3  # resumes like any cache
+    _, clean, _ = load_features(corpus.utterances, plain)
+    _, copies, _ = load_features(corpus.utterances, slow)
+    for c, s in zip(clean, copies):
+        assert s.shape[0] == c.shape[0] and s.shape[1] > c.shape[1]  # the slowed clip is longer
+    other = FeatureCache(tmp_path / "cache", encoder.key, augment=AUGMENTATIONS["speed1.1"])
+    assert other.get(next(iter(slow.dir.rglob("*.safetensors"))).stem) is None  # never served another copy
