@@ -83,7 +83,8 @@ def cross_validated(corpus_name: str, settings: dict, seeds: int, quick: bool, s
     folds = folds[:1] if quick else folds  # one fold each checks the harness
     fs, _ = features(corpus, cfg)
     t = time.perf_counter()
-    res = cross_validate(fs, corpus, folds, cfg, unlabelled=unlabelled_features(cfg), state=state_dir(state, quick))
+    res = cross_validate(fs, corpus, folds, cfg, unlabelled=unlabelled_features(cfg, True, corpus),
+                         state=state_dir(state, quick))
     return res, settings, cfg, t
 
 

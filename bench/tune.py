@@ -43,7 +43,7 @@ def main() -> None:
             loaded[which] = features(corpus, cfg, progress=False)[0]
         t0 = time.perf_counter()
         res = cross_validate(loaded[which], corpus, folds, cfg, progress=False,
-                             unlabelled=unlabelled_features(cfg, progress=False))
+                             unlabelled=unlabelled_features(cfg, False, corpus))
         line = {"setting": setting, "corpus": args.corpus, "folds": len(folds), "val_ua": res["val_ua"],
                 "test_ua": res["ua"]["mean"], "val_fusion": res.get("val_fusion"),
                 "per_fold_val": [r["val_ua"] for r in res["runs"]],

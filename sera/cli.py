@@ -172,7 +172,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg, out, corpus, folds, fs, key = _prepare(args)
     if forget_finished(out / "state", cfg):
         print(f"{out}: its finished run was made by other code or settings; starting over", flush=True)
-    unlabelled = unlabelled_features(cfg, progress)
+    unlabelled = unlabelled_features(cfg, progress, corpus)
     final = args.command == "train" and not args.no_final and not cfg.data.test_corpus
     check_state(out / "state", cfg)  # before anything writes there (cross_validate checks again)
     normalised = normalise(fs, cfg.data.normalise)  # what training reads: the folds' and the final model's
@@ -217,7 +217,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     progress = not args.no_progress
     cfg, out, corpus, _, fs, key = _prepare(args)
     fs = normalise(fs, cfg.data.normalise)
-    unlabelled = unlabelled_features(cfg, progress)
+    unlabelled = unlabelled_features(cfg, progress, corpus)
     pool = fs + unlabelled if unlabelled is not None else fs
     L, _, D = pool.feats[0].shape
     model, attrs, history = pretrain(pool, cfg, L, D, progress=progress)

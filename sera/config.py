@@ -118,6 +118,8 @@ class TrainConfig:
     distill: bool = True  # stage 1 self-distillation term (False: ablation)
     attributes: bool = True  # stage 1 local-attribute term (False: ablation)
     pretrain_corpora: str = ""  # other corpora whose audio stage 1 also sees, e.g. "emodb" (labels unused)
+    pretrain_augment: str = ""  # augmented copies (sera/augment.py, e.g. "speed0.9,speed1.1,room") of the corpus's clips
+    #                             that stage 1 also sees, a fold's test clips' copies never; cached on first use
     pretrain_epochs: int = 3  # stage 1 epochs over the training folds' audio. 3 epochs, 12 and patience 3 (until
     #                           session 16: 10, 30, 6) score as well on the validation speakers of make reproduce's
     #                           RAVDESS + EmoDB folds in half the time (bench/results/README.md, Model selection)

@@ -137,8 +137,8 @@ def fusion_curve(parts: dict[str, torch.Tensor], y: np.ndarray, num_classes: int
 def run_fold(fs: FeatureSet, fold: Fold, cfg: SeraConfig, num_classes: int, progress: bool = True,
              unlabelled: FeatureSet | None = None, state: Path | None = None,
              normalised: FeatureSet | None = None) -> FoldResult:
-    """Stage 1 on the training folds' audio (plus ``unlabelled`` audio of other corpora, never the
-    test fold's), stage 2, then the test fold once, scored in both protocols. ``fs`` holds the
+    """Stage 1 on the training folds' audio (plus ``unlabelled`` audio: other corpora, augmented copies, never
+    the test fold's), stage 2, then the test fold once, scored in both protocols. ``fs`` holds the
     unnormalised features; ``normalised`` the same standardised per speaker (``data.normalise``),
     made once for all folds by the caller (per-speaker statistics do not depend on the fold). With
     ``state``, stage 1's result is kept there and reused by a rerun, and a stage killed part-way
@@ -147,6 +147,8 @@ def run_fold(fs: FeatureSet, fold: Fold, cfg: SeraConfig, num_classes: int, prog
     test_ids = fold.test_ids
     train_idx = [i for i, u in enumerate(fs.utts) if u.id not in test_ids]
     test_idx = [i for i, u in enumerate(fs.utts) if u.id in test_ids]
+    if unlabelled is not None:  # augmented copies keep their clip's id: the test clips' copies stay out
+        unlabelled = unlabelled.subset([i for i, u in enumerate(unlabelled.utts) if u.id not in test_ids])
     L, _, D = fs.feats[0].shape
     init = attrs = None
     t0 = time.perf_counter()

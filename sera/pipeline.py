@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from .augment import Augmentation
+from .augment import Augmentation, parse_augmentations
 from .cache import FeatureCache, extract
 from .config import SeraConfig
 from .data import Corpus, Fold, load_corpus, make_folds, shared_labels
@@ -80,11 +80,13 @@ def feature_cache(cfg: SeraConfig, key: str | None = None, augment: Augmentation
                         cfg.vad if cfg.vad.trim else None, augment)
 
 
-def features(corpus: Corpus, cfg: SeraConfig, progress: bool = True) -> tuple[FeatureSet, str]:
+def features(corpus: Corpus, cfg: SeraConfig, progress: bool = True,
+             augment: Augmentation | None = None) -> tuple[FeatureSet, str]:
     """Cached features of ``corpus`` (not normalised: ``cross_validate`` needs them as a single clip
     arrives, and ``normalise`` makes the training view) and the encoder's key; what is not cached
-    yet is extracted first. With ``vad.pool_speech`` each clip carries its speech frames."""
-    cache = feature_cache(cfg)
+    yet is extracted first. With ``vad.pool_speech`` each clip carries its speech frames; with
+    ``augment``, the features are of each clip's augmented copy."""
+    cache = feature_cache(cfg, augment=augment)
     try:
         fs = load_feature_set(corpus, cache, progress=progress)
     except CacheError:  # some utterances never extracted: extract (cached ones are skipped), then load
@@ -101,10 +103,16 @@ def pretrain_corpora(cfg: SeraConfig) -> list[str]:
     return [n.strip() for n in cfg.train.pretrain_corpora.split(",") if n.strip()]
 
 
-def unlabelled_features(cfg: SeraConfig, progress: bool = True) -> FeatureSet | None:
-    """Audio of the corpora in ``train.pretrain_corpora``: more material for stage 1, labels unused
-    (normalised as training features are)."""
+def unlabelled_features(cfg: SeraConfig, progress: bool = True, corpus: Corpus | None = None) -> FeatureSet | None:
+    """Audio of the corpora in ``train.pretrain_corpora`` and the augmented copies (``train.pretrain_augment``)
+    of ``corpus``'s clips: more material for stage 1, labels unused (normalised as training features are).
+    A copy keeps its clip's utterance id, so a fold leaves its test clips' copies out (``run_fold``)."""
     sets = []
+    augments = parse_augmentations(cfg.train.pretrain_augment)
+    if augments and corpus is None:
+        raise SeraError("train.pretrain_augment: augmented copies need the corpus they are copies of")
+    for augment in augments:
+        sets.append(normalise(features(corpus, cfg, progress, augment)[0], cfg.data.normalise))
     for name in pretrain_corpora(cfg):
         if name in cfg.data.corpus.split(CORPUS_JOIN):
             raise SeraError(f"train.pretrain_corpora: {name} is the corpus being evaluated; stage 1 already sees "

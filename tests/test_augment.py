@@ -107,3 +107,47 @@ def test_copies_are_cache_entries_of_their_own(tmp_path, tiny_hubert):
         assert s.shape[0] == c.shape[0] and s.shape[1] > c.shape[1]  # the slowed clip is longer
     other = FeatureCache(tmp_path / "cache", encoder.key, augment=AUGMENTATIONS["speed1.1"])
     assert other.get(next(iter(slow.dir.rglob("*.safetensors"))).stem) is None  # never served another copy
+
+
+def test_stage1_sees_the_copies_of_training_clips_only(monkeypatch):
+    """run_fold hands stage 1 the copies of the training folds' clips; a test clip's copy would leak its audio."""
+    import sera.evaluate as evaluate
+    from sera.data import Fold
+    from toy import small_cfg, toy_features
+
+    fs, copies = toy_features(n=16, seed=0), toy_features(n=16, seed=1)  # copies: the same ids, other features
+    fold = Fold("speakers s0", frozenset(u.id for u in fs.utts if u.speaker == "s0"))
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def stage1(train, cfg, progress, saved, unlabelled):
+        seen.update(train={u.id for u in train.utts}, copies={u.id for u in unlabelled.utts})
+        raise Stop
+
+    monkeypatch.setattr(evaluate, "stage1", stage1)
+    with pytest.raises(Stop):
+        evaluate.run_fold(fs, fold, small_cfg(), 2, progress=False, unlabelled=copies)
+    assert seen["copies"] == seen["train"] and len(seen["train"]) == 12 and not seen["copies"] & fold.test_ids
+
+
+def test_unlabelled_features_make_the_copies(tmp_path, tiny_hubert):
+    from conftest import write_audio
+    from sera.config import SeraConfig
+    from sera.pipeline import unlabelled_features
+
+    rows = []
+    for i in range(4):
+        write_audio(tmp_path / "data" / f"s{i % 2}_{i}.wav", 0.6, seed=i)
+        rows.append(f"s{i % 2}_{i}.wav,{'happy' if i % 2 else 'sad'},s{i % 2}")
+    (tmp_path / "data" / "m.csv").write_text("path,label,speaker\n" + "\n".join(rows) + "\n")
+    cfg = SeraConfig()
+    cfg.data.corpus, cfg.encoder.name, cfg.cache_dir = str(tmp_path / "data" / "m.csv"), str(tiny_hubert), str(tmp_path / "c")
+    cfg.train.pretrain_augment = "speed1.1,noise"
+    corpus = load_corpus(cfg.data)
+    with pytest.raises(SeraError, match="need the corpus"):
+        unlabelled_features(cfg, False)
+    pool = unlabelled_features(cfg, False, corpus)
+    assert [u.id for u in pool.utts] == [u.id for u in corpus.utterances] * 2
+    assert len(list((tmp_path / "c").rglob("*.safetensors"))) == 8  # each copy cached once, the clips not needed
