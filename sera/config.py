@@ -121,7 +121,7 @@ class TrainConfig:
     pretrain_augment: str = ""  # augmented copies (sera/augment.py, e.g. "speed0.9,speed1.1,room") of the corpus's clips
     #                             that stage 1 also sees, a fold's test clips' copies never; cached on first use
     pretrain_epochs: int = 3  # stage 1 epochs over the training folds' audio. 3 epochs, 12 and patience 3 (until
-    #                           session 16: 10, 30, 6) score as well on the validation speakers of make reproduce's
+    #                           commit 50a66e3: 10, 30, 6) score as well on the validation speakers of make reproduce's
     #                           RAVDESS + EmoDB folds in half the time (bench/results/README.md, Model selection)
     finetune_epochs: int = 12  # stage 2 epochs at most (early stopping on validation speakers)
     batch_size: int = 32  # utterances per step
