@@ -85,15 +85,20 @@ def test_names_are_checked_and_identity_follows_parameters():
     assert a.key != b.key and a.key == Augmentation("s", "speed", {"factor": 0.9}).key
 
 
-def test_copies_are_cache_entries_of_their_own(tmp_path, tiny_hubert):
+def _manifest(root, n: int, speakers: int) -> str:
+    """A manifest of ``n`` short clips of ``speakers`` speakers; its path."""
     from conftest import write_audio
 
     rows = []
-    for i in range(3):
-        write_audio(tmp_path / "data" / f"s{i}_{i}.wav", 0.6, seed=i)
-        rows.append(f"s{i}_{i}.wav,{'happy' if i % 2 else 'sad'},s{i}")
-    (tmp_path / "data" / "m.csv").write_text("path,label,speaker\n" + "\n".join(rows) + "\n")
-    corpus = load_corpus(DataConfig(corpus=str(tmp_path / "data" / "m.csv")))
+    for i in range(n):
+        write_audio(root / f"s{i % speakers}_{i}.wav", 0.6, seed=i)
+        rows.append(f"s{i % speakers}_{i}.wav,{'happy' if i % 2 else 'sad'},s{i % speakers}")
+    (root / "m.csv").write_text("path,label,speaker\n" + "\n".join(rows) + "\n")
+    return str(root / "m.csv")
+
+
+def test_copies_are_cache_entries_of_their_own(tmp_path, tiny_hubert):
+    corpus = load_corpus(DataConfig(corpus=_manifest(tmp_path / "data", 3, 3)))
     encoder = Encoder(EncoderConfig(name=str(tiny_hubert)))
     plain = FeatureCache(tmp_path / "cache", encoder.key)
     slow = FeatureCache(tmp_path / "cache", encoder.key, augment=AUGMENTATIONS["speed0.9"])
@@ -133,17 +138,11 @@ def test_stage1_sees_the_copies_of_training_clips_only(monkeypatch):
 
 
 def test_unlabelled_features_make_the_copies(tmp_path, tiny_hubert):
-    from conftest import write_audio
     from sera.config import SeraConfig
     from sera.pipeline import unlabelled_features
 
-    rows = []
-    for i in range(4):
-        write_audio(tmp_path / "data" / f"s{i % 2}_{i}.wav", 0.6, seed=i)
-        rows.append(f"s{i % 2}_{i}.wav,{'happy' if i % 2 else 'sad'},s{i % 2}")
-    (tmp_path / "data" / "m.csv").write_text("path,label,speaker\n" + "\n".join(rows) + "\n")
     cfg = SeraConfig()
-    cfg.data.corpus, cfg.encoder.name, cfg.cache_dir = str(tmp_path / "data" / "m.csv"), str(tiny_hubert), str(tmp_path / "c")
+    cfg.data.corpus, cfg.encoder.name, cfg.cache_dir = _manifest(tmp_path / "data", 4, 2), str(tiny_hubert), str(tmp_path / "c")
     cfg.train.pretrain_augment = "speed1.1,noise"
     corpus = load_corpus(cfg.data)
     with pytest.raises(SeraError, match="need the corpus"):
