@@ -46,8 +46,11 @@ class Augmentation:
     def __call__(self, wave: np.ndarray, seed_text: str = "", sr: int = SAMPLE_RATE) -> np.ndarray:
         """The copy of ``wave`` (samples,) float32; ``seed_text`` (the clip's digest) fixes the random draw."""
         seed = int.from_bytes(hashlib.blake2b(f"{self.key}:{seed_text}".encode(), digest_size=8).digest(), "little")
-        with _seeded(seed):
-            out = KINDS[self.kind](np.ascontiguousarray(wave, dtype=np.float32), sr, **self.params)
+        try:
+            with _seeded(seed):
+                out = KINDS[self.kind](np.ascontiguousarray(wave, dtype=np.float32), sr, **self.params)
+        except ModuleNotFoundError as e:  # audiomentations and pyroomacoustics are the [augment] extra
+            raise SeraError(f"augmentation {self.name} needs {e.name}: pip install 'sera[augment]'") from None
         out = np.nan_to_num(np.asarray(out, dtype=np.float32))
         peak = float(np.abs(out).max(initial=0.0))
         return out / peak * 0.99 if peak > 0.99 else out  # no clipping: a copy stays a valid clip
