@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import soxr
 
+from .config import name_list
 from .errors import SeraError
 
 SAMPLE_RATE = 16_000
@@ -139,7 +140,7 @@ AUGMENTATIONS: dict[str, Augmentation] = {a.name: a for a in [
 
 def parse_augmentations(text: str) -> list[Augmentation]:
     """``"speed0.9,room"`` -> the named augmentations, in order; "" -> none. Unknown names are an error."""
-    names = [n.strip() for n in text.split(",") if n.strip()]
+    names = name_list(text)
     unknown = [n for n in names if n not in AUGMENTATIONS]
     if unknown:
         raise SeraError(f"unknown augmentation(s) {', '.join(unknown)}; known: {', '.join(AUGMENTATIONS)}")

@@ -64,10 +64,9 @@ class FeatureCache:
         if stride < 1:
             raise CacheError(f"frame stride must be at least 1, not {stride}")
         self.encoder_dir = Path(root).expanduser() / "features" / encoder_key
-        self.trim_tag = trim_key(trim) if trim else ""  # hashed once: every read checks it
-        self.augment_tag = augment.key if augment else ""
-        tags = [t for t in (self.trim_tag, self.augment_tag) if t]
-        self.dir = self.encoder_dir / "-".join([f"stride{stride}", *tags])
+        # what was done to a clip before it was encoded, hashed once: every read checks each ("" = not done)
+        self.tags = {"trim": trim_key(trim) if trim else "", "augment": augment.key if augment else ""}
+        self.dir = self.encoder_dir / "-".join([f"stride{stride}", *filter(None, self.tags.values())])
         self.encoder_key, self.stride, self.trim, self.augment = encoder_key, stride, trim, augment
 
     def _path(self, digest: str, suffix: str = ".safetensors") -> Path:
@@ -90,23 +89,20 @@ class FeatureCache:
         except Exception:
             return None
         if (meta.get("checksum") != _checksum(hidden) or meta.get("encoder") != self.encoder_key
-                or meta.get("stride") != str(self.stride) or meta.get("trim", "") != self.trim_tag
-                or meta.get("augment", "") != self.augment_tag):
+                or meta.get("stride") != str(self.stride)
+                or any(meta.get(name, "") != tag for name, tag in self.tags.items())):
             return None
         return hidden
 
     def put(self, digest: str, hidden: torch.Tensor, source: str = "") -> None:
         """Store an encoder output at full frame rate (L, T, D); it is reduced here, in float32."""
         hidden = reduce_frames(hidden.float(), self.stride).to(torch.float16).contiguous()  # (L, T / stride, D)
-        meta = {"checksum": _checksum(hidden), "encoder": self.encoder_key, "stride": str(self.stride), "source": source}
-        if self.trim:
-            meta["trim"] = self.trim_tag
-        if self.augment:
-            meta["augment"] = self.augment_tag
+        meta = {"checksum": _checksum(hidden), "encoder": self.encoder_key, "stride": str(self.stride), "source": source,
+                **{name: tag for name, tag in self.tags.items() if tag}}
         atomic_write(self._path(digest), lambda tmp: save_file({"hidden": hidden}, str(tmp), metadata=meta))
         self._path(digest, ".error").unlink(missing_ok=True)
 
-    def prepare(self, wave: np.ndarray, digest: str = "") -> np.ndarray:
+    def prepare(self, wave: np.ndarray, digest: str) -> np.ndarray:
         """What is encoded of a clip: all of it or its speech span when the cache trims, of the clip itself or of
         its augmented copy (drawn from the clip's ``digest``). The copy is made first, as a microphone would,
         and the speech found in it."""

@@ -371,10 +371,10 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
+    from .augment import parse_augmentations
     from .cache import extract, process_share
     from .data import load_corpus
     from .encoders import Encoder
-    from .augment import parse_augmentations
     from .pipeline import feature_cache
 
     cfg = config_from_args(args).updated(parse_sets(args.set))

@@ -229,6 +229,11 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+def name_list(text: str) -> list[str]:
+    """``"a, b,"`` -> ``["a", "b"]``: the comma lists of names settings take (corpora, augmentations)."""
+    return [n.strip() for n in text.split(",") if n.strip()]
+
+
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise SeraError(f"{name}: {value!r} is not one of {', '.join(choices)}")

@@ -13,7 +13,7 @@ import torch
 
 from .augment import Augmentation, parse_augmentations
 from .cache import FeatureCache, extract
-from .config import SeraConfig
+from .config import SeraConfig, name_list
 from .data import Corpus, Fold, load_corpus, make_folds, shared_labels
 from .data.corpora import CORPUS_JOIN
 from .encoders import Encoder, encoder_identity
@@ -100,7 +100,7 @@ def features(corpus: Corpus, cfg: SeraConfig, progress: bool = True,
 
 
 def pretrain_corpora(cfg: SeraConfig) -> list[str]:
-    return [n.strip() for n in cfg.train.pretrain_corpora.split(",") if n.strip()]
+    return name_list(cfg.train.pretrain_corpora)
 
 
 def unlabelled_features(cfg: SeraConfig, progress: bool = True, corpus: Corpus | None = None) -> FeatureSet | None:

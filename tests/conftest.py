@@ -50,6 +50,20 @@ def write_audio(path: Path, seconds: float = 1.0, sr: int = 16_000, seed: int = 
     return path
 
 
+def manifest_rows(root: Path, n: int, speakers: int = 3, seconds=lambda i: 0.6) -> list[str]:
+    """``n`` short clips under ``root`` (``s<speaker>_<i>.wav``, sad and happy in turn) and their manifest rows."""
+    rows = []
+    for i in range(n):
+        write_audio(root / f"s{i % speakers}_{i}.wav", seconds(i), seed=i)
+        rows.append(f"s{i % speakers}_{i}.wav,{'happy' if i % 2 else 'sad'},s{i % speakers}")
+    return rows
+
+
+def write_manifest(root: Path, rows: list[str]) -> Path:
+    (root / "m.csv").write_text("path,label,speaker\n" + "\n".join(rows) + "\n")
+    return root / "m.csv"
+
+
 def save_random_encoder(kind: str, folder: Path, **overrides) -> Path:
     """A tiny randomly initialised transformers speech model, saved and loadable by path."""
     from transformers import (Data2VecAudioConfig, Data2VecAudioModel, HubertConfig, HubertModel,

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from conftest import tone
+from conftest import manifest_rows, tone, write_manifest
 from sera.augment import AUGMENTATIONS, Augmentation, parse_augmentations
 from sera.cache import FeatureCache, extract, load_features
 from sera.config import DataConfig, EncoderConfig
@@ -86,15 +86,7 @@ def test_names_are_checked_and_identity_follows_parameters():
 
 
 def _manifest(root, n: int, speakers: int) -> str:
-    """A manifest of ``n`` short clips of ``speakers`` speakers; its path."""
-    from conftest import write_audio
-
-    rows = []
-    for i in range(n):
-        write_audio(root / f"s{i % speakers}_{i}.wav", 0.6, seed=i)
-        rows.append(f"s{i % speakers}_{i}.wav,{'happy' if i % 2 else 'sad'},s{i % speakers}")
-    (root / "m.csv").write_text("path,label,speaker\n" + "\n".join(rows) + "\n")
-    return str(root / "m.csv")
+    return str(write_manifest(root, manifest_rows(root, n, speakers)))
 
 
 def test_copies_are_cache_entries_of_their_own(tmp_path, tiny_hubert):

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import write_audio
+from conftest import manifest_rows, write_audio, write_manifest
 from sera.cache import FeatureCache, extract, file_digest, load_features
 from sera.config import DataConfig, EncoderConfig
 from sera.data import load_corpus
@@ -19,16 +19,12 @@ def encoder(tiny_hubert):
 
 
 def _corpus(root: Path, n: int = 6, broken: bool = False):
-    rows = []
-    for i in range(n):
-        write_audio(root / f"s{i % 3}_{i}.wav", 0.5 + 0.1 * i, seed=i)
-        rows.append(f"s{i % 3}_{i}.wav,{'happy' if i % 2 else 'sad'},s{i % 3}")
+    rows = manifest_rows(root, n, seconds=lambda i: 0.5 + 0.1 * i)
     if broken:
         (root / "empty.wav").write_bytes(b"")
         (root / "junk.wav").write_bytes(b"not audio" * 50)
         rows += ["empty.wav,happy,s9", "junk.wav,sad,s9"]
-    (root / "m.csv").write_text("path,label,speaker\n" + "\n".join(rows) + "\n")
-    return load_corpus(DataConfig(corpus=str(root / "m.csv")))
+    return load_corpus(DataConfig(corpus=str(write_manifest(root, rows))))
 
 
 def test_extract_then_resume(tmp_path, encoder):
