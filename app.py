@@ -25,7 +25,7 @@ from sera.audio import load_audio
 from sera.config import SeraConfig
 from sera.data import load_corpus
 from sera.errors import AudioError, SeraError
-from sera.normalise import Stats
+from sera.features import Stats
 from sera.predict import Predictor
 
 HOW_TO_TRAIN = """No model to serve yet ({problem}).

@@ -31,7 +31,7 @@ from common import RUNS, SHARED, save  # noqa: E402
 
 from sera.config import SeraConfig  # noqa: E402
 from sera.data import Corpus  # noqa: E402
-from sera.evaluate import metrics  # noqa: E402
+from sera.metrics import metrics  # noqa: E402
 from sera.normalise import normalise  # noqa: E402
 from sera.pipeline import apply_quick, corpus_and_folds, features  # noqa: E402
 from sera.features import FeatureSet  # noqa: E402

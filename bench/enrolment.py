@@ -22,8 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common import corpora_args, save  # noqa: E402
 
 from sera.config import SeraConfig  # noqa: E402
-from sera.evaluate import metrics  # noqa: E402
-from sera.normalise import Stats, reference_stats, speaker_of, speaker_stats  # noqa: E402
+from sera.metrics import metrics  # noqa: E402
+from sera.features import Stats  # noqa: E402
+from sera.normalise import reference_stats, speaker_of, speaker_stats  # noqa: E402
 from sera.pipeline import apply_quick, corpus_and_folds, features  # noqa: E402
 from sera.probe import as_matrix, probe_predictions, utterance_embeddings  # noqa: E402
 

@@ -62,7 +62,7 @@ def score(measured: Path) -> None:
     from common import save
 
     from sera.config import SeraConfig
-    from sera.evaluate import metrics
+    from sera.metrics import metrics
     from sera.pipeline import corpus_and_folds, features
     from sera.probe import as_matrix, logistic_probe, utterance_embeddings
 

@@ -23,7 +23,7 @@ from .config import ModelConfig, SeraConfig, _build
 from .errors import EncoderError, SeraError
 from .io import atomic_write, atomic_write_text
 from .model import EmotionClassifier, LocalAttributes, TeacherStudent
-from .normalise import Stats
+from .features import Stats
 
 
 def _write(path: Path, state: dict[str, torch.Tensor], meta: dict) -> Path:

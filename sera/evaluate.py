@@ -1,6 +1,6 @@
-"""Metrics and speaker-independent cross-validation of the full method (and its ablations).
+"""Speaker-independent cross-validation of the full method (and its ablations).
 
-UA = mean per-class recall, WA = accuracy, F1 = macro-F1. Each seed's score is the mean over
+Scores come from ``sera.metrics`` (UA, WA, macro-F1). Each seed's score is the mean over
 folds; results report mean and standard deviation over seeds, plus every fold and seed.
 
 Every trained fold model is scored in both test protocols, because only the test features differ:
@@ -24,39 +24,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.metrics import confusion_matrix, f1_score
 
 from .config import SeraConfig
 from .data import Corpus, Fold
 from .errors import SeraError
 from .io import atomic_write_text
-from .features import FeatureSet
-from .normalise import Stats, normalise, reference_stats, speaker_stats
+from .features import FeatureSet, Stats
+from .metrics import corpus_metrics, metrics, unweighted_accuracy
+from .inference import classify_clip, predict_proba
+from .normalise import normalise, reference_stats, speaker_stats
 from .provenance import code_version
-from .train import classify_clip, finetune, predict_proba, stage1, unweighted_accuracy, uses_stage1
+from .train import finetune, stage1, uses_stage1
 
 PROTOCOLS = ("clip", "speaker")
-
-
-def metrics(y: np.ndarray, pred: np.ndarray, num_classes: int) -> dict:
-    return {
-        "ua": unweighted_accuracy(y, pred, num_classes),
-        "wa": float((y == pred).mean()) if len(y) else 0.0,
-        "f1": float(f1_score(y, pred, labels=list(range(num_classes)), average="macro", zero_division=0)),
-        "confusion": confusion_matrix(y, pred, labels=list(range(num_classes))).tolist(),
-    }
-
-
-def corpus_metrics(y: np.ndarray, pred: np.ndarray, num_classes: int, sources: np.ndarray) -> dict:
-    """UA / WA / macro-F1 of each corpus's test clips of a model trained on several: over the classes
-    that corpus has (a RAVDESS clip called "boredom" is simply wrong), so that its figures compare with
-    a model trained on it alone."""
-    out = {}
-    for c in sorted(set(sources.tolist())):
-        yc, pc = y[sources == c], pred[sources == c]
-        out[c] = {"ua": unweighted_accuracy(yc, pc, num_classes), "wa": float((yc == pc).mean()),
-                  "f1": float(f1_score(yc, pc, labels=sorted(set(yc.tolist())), average="macro", zero_division=0))}
-    return out
 
 
 def carve_validation(fs: FeatureSet, idx: list[int], share: float, seed: int) -> tuple[list[int], list[int]]:

@@ -17,7 +17,7 @@ import torch
 from .encoders import whisper_states
 from .errors import SeraError
 from .io import atomic_write_text
-from .normalise import Stats
+from .features import Stats
 from .predict import Predictor
 
 OPSET = 18

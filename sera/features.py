@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -22,8 +21,34 @@ from .data import Corpus, Utterance
 from .io import atomic_write_text
 from .vad import SAMPLE_RATE, Region, regions_key, speech_frames, speech_regions
 
-if TYPE_CHECKING:
-    from .normalise import Stats
+
+@dataclass
+class Stats:
+    """Per layer and feature statistics of frames: what speaker normalisation (``sera.normalise``) standardises
+    with, and what a checkpoint keeps for a clip of an unknown speaker."""
+
+    mean: torch.Tensor  # (L, D)
+    std: torch.Tensor  # (L, D)
+
+    @classmethod
+    def of(cls, feats: list[torch.Tensor]) -> "Stats":
+        """Per layer and feature over every frame of ``feats`` (each (L, T, D)), in float64."""
+        n = sum(f.shape[1] for f in feats)
+        total = sum(f.double().sum(1) for f in feats)  # (L, D)
+        squares = sum(f.double().pow(2).sum(1) for f in feats)
+        mean = total / n
+        var = (squares / n - mean.pow(2)).clamp_min(0)
+        return cls(mean.float(), var.sqrt().float().clamp_min(1e-3))
+
+    def apply(self, h: torch.Tensor) -> torch.Tensor:
+        """(…, L, T, D) standardised; float16 input stays float16 (it is how the cache stores features)."""
+        mean, std = self.mean.to(h.device).unsqueeze(-2), self.std.to(h.device).unsqueeze(-2)
+        return ((h.float() - mean) / std).to(h.dtype)
+
+    def restore(self, h: torch.Tensor) -> torch.Tensor:
+        """The inverse of ``apply``: standardised (…, L, T, D) back to these statistics."""
+        mean, std = self.mean.to(h.device).unsqueeze(-2), self.std.to(h.device).unsqueeze(-2)
+        return (h.float() * std + mean).to(h.dtype)
 
 
 @dataclass
@@ -35,7 +60,7 @@ class FeatureSet:
     labels: torch.Tensor  # (N,) class ids
     skipped: list[tuple[str, str]] = field(default_factory=list)
     key: str = ""  # the encoder identity the features came from (checkpoints record it)
-    reference: "Stats | None" = None  # speaker-normalised: statistics for a clip of an unknown speaker
+    reference: Stats | None = None  # speaker-normalised: statistics for a clip of an unknown speaker
     normalised: str = "none"  # what sera.normalise did to the features ("none": as the cache holds them)
     speech: list[torch.Tensor] | None = None  # each (T_i,) True on speech frames (``vad.pool_speech``; ``speech_masks``)
 

@@ -15,38 +15,12 @@ which works less well: give a few clips of the same speaker where you can.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, replace
+from dataclasses import replace
 import torch
 
-from .features import FeatureSet
+from .features import FeatureSet, Stats
 
 MODES = ("speaker", "none")
-
-
-@dataclass
-class Stats:
-    mean: torch.Tensor  # (L, D)
-    std: torch.Tensor  # (L, D)
-
-    @classmethod
-    def of(cls, feats: list[torch.Tensor]) -> "Stats":
-        """Per layer and feature over every frame of ``feats`` (each (L, T, D)), in float64."""
-        n = sum(f.shape[1] for f in feats)
-        total = sum(f.double().sum(1) for f in feats)  # (L, D)
-        squares = sum(f.double().pow(2).sum(1) for f in feats)
-        mean = total / n
-        var = (squares / n - mean.pow(2)).clamp_min(0)
-        return cls(mean.float(), var.sqrt().float().clamp_min(1e-3))
-
-    def apply(self, h: torch.Tensor) -> torch.Tensor:
-        """(…, L, T, D) standardised; float16 input stays float16 (it is how the cache stores features)."""
-        mean, std = self.mean.to(h.device).unsqueeze(-2), self.std.to(h.device).unsqueeze(-2)
-        return ((h.float() - mean) / std).to(h.dtype)
-
-    def restore(self, h: torch.Tensor) -> torch.Tensor:
-        """The inverse of ``apply``: standardised (…, L, T, D) back to these statistics."""
-        mean, std = self.mean.to(h.device).unsqueeze(-2), self.std.to(h.device).unsqueeze(-2)
-        return (h.float() * std + mean).to(h.dtype)
 
 
 def speaker_of(u) -> tuple[str, str]:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -13,8 +13,10 @@ if "ipykernel" not in sys.modules:  # scripts, servers and tests draw off-screen
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .predict import Prediction  # noqa: E402
 from .vad import frame_times, in_speech  # noqa: E402
+
+if TYPE_CHECKING:  # pictures read a prediction; they need not load the predictor's encoder code
+    from .predict import Prediction
 
 
 def confusion_figure(confusion, labels: list[str], title: str = ""):

@@ -29,8 +29,8 @@ from .config import AudioConfig, EncoderConfig, VadConfig, _build
 from .encoders import Encoder, reduce_frames
 from .errors import AudioError, SeraError
 from .hub import resolve_checkpoint
-from .normalise import Stats
-from .train import classify_clip
+from .inference import classify_clip
+from .features import Stats
 from .vad import Region, as_array, frame_times, regions, speech_frames, speech_probabilities, speech_segments
 
 

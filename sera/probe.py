@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from .data import Fold
-from .evaluate import metrics
+from .metrics import metrics, unweighted_accuracy
 from .features import FeatureSet
 from .model.probe import layer_means, logistic_probe
 
@@ -45,15 +45,36 @@ def as_matrix(embeddings: np.ndarray | torch.Tensor) -> np.ndarray:
     return np.asarray(embeddings).reshape(len(embeddings), -1)
 
 
-def emobox_predictions(fs: FeatureSet, y: np.ndarray, train: np.ndarray, test: np.ndarray, seed: int = 0,
-                       layer: int = -1, epochs: int = 20) -> np.ndarray:
-    """EmoBox's downstream recipe (the benchmark's published figures use it), as one more baseline:
-    one layer's frames (the last by default) -> Linear(D, 256) -> ReLU -> masked mean over time ->
-    Linear(256, C); Adam, lr 1e-4, batch 32, ``epochs`` epochs, the epoch kept by accuracy on a
-    random 20% of the training clips. Each test clip is scored alone (clip protocol).
+def emobox_lr(epoch: int, epochs: int, lr: float = 1e-4, warmup: int = 10) -> float:
+    """The learning rate EmoBox's recipe trains epoch ``epoch`` (1-based) at. Its SpeechBrain
+    ``LinearWarmupScheduler(lr, 10, epochs)`` is stepped after each validation, so the first epoch runs
+    at Adam's initial lr and epoch e > 1 at the scheduler's value for step e - 2: 0 for the second,
+    then a linear rise to lr over 10 epochs and a linear fall to 0 at the last."""
+    if epoch == 1:
+        return lr
+    step = epoch - 2
+    if step < warmup:
+        return lr * step / max(1, warmup)
+    return lr * max(0.0, (epochs - step) / max(1, epochs - warmup))
 
-    sera's cache holds frames already averaged over ``model.frame_stride``; EmoBox reads all 50
-    per second, so the ReLU sees averaged frames here."""
+
+def emobox_predictions(fs: FeatureSet, y: np.ndarray, train: np.ndarray, test: np.ndarray, seed: int = 0,
+                       layer: int = -1, epochs: int = 100, hidden: int = 128, output_norm: bool = True) -> np.ndarray:
+    """EmoBox's downstream recipe (emo-box/EmoBox ``examples/sb``: the README's command, the hparams'
+    scheduler, ``classifier_head.SuperbBaseModel``), the recipe of its published figures, as a baseline:
+
+    - features: the last hidden layer, each clip's (T, D) frames layer-normalised as one block without
+      affine (``--output_norm``: ``F.layer_norm(out, (T, D))`` at extraction);
+    - Linear(D, 128) -> ReLU -> mean over the clip's real frames -> Linear(128, C), log-softmax + NLL;
+    - Adam at 1e-4 under its warm-up schedule (``emobox_lr``), batch 32, 100 epochs;
+    - validation: a random 20% of the training clips (its ``split_ratio [0.8, 0.2]``; EmoBox's RAVDESS
+      folds have no validation list), the epoch kept by balanced accuracy there (its ``max_key="wa"``,
+      which its scoring names balanced accuracy). EmoBox's own ``evaluate`` scores every epoch's
+      checkpoint on the test fold; here the test fold is scored once, with the validation's choice.
+
+    Each test clip is scored on its own frames (clip protocol). What still differs: sera's cache holds
+    frames averaged over ``model.frame_stride`` (12.5 per s, EmoBox 50), and Whisper runs on the clip's
+    real length where EmoBox pads to 30 s (``encoder.whisper_padded`` gives EmoBox's way)."""
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     idx = np.flatnonzero(train)
@@ -61,38 +82,43 @@ def emobox_predictions(fs: FeatureSet, y: np.ndarray, train: np.ndarray, test: n
     n_val = max(1, len(idx) // 5)
     val, fit = idx[:n_val], idx[n_val:]
     D, C = fs.feats[0].shape[-1], int(y.max()) + 1
-    frames = torch.nn.Sequential(torch.nn.Linear(D, 256), torch.nn.ReLU())
-    head = torch.nn.Linear(256, C)
-    opt = torch.optim.Adam([*frames.parameters(), *head.parameters()], lr=1e-4)
+    frames = [f[layer].float() for f in fs.feats]  # each (T_i, D)
+    if output_norm:
+        frames = [torch.nn.functional.layer_norm(f, f.shape) for f in frames]
+    lengths = torch.tensor([len(f) for f in frames])
+    x_all = torch.nn.utils.rnn.pad_sequence(frames, batch_first=True)  # (N, T_max, D), zero-padded
+    pre, post = torch.nn.Linear(D, hidden), torch.nn.Linear(hidden, C)
+    params = [*pre.parameters(), *post.parameters()]
+    opt = torch.optim.Adam(params, lr=1e-4)
     labels = torch.as_tensor(y)
 
-    def logits(batch: np.ndarray) -> torch.Tensor:
-        parts = [fs.feats[i][layer].float() for i in batch]  # each (T_i, D)
-        T = max(p.shape[0] for p in parts)
-        x = torch.zeros(len(parts), T, D)
-        mask = torch.zeros(len(parts), T, 1)
-        for b, p in enumerate(parts):
-            x[b, : p.shape[0]], mask[b, : p.shape[0]] = p, 1.0
-        h = (frames(x) * mask).sum(1) / mask.sum(1)  # (B, 256): masked mean over time
-        return head(h)
+    def logits(rows: np.ndarray) -> torch.Tensor:
+        T = int(lengths[rows].max())
+        x = x_all[rows, :T]  # (B, T, D)
+        mask = (torch.arange(T)[None, :] < lengths[rows][:, None]).float()[..., None]  # (B, T, 1)
+        h = (torch.relu(pre(x)) * mask).sum(1) / mask.sum(1)  # (B, hidden): mean over real frames
+        return post(h)
 
     @torch.no_grad()
     def predict(rows: np.ndarray) -> np.ndarray:
-        return np.concatenate([logits(rows[i : i + 1]).argmax(1).numpy() for i in range(len(rows))]) if len(rows) else \
-            np.zeros(0, dtype=np.int64)
+        if not len(rows):
+            return np.zeros(0, dtype=np.int64)
+        return np.concatenate([logits(rows[i : i + 32]).argmax(1).numpy() for i in range(0, len(rows), 32)])
 
     best, best_state = -1.0, None
-    for _ in range(epochs):
+    for epoch in range(1, epochs + 1):
+        for group in opt.param_groups:
+            group["lr"] = emobox_lr(epoch, epochs)
         order = fit[torch.randperm(len(fit), generator=g).numpy()]
         for i in range(0, len(order), 32):
             batch = order[i : i + 32]
-            loss = torch.nn.functional.cross_entropy(logits(batch), labels[batch])
+            loss = torch.nn.functional.nll_loss(logits(batch).log_softmax(-1), labels[batch])
             opt.zero_grad()
             loss.backward()
             opt.step()
-        acc = float((predict(val) == y[val]).mean())
-        if acc > best:
-            best, best_state = acc, [{k: v.clone() for k, v in m.state_dict().items()} for m in (frames, head)]
-    for m, state in zip((frames, head), best_state):
+        score = unweighted_accuracy(y[val], predict(val), C)
+        if score > best:
+            best, best_state = score, [{k: v.clone() for k, v in m.state_dict().items()} for m in (pre, post)]
+    for m, state in zip((pre, post), best_state):
         m.load_state_dict(state)
     return predict(np.flatnonzero(test))

@@ -207,7 +207,7 @@ def test_each_corpus_is_scored_on_its_own_clips_and_classes():
     """A model trained on RAVDESS + EmoDB: each corpus's UA counts only its clips and the classes it has."""
     import numpy as np
 
-    from sera.evaluate import corpus_metrics
+    from sera.metrics import corpus_metrics
 
     y = np.array([0, 0, 1, 8, 8])  # class 8 (boredom) only in EmoDB
     pred = np.array([0, 1, 1, 8, 0])

@@ -3,7 +3,8 @@ from dataclasses import replace
 import pytest
 import torch
 
-from sera.normalise import Stats, normalise
+from sera.features import Stats
+from sera.normalise import normalise
 from toy import toy_features
 
 

@@ -20,11 +20,20 @@ def test_probe_finds_a_linear_cue_on_unseen_speakers_and_not_in_noise():
 def test_the_emobox_recipe_learns_a_toy_cue_and_scores_only_test_clips():
     from sera.probe import emobox_predictions
 
-    fs = toy_features(n=128, D=16)
+    fs = toy_features(n=256, D=16)  # lr 1e-4 under its warm-up: EmoBox's 100 epochs want a few hundred clips
     y = fs.labels.numpy()
     test = np.array([u.speaker in ("s2", "s3") for u in fs.utts])  # one speaker per class
-    pred = emobox_predictions(fs, y, ~test, test, epochs=60)  # lr 1e-4 on 64 clips: more epochs than EmoBox's 20
+    pred = emobox_predictions(fs, y, ~test, test)
     assert pred.shape == (test.sum(),)
     assert (pred == y[test]).mean() >= 0.8  # chance is 0.5
-    again = emobox_predictions(fs, y, ~test, test, epochs=60)
+    again = emobox_predictions(fs, y, ~test, test)
     assert (pred == again).all()  # seeded: repeatable on CPU
+
+
+def test_the_emobox_schedule_is_its_speechbrain_warmup_stepped_after_each_epoch():
+    from sera.probe import emobox_lr
+
+    lrs = [emobox_lr(e, 100) for e in range(1, 101)]
+    assert lrs[0] == 1e-4 and lrs[1] == 0.0  # Adam's own lr, then the scheduler's step 0
+    assert np.isclose(lrs[6], 0.5e-4) and np.isclose(lrs[11], 1e-4)  # warm-up over 10 epochs
+    assert np.isclose(lrs[-1], 1e-4 * 2 / 90) and all(a >= b for a, b in zip(lrs[11:], lrs[12:]))  # linear fall

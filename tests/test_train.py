@@ -14,10 +14,11 @@ from sera.checkpoint import load_extras, load_checkpoint, model_state_equal, sav
 from sera.config import DataConfig, SeraConfig
 from sera.data import load_corpus
 from sera.errors import EncoderError, SeraError
-from sera.evaluate import metrics
+from sera.metrics import metrics
 from sera.normalise import normalise
 from sera.pipeline import features
-from sera.train import final_attributes, finetune, predict_proba, pretrain
+from sera.inference import predict_proba
+from sera.train import final_attributes, finetune, pretrain
 
 
 def test_a_seed_makes_a_run_repeat_exactly():
@@ -301,7 +302,7 @@ def test_enrolling_a_voice_maps_it_onto_the_training_speakers(tmp_path, angry_sa
     standardised with their own and mapped onto those, exactly as computed from the cache here."""
     import copy
 
-    from sera.normalise import Stats
+    from sera.features import Stats
     from sera.predict import Predictor
 
     cfg, corpus, normalised, key = angry_sad
@@ -423,7 +424,7 @@ def test_sap_over_speech_frames_in_training_and_predict(tmp_path, angry_sad):
     from sera.export import export_onnx
     from sera.pipeline import feature_cache as cache_of
     from sera.predict import Predictor
-    from sera.train import classify_clip
+    from sera.inference import classify_clip
 
     cfg, corpus, _, key = angry_sad
     cfg = copy.deepcopy(cfg)
