@@ -28,23 +28,14 @@ from pathlib import Path
 
 from common import RESULTS, RUNS, save, upstream
 
-from sera.config import SeraConfig
+from sera.config import ABLATIONS as config_ablations, SeraConfig
 from sera.encoders import Encoder
 from sera.evaluate import cross_validate
 from sera.model import EmotionClassifier, TeacherStudent
 from sera.normalise import normalise
 from sera.pipeline import apply_quick, corpus_and_folds, cross_corpus, features, unlabelled_features
 
-ABLATIONS = {  # name: settings (the same switches as the CLI's ablation flags), most telling first
-    "full method": {},
-    "no stage 1": {"train.stage1": False},
-    "no speaker normalisation": {"data.normalise": "none"},
-    "stage 1 without local attributes": {"train.attributes": False},
-    "stage 1 without self-distillation": {"train.distill": False},
-    "mean pooling instead of SAP": {"model.pooling": "mean"},
-    "last layer instead of WAP": {"model.layer_pooling": "last"},
-    "WAP without the Transformer": {"model.transformer": False},
-}
+ABLATIONS = {"full method": {}, **{name: settings for name, (_, settings) in config_ablations.items()}}
 
 
 def config(corpus_name: str, settings: dict, seeds: int, quick: bool) -> SeraConfig:

@@ -19,8 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common import RESULTS, git_commit  # noqa: E402
 
-from sera.cli import parse_sets  # noqa: E402
-from sera.config import SeraConfig  # noqa: E402
+from sera.config import SeraConfig, parse_sets  # noqa: E402
 from sera.evaluate import cross_validate  # noqa: E402
 from sera.pipeline import corpus_and_folds, features, unlabelled_features  # noqa: E402
 

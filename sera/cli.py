@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .config import SeraConfig
+from .config import ABLATIONS, SeraConfig, parse_sets
 from .errors import SeraError
 
 
@@ -59,33 +59,6 @@ def config_from_args(args: argparse.Namespace) -> SeraConfig:
     return cfg
 
 
-def parse_sets(items: list[str]) -> dict:
-    """``--set section.name=value`` flags -> {"section.name": value}, values parsed as JSON when they can be."""
-    import json
-
-    out = {}
-    for item in items:
-        key, eq, raw = item.partition("=")
-        if not eq:
-            raise SeraError(f"--set {item}: expected section.name=value, e.g. train.lr=0.001")
-        try:
-            out[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[key] = raw
-    return out
-
-
-ABLATIONS = {  # flag: (section, field, value, help)
-    "no_stage1": ("train", "stage1", False, "ablation: no stage 1 (supervised WAP-Transformer + SAP)"),
-    "no_attributes": ("train", "attributes", False, "ablation: stage 1 without local attributes"),
-    "no_distill": ("train", "distill", False, "ablation: stage 1 without self-distillation"),
-    "mean_pooling": ("model", "pooling", "mean", "ablation: mean pooling instead of SAP"),
-    "last_layer": ("model", "layer_pooling", "last", "ablation: last encoder layer instead of WAP"),
-    "no_transformer": ("model", "transformer", False, "ablation: WAP without the Transformer"),
-    "no_speaker_norm": ("data", "normalise", "none", "ablation: features not standardised per speaker"),
-}
-
-
 def _set_flag(p: argparse.ArgumentParser, help: str) -> None:
     p.add_argument("--set", action="append", default=[], metavar="SECTION.NAME=VALUE", help=help)
 
@@ -94,8 +67,9 @@ def _training_flags(p: argparse.ArgumentParser) -> None:
     from .config import PRESETS
 
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (results, checkpoint)")
-    p.add_argument("--preset", choices=sorted(PRESETS), help="a named setting, e.g. paper-iemocap: HuBERT large on "
-                   "IEMOCAP, 4 classes, leave-one-session-out (flags given with it override it)")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="a named setting (flags given with it override it): "
+                   "reproduce, what make reproduce ships (RAVDESS + EmoDB, raw features, probe 0.5); paper-iemocap, "
+                   "HuBERT large on IEMOCAP, 4 classes, leave-one-session-out")
     p.add_argument("--quick", action="store_true", help="a few speakers, 2 folds, 1 seed, few epochs (CI)")
     p.add_argument("--test-corpus", metavar="NAME", help="cross-corpus: train on all of --corpus, test once on all "
                    "of this corpus, over the emotions both have (unified names: anger = angry, fear = fearful, ...)")
@@ -110,8 +84,8 @@ def _training_flags(p: argparse.ArgumentParser) -> None:
                    "(fitted after stage 2) into the head's probabilities with weight W (model.probe_weight; "
                    "make reproduce: 0.5)")
     _set_flag(p, "any config field, e.g. --set train.seeds=1 --set model.width=128")
-    for flag, (_, _, _, text) in ABLATIONS.items():
-        p.add_argument("--" + flag.replace("_", "-"), action="store_true", help=text)
+    for name, (flag, _) in ABLATIONS.items():
+        p.add_argument(flag, action="store_true", help=f"ablation: {name}")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--fresh", action="store_true", help="start over instead of resuming an unfinished run in --out")
 
@@ -120,9 +94,9 @@ def training_config(args: argparse.Namespace) -> SeraConfig:
     from .pipeline import apply_quick
 
     cfg = config_from_args(args).updated(parse_sets(args.set))
-    for flag, (section, name, value, _) in ABLATIONS.items():
-        if getattr(args, flag):
-            setattr(getattr(cfg, section), name, value)
+    for flag, settings in ABLATIONS.values():
+        if getattr(args, flag[2:].replace("-", "_")):
+            cfg = cfg.updated(settings)
     return apply_quick(cfg) if args.quick else cfg
 
 
@@ -135,137 +109,26 @@ def _out(args: argparse.Namespace):
     return out
 
 
-def _prepare(args: argparse.Namespace, cfg: SeraConfig | None = None):
-    """What every training command starts with: config, output folder, corpus (and folds), features."""
-    from .pipeline import corpus_and_folds, cross_corpus, features
-
-    cfg = cfg or training_config(args)
-    if cfg.data.test_corpus and args.command not in ("train", "evaluate"):
-        raise SeraError(f"--test-corpus: sera {args.command} would train on the test corpus too; "
-                        "cross-corpus runs are sera evaluate (or train) --test-corpus")
-    out = _out(args)
-    if cfg.data.test_corpus:
-        corpus, folds, fs = cross_corpus(cfg, not args.no_progress)
-        print(f"{corpus.summary()}\ntested on all of {cfg.data.test_corpus}: {len(next(iter(folds)).test_ids)} "
-              f"utterances of the {len(corpus.labels)} emotions both have ({', '.join(corpus.labels)})", flush=True)
-        return cfg, out, corpus, folds, fs, fs.key
-    corpus, folds = corpus_and_folds(cfg)
-    print(corpus.summary(), flush=True)
-    fs, key = features(corpus, cfg, not args.no_progress)
-    return cfg, out, corpus, folds, fs, key
-
-
 def cmd_train(args: argparse.Namespace) -> int:
-    """Cross-validation over the corpus's folds, then a final checkpoint on every speaker.
+    """sera train and sera evaluate: cross-validation, then (train) a final checkpoint (sera.recipe.train)."""
+    from .recipe import train
 
-    Finished folds and stage 1 results are kept in OUT/state, so a rerun after an interruption
-    resumes where it stopped."""
-    from .checkpoint import save_checkpoint
-    from .evaluate import FINISHED, check_state, cross_validate, forget_finished, write_results
-    from .normalise import normalise
-    from .data import parts_of
-    from .hub import model_card
-    from .io import atomic_write_text
-    from .pipeline import final_epochs, final_stage1_beside, train_final, unlabelled_features
-
-    progress = not args.no_progress
-    cfg, out, corpus, folds, fs, key = _prepare(args)
-    if forget_finished(out / "state", cfg):
-        print(f"{out}: its finished run was made by other code or settings; starting over", flush=True)
-    unlabelled = unlabelled_features(cfg, progress, corpus)
-    final = args.command == "train" and not args.no_final and not cfg.data.test_corpus
-    check_state(out / "state", cfg)  # before anything writes there (cross_validate checks again)
-    normalised = normalise(fs, cfg.data.normalise)  # what training reads: the folds' and the final model's
-    beside = final_stage1_beside(normalised, cfg, unlabelled, out / "state") if final else None
-    try:
-        results = cross_validate(fs, corpus, folds, cfg, progress, unlabelled, out / "state", report=True,
-                                 normalised=normalised)
-    finally:  # never waited on at its low priority: what it has not done, train_final (or a rerun) does at full
-        if beside is not None:  # speed, going on from its last finished epoch (saved at each epoch's end)
-            beside.terminate()
-            beside.join()
-    where = f"{corpus.name} -> {cfg.data.test_corpus}" if cfg.data.test_corpus else corpus.name
-    write_results(results, out, f"sera on {where}" + (" (quick)" if cfg.train.quick else ""))
-    print((out / "results.md").read_text())
-    if args.command == "train" and cfg.data.test_corpus and not args.no_final:
-        print(f"no final checkpoint: --test-corpus measures a transfer; train on {corpus.name} alone for a checkpoint")
-    elif args.command == "train" and not args.no_final:
-        epochs = final_epochs(results["best_epochs"])
-        print(f"final model on all {len(corpus.speakers)} speakers, stage 2 for {epochs} epochs", flush=True)
-        model, attrs = train_final(normalised, cfg, len(corpus.labels), epochs, progress, unlabelled, out / "state")
-        L, _, D = fs.feats[0].shape
-        cv = {p: {k: v[k] for k in ("ua", "wa", "f1", "by_corpus") if k in v} for p, v in results["protocols"].items()}
-        save_checkpoint(out / "checkpoint", model, cfg, corpus.labels, key, L, D,
-                        {"trained_on": corpus.name, "corpora": parts_of(corpus), "cv_ua": results["ua"], "cv_protocol": results["protocol"],
-                         "cv": cv, "stage2_epochs": epochs}, normalised.reference, attrs)
-        atomic_write_text(out / "checkpoint" / "README.md", model_card(out / "checkpoint"))  # ready for `sera push`
-        print(f"checkpoint: {out / 'checkpoint'}")
-    atomic_write_text(out / "state" / FINISHED, "")
+    train(training_config(args), _out(args), final=args.command == "train" and not args.no_final,
+          progress=not args.no_progress)
     return 0
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    """Stage 1 alone on a corpus's audio (no labels used), saved as OUT/adapter."""
-    import json
+    from .recipe import pretrain
 
-    from .checkpoint import save_adapter
-    from .io import atomic_write_text
-    from .normalise import normalise
-    from .pipeline import pretrain_corpora, unlabelled_features
-    from .train import pretrain
-
-    progress = not args.no_progress
-    cfg, out, corpus, _, fs, key = _prepare(args)
-    fs = normalise(fs, cfg.data.normalise)
-    unlabelled = unlabelled_features(cfg, progress, corpus)
-    pool = fs + unlabelled if unlabelled is not None else fs
-    L, _, D = pool.feats[0].shape
-    model, attrs, history = pretrain(pool, cfg, L, D, progress=progress)
-    save_adapter(out / "adapter", model, attrs, cfg, key, L, D, {"pretrained_on": [corpus.name, *pretrain_corpora(cfg)]})
-    atomic_write_text(out / "pretrain_history.json", json.dumps(history, indent=2))
-    last = history[-1] if history else {}
-    print("stage 1: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in last.items()))
-    print(f"adapter: {out / 'adapter'} (fine-tune it with: sera finetune --adapter {out / 'adapter'} ...)")
+    pretrain(training_config(args), _out(args), progress=not args.no_progress)
     return 0
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
-    """Stage 2 alone: one model on the corpus, early-stopped on held-out speakers, saved as OUT/checkpoint."""
-    import json
+    from .recipe import finetune
 
-    from .checkpoint import load_adapter, model_config, save_checkpoint
-    from .evaluate import carve_validation
-    from .io import atomic_write_text
-    from .normalise import normalise
-    from .train import final_attributes, finetune
-
-    cfg = training_config(args)
-    progress = not args.no_progress
-    init = attrs = None
-    if args.adapter:  # the adapter fixes the model's shape; read it before the features
-        from .checkpoint import read_checkpoint_config
-
-        adapter_meta = read_checkpoint_config(args.adapter)
-        cfg.model = model_config(Path(args.adapter), adapter_meta)
-        cfg.encoder.layers = adapter_meta["encoder"].get("layers", "")
-        cfg.data.normalise = adapter_meta.get("normalise", "none")  # the features it was trained on
-    cfg, out, corpus, _, fs, key = _prepare(args, cfg)
-    fs = normalise(fs, cfg.data.normalise)
-    if args.adapter:
-        init, attrs, _ = load_adapter(args.adapter, key)
-    fit, val = carve_validation(fs, list(range(len(fs))), cfg.train.val_speakers, cfg.seed)
-    L, _, D = fs.feats[0].shape
-    model, history = finetune(fs.subset(fit), fs.subset(val) if val else None, cfg, L, D, len(corpus.labels),
-                              init=init, attrs=attrs, progress=progress)
-    best = max(history, key=lambda r: r.get("val_ua", 0.0))
-    save_checkpoint(out / "checkpoint", model, cfg, corpus.labels, key, L, D,
-                    {"trained_on": corpus.name, "adapter": args.adapter, "val_ua": best.get("val_ua")}, fs.reference,
-                    final_attributes(model, fs, cfg, attrs))
-    atomic_write_text(out / "finetune_history.json", json.dumps(history, indent=2))
-    if "val_ua" in best:
-        print(f"best validation UA {best['val_ua']:.3f} at epoch {best['epoch']} "
-              f"({len({fs.utts[i].speaker for i in val})} held-out speakers)")
-    print(f"checkpoint: {out / 'checkpoint'}")
+    finetune(training_config(args), _out(args), adapter=args.adapter, progress=not args.no_progress)
     return 0
 
 

@@ -61,3 +61,33 @@ def test_paper_preset_and_bad_settings(tmp_path):
     assert out.returncode == 2 and "IEMOCAP" in out.stderr  # the preset points at IEMOCAP, which is not here
     out = sera("train", "--set", "model.widht=3", "--out", str(tmp_path / "o"))
     assert out.returncode == 2 and "model.widht: unknown setting" in out.stderr
+
+
+def test_make_reproduce_the_preset_and_notebook_06_train_one_config():
+    """What `make reproduce` runs is `sera train --preset reproduce`, which is the preset notebook 06 hands to
+    sera.recipe.train: one config, whichever door a user takes."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    import nbformat
+
+    from sera.cli import build_parser, training_config
+    from sera.config import SeraConfig
+
+    root = Path(__file__).resolve().parents[1]
+    line = next(ln for ln in (root / "Makefile").read_text().splitlines() if "sera train" in ln and "reproduce" in ln)
+    argv = shlex.split(re.sub(r"\$\(BIN\)/sera |\$\(JOBS\)", lambda m: "" if "sera" in m[0] else "2", line.strip()))
+    args = build_parser().parse_args(argv)
+    assert args.preset == "reproduce" and args.out == "runs/ravdess+emodb"
+    made = training_config(args)
+    preset = SeraConfig.preset("reproduce")
+    assert made.to_dict() == preset.updated({"train.jobs": 2}).to_dict()
+    assert (preset.data.corpus, preset.data.normalise, preset.model.probe_weight) == ("ravdess+emodb", "none", 0.5)
+    flags = training_config(build_parser().parse_args(
+        ["train", "--corpus", "ravdess+emodb", "--no-speaker-norm", "--probe", "0.5", "--out", "x"]))
+    assert flags.to_dict() == preset.to_dict()  # the flags make reproduce used before the preset: the same run
+
+    book = nbformat.read(root / "notebooks" / "06_reproduce.ipynb", as_version=4)
+    code = "\n".join(c.source for c in book.cells if c.cell_type == "code")
+    assert 'SeraConfig.preset("reproduce")' in code and "recipe.train(cfg" in code
