@@ -93,7 +93,7 @@ def build_demo(cfg: SeraConfig | None = None) -> gr.Blocks:
         segments = [[round(float(a), 2), round(float(b), 2), pred.labels[int(p.argmax())], round(float(p.max()), 3)]
                     for (a, b), p in zip(pred.windows, pred.window_probabilities)]
         return (pred.probabilities, *figures, gr.update(value=timeline, visible=long),
-                gr.update(value=segments, visible=long))
+                gr.update(value=segments, visible=long), f"⚠️ {pred.warning()}" if pred.flags else "")
 
     def enrol(paths: list[str] | None):
         if not paths:
@@ -123,6 +123,7 @@ def build_demo(cfg: SeraConfig | None = None) -> gr.Blocks:
                 audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="clip", elem_id="clip")
                 button = gr.Button("Classify", variant="primary")
                 label = gr.Label(num_top_classes=min(4, len(predictor.labels)), label="emotion", elem_id="emotion")
+                flag = gr.Markdown("", elem_id="flag")  # uncertain or out of domain (sera/calibrate.py)
                 voice = gr.State(None)
                 with gr.Accordion("Enrol this voice (speaker route)", open=False):
                     if predictor.can_enrol:
@@ -151,7 +152,7 @@ def build_demo(cfg: SeraConfig | None = None) -> gr.Blocks:
             gr.Examples([[p] for p in examples.values()], inputs=audio, label="examples from the data folder",
                         example_labels=[f"{label}: {Path(p).name}" for label, p in examples.items()])
         gr.on([button.click, audio.upload, audio.stop_recording], classify, inputs=[audio, voice],
-              outputs=[label, attention, attributes, layers, timeline, segments], api_name="classify")
+              outputs=[label, attention, attributes, layers, timeline, segments, flag], api_name="classify")
     return page.queue(default_concurrency_limit=cfg.demo.concurrency)
 
 

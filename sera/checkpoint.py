@@ -19,6 +19,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from . import __version__
+from .calibrate import DomainCheck
 from .config import ModelConfig, SeraConfig, _build
 from .errors import EncoderError, SeraError
 from .io import atomic_write, atomic_write_text
@@ -53,18 +54,24 @@ def _meta(kind: str, cfg: SeraConfig, encoder_key: str, num_layers: int, dim: in
         "model": cfg.model.__dict__,
         "audio": cfg.audio.__dict__,
         "vad": cfg.vad.__dict__,
+        "calibration": cfg.calibration.__dict__,
     }
 
 
 def save_checkpoint(path: str | Path, model: EmotionClassifier, cfg: SeraConfig, labels: list[str],
                     encoder_key: str, num_layers: int, dim: int, extra: dict | None = None,
-                    reference: Stats | None = None, attributes: LocalAttributes | None = None) -> Path:
+                    reference: Stats | None = None, attributes: LocalAttributes | None = None,
+                    domain: DomainCheck | None = None) -> Path:
     """``reference``: speaker-normalisation statistics for clips of unknown speakers (sera/normalise.py);
-    ``attributes``: the local attributes of the model's frames (train.final_attributes), for pictures."""
+    ``attributes``: the local attributes of the model's frames (train.final_attributes), for pictures;
+    ``domain``: the training clips' domain check (sera/calibrate.py), for predict's out-of-domain flag."""
     meta = {**_meta("classifier", cfg, encoder_key, num_layers, dim, labels), **(extra or {})}
     state = dict(model.state_dict())
     if reference is not None:
         state |= {"normalise.mean": reference.mean, "normalise.std": reference.std}
+    if domain is not None:
+        state |= {"domain.mean": domain.stats.mean, "domain.std": domain.stats.std}
+        meta["domain_threshold"] = domain.threshold
     if attributes is not None and attributes.centroids is not None:
         state["attributes.centroids"] = attributes.centroids
     return _write(Path(path), state, meta)
@@ -184,6 +191,9 @@ def _meta_problem(meta: Any) -> str | None:
         "model": isinstance(meta.get("model"), dict),
         "audio": isinstance(meta.get("audio", {}), dict),
         "vad": isinstance(meta.get("vad", {}), dict),
+        "calibration": isinstance(meta.get("calibration", {}), dict),
+        "temperature": type(meta.get("temperature", 1.0)) in (int, float) and meta.get("temperature", 1.0) > 0,
+        "domain_threshold": type(meta.get("domain_threshold", 0.0)) in (int, float),
     }
     bad = [name for name, ok in checks.items() if not ok]
     return f"missing or invalid: {', '.join(bad)}" if bad else None
@@ -191,12 +201,12 @@ def _meta_problem(meta: Any) -> str | None:
 
 def load_checkpoint(path: str | Path, encoder_key: str | None = None) -> tuple[EmotionClassifier, dict]:
     """The classifier in eval mode and its config; refuses a checkpoint made for another encoder."""
-    model, meta, _, _ = load_classifier(path, encoder_key)
+    model, meta, *_ = load_classifier(path, encoder_key)
     return model, meta
 
 
 def load_classifier(path: str | Path, encoder_key: str | None = None, meta: dict | None = None
-                    ) -> tuple[EmotionClassifier, dict, Stats | None, LocalAttributes | None]:
+                    ) -> tuple[EmotionClassifier, dict, Stats | None, LocalAttributes | None, DomainCheck | None]:
     """``load_checkpoint`` plus what the checkpoint keeps beside the model (``load_extras``), from one
     read of the weights; ``meta``: its config when the caller has read it already."""
     path = Path(path)
@@ -206,26 +216,31 @@ def load_classifier(path: str | Path, encoder_key: str | None = None, meta: dict
     _check_encoder(path, meta, encoder_key)
     mcfg = model_config(path, meta)
     state = _load_state(path)
-    reference, attributes = _pop_extras(state, mcfg.num_attributes)
+    reference, attributes, domain = _pop_extras(state, mcfg.num_attributes)
+    if domain is not None:
+        domain.threshold = float(meta.get("domain_threshold", float("inf")))
     model = _instantiate(path, lambda: EmotionClassifier(mcfg, meta["num_layers"], meta["dim"], len(meta["labels"])),
                          state)
     model.eval()
-    return model, meta, reference, attributes
+    return model, meta, reference, attributes, domain
 
 
-def _pop_extras(state: dict[str, torch.Tensor], k: int) -> tuple[Stats | None, LocalAttributes | None]:
-    mean, std, centroids = (state.pop(n, None) for n in ("normalise.mean", "normalise.std", "attributes.centroids"))
+def _pop_extras(state: dict[str, torch.Tensor], k: int
+                ) -> tuple[Stats | None, LocalAttributes | None, DomainCheck | None]:
+    mean, std, centroids, domain_mean, domain_std = (state.pop(n, None) for n in (
+        "normalise.mean", "normalise.std", "attributes.centroids", "domain.mean", "domain.std"))
     attributes = None
     if centroids is not None:
         attributes = LocalAttributes(k)
         attributes.centroids = centroids
-    return (Stats(mean, std) if mean is not None else None), attributes
+    domain = DomainCheck(Stats(domain_mean, domain_std), float("inf")) if domain_mean is not None else None
+    return (Stats(mean, std) if mean is not None else None), attributes, domain
 
 
 def load_extras(path: str | Path) -> tuple[Stats | None, torch.Tensor | None]:
     """What a classifier checkpoint keeps besides the model: the speaker-normalisation reference
     statistics and the local-attribute centroids (k, H), each None when absent."""
-    reference, attributes = _pop_extras(_load_state(Path(path)), 0)
+    reference, attributes, _ = _pop_extras(_load_state(Path(path)), 0)
     return reference, attributes.centroids if attributes is not None else None
 
 

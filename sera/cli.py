@@ -140,6 +140,8 @@ def _print_predictions(out: list[dict], as_json: bool) -> None:
         return
     for item in out:
         print(item["file"] + ": " + ", ".join(f"{k} {v:.3f}" for k, v in item["top"].items()))
+        if item.get("warning"):
+            print(f"  note: {item['warning']}")
         for w in item.get("timeline", []):
             print(f"  {w['start']:7.1f}-{w['end']:7.1f} s  {w['label']} {w['probability']:.3f}")
         if "csv" in item:
@@ -208,7 +210,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     out = []
     for path, pred in zip(args.files, predictor.predict_files(args.files, args.same_speaker)):
         mean = [pred.probabilities[label] for label in pred.labels]
-        out.append(_item(path, pred.labels, mean, pred.windows, pred.window_probabilities, args.top_k, args.csv))
+        item = _item(path, pred.labels, mean, pred.windows, pred.window_probabilities, args.top_k, args.csv)
+        out.append({**item, "flags": pred.flags, "domain_distance": pred.domain_distance, "warning": pred.warning()})
     _print_predictions(out, args.json)
     return 0
 

@@ -154,6 +154,21 @@ class TrainConfig:
 
 
 @dataclass
+class CalibrationConfig:
+    """What a prediction says about its own confidence (sera/calibrate.py)."""
+
+    temperature: bool = True  # scale probabilities by a temperature fitted on validation speakers (each fold's; the
+    #                           final checkpoint keeps their median): a 0.9 then means right about 9 times in 10
+    uncertain_below: float = 0.4  # predict flags a clip "uncertain" when its top probability is below this
+    domain_quantile: float = 0.99  # predict flags a clip "out of domain" when its layer means lie farther from the
+    #                                training clips' than this share of held-out training speakers' clips do
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.domain_quantile <= 1.0:
+            raise SeraError(f"calibration.domain_quantile: {self.domain_quantile}; a share above 0, at most 1")
+
+
+@dataclass
 class DemoConfig:
     checkpoint: str = _env("SERA_CHECKPOINT", "runs/ravdess+emodb/checkpoint")  # what `make reproduce` writes
     encoder: str = ""  # the checkpoint's encoder from another folder or hub id; "" uses the one it names
@@ -172,6 +187,7 @@ class SeraConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
     cache_dir: str = _env("SERA_CACHE", str(Path.home() / ".cache" / "sera"))  # cached features
     seed: int = 0  # one seed makes a CPU run repeat exactly

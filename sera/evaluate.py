@@ -25,12 +25,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .calibrate import fit_temperature, temper
 from .config import SeraConfig
 from .data import Corpus, Fold
 from .errors import SeraError
 from .io import atomic_write_text
 from .features import FeatureSet, Stats
-from .metrics import corpus_metrics, metrics, unweighted_accuracy
+from .metrics import corpus_metrics, metrics, reliability, unweighted_accuracy
 from .inference import classify_clip, predict_proba
 from .normalise import normalise, reference_stats, speaker_stats
 from .provenance import code_version
@@ -64,6 +65,7 @@ class FoldResult:
     val_fusion: dict | None = None  # with a probe: validation UA at each probe weight (``fusion_curve``)
     test_fusion: dict | None = None  # with a probe: protocol -> test UA at each probe weight (0: the head alone)
     test_probabilities: dict | None = None  # protocol -> the test clips' (N, C) probabilities, in corpus order
+    temperature: float = 1.0  # fitted on the validation speakers' probabilities (``calibration.temperature``)
 
 
 def protocol_probabilities(model, raw: FeatureSet, train_idx: list[int], test_idx: list[int], mode: str,
@@ -139,15 +141,23 @@ def run_fold(fs: FeatureSet, fold: Fold, cfg: SeraConfig, num_classes: int, prog
     model, history = finetune(normalised.subset(fit_idx), normalised.subset(val_idx) if val_idx else None, cfg, L, D,
                               num_classes, init=init, attrs=attrs, progress=progress,
                               resume=state / "stage2-progress.pt" if state else None)
-    val_fusion = test_fusion = None
-    if model.probe is not None:  # fitted beside the head and scored on the validation speakers, then refitted
-        if val_idx:            # on every training speaker for the test fold
-            fit, val = normalised.subset(fit_idx), normalised.subset(val_idx)
+    val_fusion = test_fusion = val_probs = None
+    if val_idx:
+        val = normalised.subset(val_idx)
+        if model.probe is not None:  # fitted beside the head and scored on the validation speakers, then refitted
+            fit = normalised.subset(fit_idx)  # on every training speaker for the test fold
             model.probe.fit(fit.feats, fit.labels.numpy(), cfg.seed)
-            val_fusion = fusion_curve(part_probabilities(model, lambda: predict_proba(model, val)),
-                                      val.labels.numpy(), num_classes)
+            val_parts = part_probabilities(model, lambda: predict_proba(model, val))
+            val_fusion = fusion_curve(val_parts, val.labels.numpy(), num_classes)
+            val_probs = mix(val_parts, model.probe_weight)
+        else:
+            val_probs = predict_proba(model, val)
+    if model.probe is not None:
         train = normalised.subset(train_idx)
         model.probe.fit(train.feats, train.labels.numpy(), cfg.seed)
+    temperature = 1.0  # the validation speakers' probabilities, as the model gives them, tell how far to trust them
+    if cfg.calibration.temperature and val_probs is not None:
+        temperature = fit_temperature(val_probs.numpy(), fs.labels[val_idx].numpy())
     t2 = time.perf_counter()
     y = fs.labels[test_idx].numpy()
     sources = np.array([fs.utts[i].corpus for i in test_idx])
@@ -166,6 +176,8 @@ def run_fold(fs: FeatureSet, fold: Fold, cfg: SeraConfig, num_classes: int, prog
         test_probabilities[p] = np.round(probs.numpy(), 6).tolist()  # what a seed ensemble averages
         pred = probs.argmax(1).numpy()
         scores[p] = metrics(y, pred, num_classes)
+        scores[p]["ece"] = reliability(y, probs.numpy())["ece"]
+        scores[p]["ece_calibrated"] = reliability(y, temper(probs.numpy(), temperature))["ece"]
         if several:
             scores[p]["corpora"] = corpus_metrics(y, pred, num_classes, sources)
     best = max(history, key=lambda r: r.get("val_ua", 0.0)) if val_idx else {"epoch": len(history)}
@@ -173,7 +185,7 @@ def run_fold(fs: FeatureSet, fold: Fold, cfg: SeraConfig, num_classes: int, prog
         fold.name, cfg.seed, scores, best["epoch"], best.get("val_ua"),
         t1 - t0, t2 - t1,
         (t1 - t0) / max(1, cfg.train.pretrain_epochs) if init is not None else 0.0, (t2 - t1) / max(1, len(history)),
-        code_version(), val_fusion, test_fusion, test_probabilities,
+        code_version(), val_fusion, test_fusion, test_probabilities, temperature,
     )
 
 
@@ -323,6 +335,7 @@ def cross_validate(fs: FeatureSet, corpus: Corpus, folds: list[Fold], cfg: SeraC
         "runs": [{k: v for k, v in r.__dict__.items() if k != "test_probabilities"} for r in runs],
         "best_epochs": [r.best_epoch for r in runs],
         "val_ua": float(np.mean(vals)) if (vals := [r.val_ua for r in runs if r.val_ua is not None]) else None,
+        "temperature": float(np.median([r.temperature for r in runs])),  # what the final checkpoint applies
         **_probe_summary(runs),
         "timing": {
             "stage1_seconds_per_epoch": float(np.mean([r.stage1_epoch_seconds for r in runs])),
@@ -419,8 +432,11 @@ def _summary(runs: list[FoldResult], folds: list[Fold], protocol: str) -> dict:
                  for s in sorted({r.seed for r in runs})]
         by_corpus[c] = {k: _mean_std([float(np.mean([m[k] for m in mine])) for mine in seeds if mine])
                         for k in ("ua", "wa", "f1")}
+    calibration = {k: _mean_std([r.metrics[protocol][k] for r in runs]) for k in ("ece", "ece_calibrated")
+                   if all(k in r.metrics[protocol] for r in runs)}  # over seeds x folds (runs of an older sera lack it)
     return {
         **{k: _mean_std([p[k] for p in per_seed]) for k in ("ua", "wa", "f1")},
+        **calibration,
         "per_seed": per_seed,
         "per_fold": per_fold,
         "confusion": np.sum([r.metrics[protocol]["confusion"] for r in runs], axis=0).tolist(),
@@ -461,6 +477,13 @@ def results_markdown(results: dict, title: str = "") -> str:
         lines += ["", f"The {seeds} seeds' models as one ensemble (test probabilities averaged): " + "; ".join(
             f"{p} protocol UA {100 * e['ua']:.2f} ({100 * e['mean_gain']:+.2f} over one seed, "
             f"{e['folds_gained']}/{len(e['per_fold'])} folds gained)" for p, e in ensembles) + "."]
+    calibrated = [(p, r) for p, r in _led(results["protocols"], lead) if "ece" in r]
+    if calibrated:
+        lines += ["", "Calibration (expected calibration error of the test clips' top-class probability, 10 bins, mean "
+                  "± std over seeds × folds): " + "; ".join(
+                      f"{p} protocol {r['ece']['mean']:.3f} ± {r['ece']['std']:.3f} as trained, "
+                      f"{r['ece_calibrated']['mean']:.3f} ± {r['ece_calibrated']['std']:.3f} with the temperature fitted "
+                      "on validation speakers" for p, r in calibrated) + f" (median T = {results.get('temperature', 1.0):.2f})."]
     other = [p for p in results["protocols"] if p != lead]
     lines += ["", f"Other protocol{'s' if len(other) > 1 else ''}: " + "; ".join(PROTOCOL_NOTES[p] for p in other) + "."]
     labels = results["labels"]

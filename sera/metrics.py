@@ -45,7 +45,7 @@ def reliability(y: np.ndarray, probs: np.ndarray, bins: int = 10) -> dict:
     conf, pred = probs.max(1), probs.argmax(1)
     right = (pred == np.asarray(y)).astype(np.float64)
     edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.digitize(conf, edges[1:-1]), 0, bins - 1)  # bin i holds (edges[i], edges[i + 1]]
+    which = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, bins - 1)  # bin i holds (edges[i], edges[i + 1]]
     count = np.bincount(which, minlength=bins)
     acc = np.bincount(which, right, minlength=bins) / np.maximum(count, 1)
     mean_conf = np.bincount(which, conf, minlength=bins) / np.maximum(count, 1)

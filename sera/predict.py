@@ -17,15 +17,16 @@ only with many clips of varied emotion: about 16 or more; with 4 or fewer it cos
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .audio import load_audio, prepare_audio, windows
+from .calibrate import temper
 from .checkpoint import load_classifier, read_checkpoint_config
-from .config import AudioConfig, EncoderConfig, VadConfig, _build
+from .config import AudioConfig, CalibrationConfig, EncoderConfig, VadConfig, _build
 from .encoders import Encoder, reduce_frames
 from .errors import AudioError, SeraError
 from .hub import resolve_checkpoint
@@ -46,6 +47,9 @@ class Prediction:
     attributes: np.ndarray  # (T,) local-attribute cluster id of each frame (empty if the checkpoint has none)
     frame_times: np.ndarray  # (T,) second of each frame's centre in the recording (pieces may skip non-speech)
     speech: np.ndarray  # (R, 2) start and end second of each speech region (empty with the VAD off)
+    domain_distance: float | None = None  # how far the audio's layer means lie from the training clips' (1: typical
+    #                                       of them; None: the checkpoint keeps no domain check)
+    flags: list[str] = field(default_factory=list)  # "uncertain", "out of domain": reasons not to trust the label
 
     @property
     def label(self) -> str:
@@ -53,6 +57,17 @@ class Prediction:
 
     def top(self, k: int) -> list[tuple[str, float]]:
         return list(self.probabilities.items())[:k]
+
+    def warning(self) -> str:
+        """One sentence for a user when the prediction is flagged, else ""."""
+        why = []
+        if "out of domain" in self.flags:
+            why.append(f"the audio is unlike the training clips (distance {self.domain_distance:.1f}: another "
+                       "microphone, room, language, or a sound that is not speech)")
+        if "uncertain" in self.flags:
+            why.append(f"no emotion is clearly ahead (top probability {next(iter(self.probabilities.values())):.2f})")
+        text = "; ".join(why)
+        return f"{text[:1].upper()}{text[1:]}: treat the label as a guess." if why else ""
 
 
 class Predictor:
@@ -69,7 +84,8 @@ class Predictor:
         enc_cfg = EncoderConfig(name=name, whisper_padded=meta["encoder"].get("whisper_padded", False),
                                 layers=meta["encoder"].get("layers", ""), device=device)
         self.encoder = Encoder(enc_cfg)
-        self.model, self.meta, self.reference, self.attributes = load_classifier(checkpoint, self.encoder.key, meta)
+        self.model, self.meta, self.reference, self.attributes, self.domain = load_classifier(
+            checkpoint, self.encoder.key, meta)
         if (self.encoder.num_layers, self.encoder.dim) != (meta["num_layers"], meta["dim"]):  # format 1: unchecked key
             raise SeraError(f"{checkpoint}: trained on {meta['num_layers']} layers of {meta['dim']} features, but "
                             f"encoder {name} gives {self.encoder.num_layers} of {self.encoder.dim}")
@@ -82,6 +98,8 @@ class Predictor:
         self.vad = vad or saved
         self.trim = saved if saved.trim else None  # trained on clips' speech spans: every piece scored is cut so too
         self.pool_speech = saved if saved.pool_speech else None  # SAP over speech frames, found as in training
+        self.calibration = _build(CalibrationConfig, self.meta.get("calibration", {}), f"{checkpoint}/config.json:calibration")
+        self.temperature = float(self.meta.get("temperature", 1.0)) if self.calibration.temperature else 1.0
         self.speaker_normalised = self.meta.get("normalise", "none") == "speaker"
         if self.speaker_normalised and self.reference is None:
             raise SeraError(f"{checkpoint}: trained on speaker-normalised features but holds no reference statistics")
@@ -151,9 +169,10 @@ class Predictor:
 
     @torch.inference_mode()
     def _classify(self, feats: torch.Tensor, speaker: Stats | None, speech: torch.Tensor | None = None
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """One window's features (and its speech frames, when pooled alone) -> class probabilities (C,), SAP
-        attention (T,) and cluster ids (T,)."""
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        """One window's features (and its speech frames, when pooled alone) -> class probabilities (C,) under the
+        checkpoint's temperature, SAP attention (T,), cluster ids (T,) and the domain distance (nan: no check)."""
+        distance = self.domain.distance(feats) if self.domain is not None else float("nan")  # as the audio arrives
         if self.speaker_normalised:
             stats = speaker or self.reference
         else:  # an enrolled speaker's features mapped onto the training speakers' statistics
@@ -165,7 +184,8 @@ class Predictor:
         attention = pool.attention(frames, mask)[0].cpu().numpy() if hasattr(pool, "attention") else np.zeros(0)
         clusters = (self.attributes.assign(frames[0]).cpu().numpy() if self.attributes is not None
                     else np.zeros(0, dtype=np.int64))
-        return logits.softmax(-1)[0].float().cpu().numpy(), attention, clusters
+        probs = temper(logits.softmax(-1).float().cpu().numpy(), self.temperature)[0]
+        return probs, attention, clusters, distance
 
     def _spans(self, wave: np.ndarray, sr: int, name: str
                ) -> tuple[np.ndarray, list[tuple[int, int]], list, list[Region] | None]:
@@ -210,18 +230,21 @@ class Predictor:
         return self._assemble(spans, speech, results)
 
     def _assemble(self, spans: list[tuple[int, int]], speech: list,
-                  results: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> Prediction:
+                  results: list[tuple[np.ndarray, np.ndarray, np.ndarray, float]]) -> Prediction:
         sr, rate = self.audio_cfg.sample_rate, self.encoder.frame_rate / self.stride
         probs = np.stack([r[0] for r in results])  # (W, C)
         lengths = np.array([b - a for a, b in spans], dtype=np.float64)
         mean = (probs * lengths[:, None]).sum(0) / lengths.sum()
         order = np.argsort(-mean)
+        distance = None if self.domain is None else float((np.array([r[3] for r in results]) * lengths).sum() / lengths.sum())
+        flags = (["uncertain"] if mean.max() < self.calibration.uncertain_below else []) + \
+            (["out of domain"] if distance is not None and distance > self.domain.threshold else [])
         times = [frame_times(max(len(r[1]), len(r[2])), rate, a / sr) for (a, _), r in zip(spans, results)]
         return Prediction(
             {self.labels[i]: float(mean[i]) for i in order}, np.concatenate([r[1] for r in results]), rate,
             self.model.backbone.wap.weights.detach().cpu().numpy(), np.array(spans, dtype=np.float64) / sr, probs,
             list(self.labels), np.concatenate([r[2] for r in results]), np.concatenate(times),
-            as_array(speech),
+            as_array(speech), distance, flags,
         )
 
     def predict_file(self, path: str | Path, speaker: Stats | None = None) -> Prediction:

@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from .calibrate import DomainCheck
 from .config import SeraConfig
 from .data import Corpus, Fold, parts_of
 from .errors import SeraError
@@ -44,6 +45,12 @@ def prepare(cfg: SeraConfig, progress: bool = True) -> Prepared:
     print(corpus.summary(), flush=True)
     fs, key = features(corpus, cfg, progress)
     return Prepared(corpus, folds, fs, key)
+
+
+def domain_check(fs: FeatureSet, cfg: SeraConfig) -> DomainCheck:
+    """The training clips' domain check (``fs`` as the cache holds them, as a user's clip arrives), for the
+    checkpoint: speakers are told apart by corpus too, so that two corpora's "03" stay two voices."""
+    return DomainCheck.fit(fs.feats, [f"{u.corpus}/{u.speaker}" for u in fs.utts], cfg.calibration.domain_quantile)
 
 
 def _one_corpus(cfg: SeraConfig, what: str) -> None:
@@ -93,8 +100,9 @@ def train(cfg: SeraConfig, out: str | Path, final: bool = True, progress: bool =
         cv = {k: {m: v[m] for m in ("ua", "wa", "f1", "by_corpus") if m in v} for k, v in results["protocols"].items()}
         save_checkpoint(out / "checkpoint", model, cfg, corpus.labels, p.key, L, D,
                         {"trained_on": corpus.name, "corpora": parts_of(corpus), "cv_ua": results["ua"],
-                         "cv_protocol": results["protocol"], "cv": cv, "stage2_epochs": epochs},
-                        normalised.reference, attrs)
+                         "cv_protocol": results["protocol"], "cv": cv, "stage2_epochs": epochs,
+                         "temperature": results["temperature"]},
+                        normalised.reference, attrs, domain_check(fs, cfg))
         atomic_write_text(out / "checkpoint" / "README.md", model_card(out / "checkpoint"))  # ready for `sera push`
         print(f"checkpoint: {out / 'checkpoint'}")
     atomic_write_text(out / "state" / FINISHED, "")
@@ -138,7 +146,9 @@ def finetune(cfg: SeraConfig, out: str | Path, adapter: str | Path | None = None
     early-stopped on held-out speakers, saved as ``OUT/checkpoint``. The adapter fixes the model's
     shape, the encoder layers and the normalisation it was trained on; ``cfg``'s are replaced."""
     from .checkpoint import load_adapter, model_config, read_checkpoint_config, save_checkpoint
+    from .calibrate import fit_temperature
     from .evaluate import carve_validation
+    from .inference import predict_proba
     from .train import final_attributes, finetune as stage2
 
     _one_corpus(cfg, "sera finetune")
@@ -158,9 +168,13 @@ def finetune(cfg: SeraConfig, out: str | Path, adapter: str | Path | None = None
     model, history = stage2(fs.subset(fit), fs.subset(val) if val else None, cfg, L, D, len(p.corpus.labels),
                             init=init, attrs=attrs, progress=progress)
     best = max(history, key=lambda r: r.get("val_ua", 0.0))
+    temperature = 1.0
+    if val and cfg.calibration.temperature:
+        temperature = fit_temperature(predict_proba(model, fs.subset(val)).numpy(), fs.labels[val].numpy())
     save_checkpoint(out / "checkpoint", model, cfg, p.corpus.labels, p.key, L, D,
                     {"trained_on": p.corpus.name, "adapter": str(adapter) if adapter else None,
-                     "val_ua": best.get("val_ua")}, fs.reference, final_attributes(model, fs, cfg, attrs))
+                     "val_ua": best.get("val_ua"), "temperature": temperature}, fs.reference,
+                    final_attributes(model, fs, cfg, attrs), domain_check(p.fs, cfg))
     atomic_write_text(out / "finetune_history.json", json.dumps(history, indent=2))
     if "val_ua" in best:
         print(f"best validation UA {best['val_ua']:.3f} at epoch {best['epoch']} "

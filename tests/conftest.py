@@ -123,6 +123,7 @@ def _train_demo_checkpoint(path: Path, data_root: Path, whisper_path: Path, feat
     from sera.data import load_corpus
     from sera.normalise import normalise
     from sera.pipeline import features
+    from sera.recipe import domain_check
     from sera.train import final_attributes, finetune
 
     cfg = SeraConfig(data=DataConfig(root=str(data_root), corpus="ravdess", classes="angry,happy,neutral,sad"))
@@ -130,9 +131,9 @@ def _train_demo_checkpoint(path: Path, data_root: Path, whisper_path: Path, feat
     cfg.train.finetune_epochs = 3
     corpus = load_corpus(cfg.data)
     corpus = corpus.subset(u for u in corpus.utterances if int(u.speaker) <= 4)
-    fs, key = features(corpus, cfg, progress=False)
-    fs = normalise(fs, cfg.data.normalise)  # per speaker, as `sera train` trains its final model
+    raw, key = features(corpus, cfg, progress=False)
+    fs = normalise(raw, cfg.data.normalise)  # per speaker, as `sera train` trains its final model
     L, _, D = fs.feats[0].shape
     model, _ = finetune(fs, None, cfg, L, D, len(corpus.labels), progress=False)
     save_checkpoint(path, model, cfg, corpus.labels, key, L, D, {"trained_on": "ravdess (test)"},
-                    fs.reference, final_attributes(model, fs, cfg))
+                    fs.reference, final_attributes(model, fs, cfg), domain_check(raw, cfg))

@@ -94,7 +94,7 @@ def test_a_long_recording_gets_a_timeline_of_its_speech_segments(client, data_ro
     clips = [sf.read(str(p))[0] for p in sorted((data_root / "ravdess" / "Actor_21").glob("*.flac"))[:7]]
     long = tmp_path / "long.flac"
     sf.write(long, np.concatenate(clips), 16_000)  # about 25 s: seven sentences, each between 2 s of near-silence
-    label, attention, attributes, layers, timeline, segments = client.predict(handle_file(str(long)),
+    label, attention, attributes, layers, timeline, segments, flag = client.predict(handle_file(str(long)),
                                                                              api_name="/classify")
     assert set(_confidences(label)) == LABELS
     assert timeline is not None and attention is not None and layers is not None  # the timeline plot is filled

@@ -77,7 +77,7 @@ def test_a_format_1_checkpoint_loads_with_the_settings_it_was_trained_with(tmp_p
     _rewrite(ckpt, to_format_1)
     key, _ = encoder_identity(EncoderConfig(name=str(tiny_hubert)))
     with pytest.warns(UserWarning, match="format 1"):
-        model, meta, _, _ = load_classifier(ckpt, key)
+        model, meta, *_ = load_classifier(ckpt, key)
     assert model.backbone.wap.normalise is False  # the legacy value, not today's default (True)
     with warnings.catch_warnings(record=True):
         pred = Predictor(ckpt).predict_file(write_audio(tmp_path / "clip.wav", 1.0))
@@ -88,7 +88,7 @@ def test_a_format_2_checkpoint_loads_without_a_probe(tmp_path, tiny_hubert):
     """Format 2 (sessions before the probe) has no model.probe_weight: it was trained without one."""
     ckpt = _checkpoint(tmp_path / "old", tiny_hubert)
     _rewrite(ckpt, lambda meta: (meta.update(format=2), meta["model"].pop("probe_weight")))
-    model, _, _, _ = load_classifier(ckpt)
+    model, *_ = load_classifier(ckpt)
     assert model.probe is None
     _rewrite(ckpt, lambda meta: meta.update(format=3))
     with pytest.raises(SeraError, match="model setting.s. probe_weight missing"):

@@ -70,6 +70,12 @@ def test_cross_validation_reports_both_protocols_and_leads_with_the_chosen_one()
         assert res["protocols"][p]["ua"]["mean"] == pytest.approx(np.mean(ua))
     md = results_markdown(res)
     assert "Headline: clip protocol" in md and md.index("| **clip** |") < md.index("| speaker |")
+    temperatures = [r["temperature"] for r in res["runs"]]  # each fitted on its fold's validation speakers
+    assert all(t > 0 for t in temperatures) and res["temperature"] == pytest.approx(np.median(temperatures))
+    for p in ("clip", "speaker"):
+        eces = [r["metrics"][p]["ece"] for r in res["runs"]]
+        assert all(0 <= e <= 1 for e in eces) and res["protocols"][p]["ece"]["mean"] == pytest.approx(np.mean(eces))
+    assert "Calibration (expected calibration error" in md
     cfg.data.protocol = "speaker"
     again = cross_validate(fs, corpus, folds, cfg, progress=False)
     assert again["ua"] == res["protocols"]["speaker"]["ua"]  # same models (same seed): only the headline moves
