@@ -44,7 +44,7 @@ ENROL_PAYS = 16  # clips of varied emotion from which a voice's statistics gaine
 ENROL_HELP = (
     "Several clips of **one** speaker, ideally in varied emotions: their statistics then replace the training "
     "speakers' for every clip you classify (the speaker route). Measured with the linear probe on whisper-base, "
-    "this gains with about {n} or more clips and loses with 4 or fewer (bench/results/README.md).")
+    "this gains with about {n} or more clips and loses with 4 or fewer (docs/bench-notes.md).")
 NOT_ENROLLED = "No voice enrolled: each clip is scored alone (clip protocol)."
 
 

@@ -1,7 +1,7 @@
 """Float16 on a GPU against float32 on the CPU: is a checkpoint trained on CPU features safe on CUDA?
 
 sera runs the encoder in float16 on CUDA and float32 on the CPU, and the device is not part of an
-encoder's identity. Two steps, since CI and most sessions have no GPU:
+encoder's identity. Two steps, since CI and most machines sera is developed on have no GPU:
 
     # on a machine with CUDA: RAVDESS's fold-0 actors (01-06), both devices, in one process
     python bench/gpu_fp16.py encode --clips DATA/ravdess --encoder MODEL --out DIR

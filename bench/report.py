@@ -1,9 +1,9 @@
-"""Collect bench/results/*.json into one table and one picture, and put them in the README.
+"""Collect bench/results/*.json into one table and one picture, and put them in the docs' Results page.
 
     python bench/report.py [--quick]
 
 Writes bench/results/summary.md and bench/results/ua_by_method.png, and replaces the block
-between the bench markers in README.md (not in --quick mode, which reads the -quick files).
+between the bench markers in docs/results.md (not in --quick mode, which reads the -quick files).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -307,7 +308,7 @@ def speech_table(speech: dict, pooling: dict) -> list[str]:
     if speech.get("variants"):
         lines += ["", f"Speech alone, sera trained on {speech['corpus']} (`bench/speech_only.py`, data.normalise "
                   f"{speech['normalise']}), UA %, mean ± std over seeds; stage timings are means over runs that "
-                  "ran under different loads (`bench/results/README.md` compares like with like):", "",
+                  "ran under different loads (`docs/bench-notes.md` compares like with like):", "",
                   "| variant | seeds | clip protocol | speaker protocol | stage 1 s/epoch | stage 2 s/epoch |",
                   "|---|---|---|---|---|---|"]
         for name, r in speech["variants"].items():
@@ -390,13 +391,14 @@ def main() -> None:
     (RESULTS / f"summary{suffix}.md").write_text(text)
     chart(table, RESULTS / f"ua_by_method{suffix}.png")
     if not q:
-        readme = ROOT / "README.md"
-        body = readme.read_text()
-        block = f"{BEGIN}\n{text}\n![UA per method](bench/results/ua_by_method.png)\n{END}"
+        page = ROOT / "docs" / "results.md"
+        shutil.copyfile(RESULTS / "ua_by_method.png", ROOT / "docs" / "assets" / "ua_by_method.png")
+        body = page.read_text()
+        block = f"{BEGIN}\n{text}\n![UA per method](assets/ua_by_method.png)\n{END}"
         body, n = re.subn(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, body, flags=re.S)
         if n != 1:
-            raise SystemExit(f"README.md has no {BEGIN} ... {END} block")
-        readme.write_text(body)
+            raise SystemExit(f"{page} has no {BEGIN} ... {END} block")
+        page.write_text(body)
     print(text)
 
 

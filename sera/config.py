@@ -122,7 +122,7 @@ class TrainConfig:
     #                             that stage 1 also sees, a fold's test clips' copies never; cached on first use
     pretrain_epochs: int = 3  # stage 1 epochs over the training folds' audio. 3 epochs, 12 and patience 3 (until
     #                           commit 50a66e3: 10, 30, 6) score as well on the validation speakers of make reproduce's
-    #                           RAVDESS + EmoDB folds in half the time (bench/results/README.md, Model selection)
+    #                           RAVDESS + EmoDB folds in half the time (docs/bench-notes.md, Model selection)
     finetune_epochs: int = 12  # stage 2 epochs at most (early stopping on validation speakers)
     batch_size: int = 32  # utterances per step
     lr: float = 5e-4  # AdamW peak learning rate (warm-up then cosine decay)
@@ -237,7 +237,7 @@ class SeraConfig:
 PRESETS: dict[str, dict[str, Any]] = {
     # What `make reproduce` ships and notebook 06 runs (`sera train --preset reproduce`): RAVDESS and EmoDB as one
     # 9-class corpus, features as the encoder gives them (a user's one clip has no speaker statistics: the clip
-    # protocol, bench/results/README.md), and the linear probe averaged in at 0.5 (75.3 UA on RAVDESS against 64.8
+    # protocol, docs/bench-notes.md), and the linear probe averaged in at 0.5 (75.3 UA on RAVDESS against 64.8
     # for the head alone, 3 seeds, commit 301b396).
     "reproduce": {"data.corpus": "ravdess+emodb", "data.normalise": "none", "model.probe_weight": 0.5},
     # The reference paper's setting, for users with IEMOCAP and a GPU: HuBERT large, 4 classes

@@ -11,7 +11,7 @@ A clip of an unknown speaker is scored alone (the clip protocol). Where several 
 are known (``enrol``, ``predict_files(..., same_speaker=True)``), their statistics are used: a
 speaker-normalised checkpoint standardises with them instead of the training speakers' reference
 statistics, and an unnormalised one maps the speaker's features onto the training speakers'
-statistics. Measured with the linear probe on whisper-base (bench/results/README.md), this pays
+statistics. Measured with the linear probe on whisper-base (docs/bench-notes.md), this pays
 only with many clips of varied emotion: about 16 or more; with 4 or fewer it costs accuracy.
 """
 

@@ -85,7 +85,7 @@ def test_a_format_1_checkpoint_loads_with_the_settings_it_was_trained_with(tmp_p
 
 
 def test_a_format_2_checkpoint_loads_without_a_probe(tmp_path, tiny_hubert):
-    """Format 2 (sessions before the probe) has no model.probe_weight: it was trained without one."""
+    """Format 2 (sera before the probe, commit 665a18d) has no model.probe_weight: it was trained without one."""
     ckpt = _checkpoint(tmp_path / "old", tiny_hubert)
     _rewrite(ckpt, lambda meta: (meta.update(format=2), meta["model"].pop("probe_weight")))
     model, *_ = load_classifier(ckpt)

@@ -5,7 +5,7 @@ beat the WAP-Transformer + SAP head on its own (whisper-base, RAVDESS: 74.3 agai
 the two look at different things, the head at how frames unfold, the probe at the whole clip's
 average of every layer. ``EmotionClassifier`` averages their probabilities once the probe is
 fitted. It is fitted in closed form after stage 2 (logistic regression, as the baseline is),
-not trained with the network: trained jointly it gained nothing (session 5, bench/results).
+not trained with the network: trained jointly it gained nothing (2026-11-30, before commit 665a18d; bench/results).
 """
 
 from __future__ import annotations
