@@ -17,7 +17,10 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 
-import gradio as gr
+try:
+    import gradio as gr
+except ImportError:  # `pip install sera` is the library; the demo is an extra
+    raise SystemExit("app.py: the web demo needs gradio: pip install 'sera[demo]' (make install has it)") from None
 import matplotlib.pyplot as plt
 
 from sera import plots

@@ -192,9 +192,16 @@ def _load_pretrained(name: str, device: torch.device):
 
     config, source = load_encoder_config(name)
     if config.model_type == "whisper":
-        from transformers import WhisperFeatureExtractor, WhisperModel
+        from transformers.models.whisper.feature_extraction_whisper import WhisperFeatureExtractor
 
-        model = WhisperModel.from_pretrained(source, dtype=torch.float32).get_encoder()
+        from .whisper import load_whisper_encoder
+
+        folder = model_folder(source)  # local weights load without transformers' Whisper module (seconds faster)
+        model = load_whisper_encoder(folder, config) if folder is not None else None
+        if model is None:
+            from transformers import WhisperModel
+
+            model = WhisperModel.from_pretrained(source, dtype=torch.float32).get_encoder()
         try:
             fe = WhisperFeatureExtractor.from_pretrained(source)
         except OSError:
@@ -218,8 +225,9 @@ def _load_pretrained(name: str, device: torch.device):
 
 
 def whisper_states(enc: torch.nn.Module, mel: torch.Tensor) -> torch.Tensor:
-    """Whisper's encoder on log-mel frames of the clip's real length (not padded to 30 s):
-    (B, n_mels, M) -> every hidden state (L+1, B, ceil(M / 2), D). ``sera.export`` traces this too."""
+    """Whisper's encoder (``sera.whisper`` or transformers') on log-mel frames of the clip's real length, or of
+    30 s as transformers pads them: (B, n_mels, M) -> every hidden state (L+1, B, ceil(M / 2), D), as
+    ``WhisperModel(..., output_hidden_states=True)`` gives them on 30 s. ``sera.export`` traces this too."""
     x = F.gelu(enc.conv1(mel))
     x = F.gelu(enc.conv2(x)).permute(0, 2, 1)  # (B, T, D)
     x = x + enc.embed_positions.weight[: x.shape[1]]
@@ -321,7 +329,4 @@ class Encoder:
             wave, sampling_rate=SAMPLE_RATE, return_tensors="pt", padding="max_length" if padded else "longest"
         ).input_features.to(self.device, dtype)  # (1, n_mels, M)
         valid = math.ceil(min(len(wave) // 160, 3000) / 2)  # encoder frames that cover real audio
-        if padded:
-            hidden = enc(mel, output_hidden_states=True).hidden_states
-            return torch.stack(hidden)[:, 0, :valid].float().cpu()
-        return whisper_states(enc, mel)[:, 0, :valid].float().cpu()  # (L+1, T, D)
+        return whisper_states(enc, mel)[:, 0, :valid].float().cpu()  # (L+1, T, D); padded: all 1500 positions

@@ -43,11 +43,14 @@ def test_whisper_real_length_equals_transformers_encoder_on_unpadded_input(whisp
 
 
 def test_whisper_padded_option_reproduces_transformers_exactly(whisper_path, whisper, clip):
+    from transformers import WhisperModel
+
     padded = Encoder(EncoderConfig(name=str(whisper_path), whisper_padded=True))
     mel = padded.feature_extractor(clip, sampling_rate=16_000, return_tensors="pt").input_features
     assert mel.shape[-1] == 3000
+    reference = WhisperModel.from_pretrained(str(whisper_path), dtype=torch.float32).get_encoder().eval()
     with torch.no_grad():
-        full = torch.stack(padded.model(mel, output_hidden_states=True).hidden_states)[:, 0]
+        full = torch.stack(reference(mel, output_hidden_states=True).hidden_states)[:, 0]
     [ours] = padded([clip])
     assert ours.shape[1] == 125
     assert torch.equal(ours, full[:, :125])
@@ -56,6 +59,27 @@ def test_whisper_padded_option_reproduces_transformers_exactly(whisper_path, whi
     cos = torch.nn.functional.cosine_similarity(real, ours, dim=-1).mean(dim=1)
     assert cos[0] > 0.99 and cos[-1] < cos[0]
     assert padded.key != whisper.key
+
+
+def test_a_local_whisper_loads_without_transformers_whisper_module(whisper_path, whisper):
+    """sera.whisper holds the same weights under the same names as transformers' encoder, and loading a
+    model folder does not import transformers' modeling_whisper (seconds of sera predict's start-up)."""
+    import subprocess
+    import sys
+
+    from transformers import WhisperModel
+
+    from sera.whisper import WhisperEncoder
+
+    assert isinstance(whisper.model, WhisperEncoder)
+    reference = WhisperModel.from_pretrained(str(whisper_path), dtype=torch.float32).get_encoder()
+    ours, theirs = whisper.model.state_dict(), reference.state_dict()
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    code = ("import sys; from sera.encoders import Encoder; from sera.config import EncoderConfig; "
+            f"Encoder(EncoderConfig(name={str(whisper_path)!r})); "
+            "print('transformers.models.whisper.modeling_whisper' in sys.modules, 'torch._dynamo' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["False", "False"], out.stderr[-2000:]
 
 
 def test_whisper_long_audio_runs_in_pieces(whisper):

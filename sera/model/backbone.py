@@ -43,7 +43,7 @@ class WAPTransformer(nn.Module):
         self.wap = WeightedAveragePooling(num_layers, last_only=cfg.layer_pooling == "last", normalise=cfg.layer_norm)
         self.norm_in = nn.LayerNorm(dim)
         self.proj = nn.Linear(dim, cfg.width)
-        self.mask_embedding = nn.Parameter(torch.randn(cfg.width) * 0.02)  # stands in for masked frames
+        self.mask_embedding = nn.Parameter(torch.normal(0.0, 0.02, size=(cfg.width,)))  # stands in for masked frames
         # A depthwise convolution gives relative position at any length (long audio, windows).
         self.pos_conv = nn.Conv1d(cfg.width, cfg.width, kernel_size=15, padding=7, groups=cfg.width)
         n = cfg.layers if cfg.transformer else 0
