@@ -23,7 +23,7 @@ def test_quick_bench_runs_every_script_and_reports(data_root, whisper_path, feat
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     load = lambda name: json.loads((RESULTS / f"{name}-quick.json").read_text())  # noqa: E731
     for name in ("extract_speed", "encoders", "baselines", "adapter", "whisper_padding", "scaling", "demo_latency",
-                 "enrolment", "startup", "vad_pooling", "speech_only", "probe_fusion"):
+                 "enrolment", "startup", "vad_pooling", "speech_only", "probe_fusion", "scaling_data"):
         r = load(name)
         assert r["commit"] and r["machine"]["cpu_cores"] >= 1, name
     encoders = load("encoders")["encoders"]
@@ -33,6 +33,13 @@ def test_quick_bench_runs_every_script_and_reports(data_root, whisper_path, feat
         assert e["cache_bytes_per_second"] == pytest.approx(e["full_rate_bytes_per_second"] / 4, rel=0.1)
     assert (tiny["hidden_states"], base["hidden_states"], base["dim"]) == (5, 7, 512)
     assert 0.0 <= encoders["whisper-base"]["probe"]["emodb"]["speaker"]["ua"] <= 1.0
+    scaling = load("scaling_data")  # UA against training clips: nested RAVDESS speakers, then RAVDESS + EmoDB
+    sizes = list(scaling["points"].values())
+    assert list(scaling["points"])[-1] == "RAVDESS + EmoDB" and len(sizes) == 3
+    assert [s["train_clips"] for s in sizes] == sorted(s["train_clips"] for s in sizes)
+    assert all(0.0 <= s[m]["mean"] <= 1.0 for s in sizes for m in ("head alone", "probe alone", "head + probe (shipped)"))
+    assert set(scaling["fits"]) == {"head alone", "probe alone", "head + probe (shipped)"}
+    assert (RESULTS / "scaling_data-quick.png").is_file()
     base = load("baselines")
     for corpus in ("ravdess", "emodb"):
         assert len(base["within"][corpus]) == 5  # eGeMAPS and the probe, raw and normalised, and EmoBox's recipe
