@@ -120,6 +120,9 @@ class TrainConfig:
     pretrain_corpora: str = ""  # other corpora whose audio stage 1 also sees, e.g. "emodb" (labels unused)
     pretrain_augment: str = ""  # augmented copies (sera/augment.py, e.g. "speed0.9,speed1.1,room") of the corpus's clips
     #                             that stage 1 also sees, a fold's test clips' copies never; cached on first use
+    finetune_augment: str = ""  # augmented copies stage 2 (and the probe) also learn from, labels kept, e.g.
+    #                             "room,noise,telephone": a voice or channel a model should not mind; only the training
+    #                             speakers' copies (never a validation or test clip's); cached on first use
     pretrain_epochs: int = 3  # stage 1 epochs over the training folds' audio. 3 epochs, 12 and patience 3 (until
     #                           commit 50a66e3: 10, 30, 6) score as well on the validation speakers of make reproduce's
     #                           RAVDESS + EmoDB folds in half the time (docs/bench-notes.md, Model selection)

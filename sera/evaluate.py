@@ -66,6 +66,7 @@ class FoldResult:
     test_fusion: dict | None = None  # with a probe: protocol -> test UA at each probe weight (0: the head alone)
     test_probabilities: dict | None = None  # protocol -> the test clips' (N, C) probabilities, in corpus order
     temperature: float = 1.0  # fitted on the validation speakers' probabilities (``calibration.temperature``)
+    views: dict | None = None  # name -> clip-protocol metrics of the test clips as another view holds them (``views``)
 
 
 def protocol_probabilities(model, raw: FeatureSet, train_idx: list[int], test_idx: list[int], mode: str,
@@ -116,9 +117,23 @@ def fusion_curve(parts: dict[str, torch.Tensor], y: np.ndarray, num_classes: int
     return {f"{w:g}": unweighted_accuracy(y, mix(parts, w).argmax(1).numpy(), num_classes) for w in FUSION_WEIGHTS}
 
 
+def score_view(model, view: FeatureSet, raw: FeatureSet, train_idx: list[int], test_ids: frozenset[str], mode: str,
+               num_classes: int, temperature: float = 1.0) -> dict:
+    """Clip-protocol metrics of the fold's test clips as ``view`` holds them (the same clips, by utterance id,
+    recorded otherwise: through a laptop's microphone, a telephone line), each scored alone as ``sera predict``
+    scores it; a speaker-normalised model standardises them with the training speakers' reference statistics."""
+    idx = [i for i, u in enumerate(view.utts) if u.id in test_ids]
+    reference = reference_stats(speaker_stats(raw.subset(train_idx))) if mode == "speaker" else None
+    probs = torch.cat([classify_clip(model, view.feats[i], reference)[0].softmax(-1).float().cpu() for i in idx])
+    y = view.labels[idx].numpy()
+    out = {k: v for k, v in metrics(y, probs.argmax(1).numpy(), num_classes).items() if k != "confusion"}
+    return {**out, "clips": len(idx), "ece_calibrated": reliability(y, temper(probs.numpy(), temperature))["ece"]}
+
+
 def run_fold(fs: FeatureSet, fold: Fold, cfg: SeraConfig, num_classes: int, progress: bool = True,
              unlabelled: FeatureSet | None = None, state: Path | None = None,
-             normalised: FeatureSet | None = None) -> FoldResult:
+             normalised: FeatureSet | None = None, views: dict[str, FeatureSet] | None = None,
+             copies: FeatureSet | None = None) -> FoldResult:
     """Stage 1 on the training folds' audio (plus ``unlabelled`` audio: other corpora, augmented copies, never
     the test fold's), stage 2, then the test fold once, scored in both protocols. ``fs`` holds the
     unnormalised features; ``normalised`` the same standardised per speaker (``data.normalise``),
@@ -138,14 +153,22 @@ def run_fold(fs: FeatureSet, fold: Fold, cfg: SeraConfig, num_classes: int, prog
         init, attrs = stage1(normalised.subset(train_idx), cfg, progress, state / "adapter" if state else None, unlabelled)
     t1 = time.perf_counter()
     fit_idx, val_idx = carve_validation(fs, train_idx, cfg.train.val_speakers, cfg.seed)
-    model, history = finetune(normalised.subset(fit_idx), normalised.subset(val_idx) if val_idx else None, cfg, L, D,
+
+    def labelled(idx: list[int]) -> FeatureSet:  # training clips, with their augmented copies (``copies``) if any
+        clips = normalised.subset(idx)
+        if copies is None:
+            return clips
+        ids = {fs.utts[i].id for i in idx}
+        return clips + copies.subset([i for i, u in enumerate(copies.utts) if u.id in ids])
+
+    model, history = finetune(labelled(fit_idx), normalised.subset(val_idx) if val_idx else None, cfg, L, D,
                               num_classes, init=init, attrs=attrs, progress=progress,
                               resume=state / "stage2-progress.pt" if state else None)
     val_fusion = test_fusion = val_probs = None
     if val_idx:
         val = normalised.subset(val_idx)
         if model.probe is not None:  # fitted beside the head and scored on the validation speakers, then refitted
-            fit = normalised.subset(fit_idx)  # on every training speaker for the test fold
+            fit = labelled(fit_idx)  # on every training speaker for the test fold
             model.probe.fit(fit.feats, fit.labels.numpy(), cfg.seed)
             val_parts = part_probabilities(model, lambda: predict_proba(model, val))
             val_fusion = fusion_curve(val_parts, val.labels.numpy(), num_classes)
@@ -153,7 +176,7 @@ def run_fold(fs: FeatureSet, fold: Fold, cfg: SeraConfig, num_classes: int, prog
         else:
             val_probs = predict_proba(model, val)
     if model.probe is not None:
-        train = normalised.subset(train_idx)
+        train = labelled(train_idx)
         model.probe.fit(train.feats, train.labels.numpy(), cfg.seed)
     temperature = 1.0  # the validation speakers' probabilities, as the model gives them, tell how far to trust them
     if cfg.calibration.temperature and val_probs is not None:
@@ -180,12 +203,14 @@ def run_fold(fs: FeatureSet, fold: Fold, cfg: SeraConfig, num_classes: int, prog
         scores[p]["ece_calibrated"] = reliability(y, temper(probs.numpy(), temperature))["ece"]
         if several:
             scores[p]["corpora"] = corpus_metrics(y, pred, num_classes, sources)
+    view_scores = {name: score_view(model, view, fs, train_idx, test_ids, cfg.data.normalise, num_classes, temperature)
+                   for name, view in (views or {}).items()}
     best = max(history, key=lambda r: r.get("val_ua", 0.0)) if val_idx else {"epoch": len(history)}
     return FoldResult(
         fold.name, cfg.seed, scores, best["epoch"], best.get("val_ua"),
         t1 - t0, t2 - t1,
         (t1 - t0) / max(1, cfg.train.pretrain_epochs) if init is not None else 0.0, (t2 - t1) / max(1, len(history)),
-        code_version(), val_fusion, test_fusion, test_probabilities, temperature,
+        code_version(), val_fusion, test_fusion, test_probabilities, temperature, view_scores or None,
     )
 
 
@@ -274,7 +299,8 @@ def _mean_std(values: list[float]) -> dict:
 
 def cross_validate(fs: FeatureSet, corpus: Corpus, folds: list[Fold], cfg: SeraConfig, progress: bool = True,
                    unlabelled: FeatureSet | None = None, state: Path | None = None, report: bool | None = None,
-                   normalised: FeatureSet | None = None) -> dict:
+                   normalised: FeatureSet | None = None, views: dict[str, FeatureSet] | None = None,
+                   copies: FeatureSet | None = None) -> dict:
     """Every fold for ``cfg.train.seeds`` seeds; returns the results dictionary written to results.json.
 
     ``fs`` holds unnormalised features (``pipeline.features``): training standardises them as
@@ -284,7 +310,10 @@ def cross_validate(fs: FeatureSet, corpus: Corpus, folds: list[Fold], cfg: SeraC
     interruption picks up where it stopped and ends with the same results. ``report`` prints a
     line per fold (default: with ``progress``, which also shows progress bars). ``normalised``: ``fs``
     as ``normalise(fs, data.normalise)`` gives it, when the caller has it already (``sera train``
-    trains its final model on it too).
+    trains its final model on it too). ``views``: the test clips as other recordings hold them (raw features
+    keyed by the same utterance ids, e.g. ``pipeline.features(corpus, cfg, augment=laptop)``), each fold's model
+    scoring them too in the clip protocol: ``results["views"]``. ``copies``: labelled augmented copies
+    (``pipeline.labelled_copies``); each fold's stage 2 and probe learn from its training clips' copies too.
     """
     report = progress if report is None else report
     if fs.normalised != "none":
@@ -311,7 +340,8 @@ def cross_validate(fs: FeatureSet, corpus: Corpus, folds: list[Fold], cfg: SeraC
     for i in range(len(jobs)):
         if i in done and report:
             print(f"seed {jobs[i][0].seed}, fold {jobs[i][1].name}: done before (resumed)", flush=True)
-    for i, r in _run_folds(jobs, todo, cfg.train.jobs, fs, C, progress, report, unlabelled, normalised):
+    for i, r in _run_folds(jobs, todo, cfg.train.jobs, fs, C, progress, report, unlabelled, normalised, views,
+                           copies):
         if jobs[i][2] is not None:
             atomic_write_text(jobs[i][2] / "result.json", json.dumps(r.__dict__))
         done[i] = r
@@ -337,6 +367,7 @@ def cross_validate(fs: FeatureSet, corpus: Corpus, folds: list[Fold], cfg: SeraC
         "val_ua": float(np.mean(vals)) if (vals := [r.val_ua for r in runs if r.val_ua is not None]) else None,
         "temperature": float(np.median([r.temperature for r in runs])),  # what the final checkpoint applies
         **_probe_summary(runs),
+        **_views_summary(runs),
         "timing": {
             "stage1_seconds_per_epoch": float(np.mean([r.stage1_epoch_seconds for r in runs])),
             "stage2_seconds_per_epoch": float(np.mean([r.stage2_epoch_seconds for r in runs])),
@@ -353,7 +384,8 @@ _SHARED: dict = {}  # what forked fold workers read instead of receiving it pick
 
 
 def _run_folds(jobs: list, todo: list[int], workers: int, fs: FeatureSet, C: int, progress: bool, report: bool,
-               unlabelled: FeatureSet | None, normalised: FeatureSet):
+               unlabelled: FeatureSet | None, normalised: FeatureSet, views: dict[str, FeatureSet] | None = None,
+               copies: FeatureSet | None = None):
     """Yield ``(job index, FoldResult)`` for the ``todo`` jobs: one after another, or ``workers``
     (``train.jobs``) at a time in forked processes sharing the features (CPU only), each with its share
     of the cores. A fold's result depends only on its seed and fold, so both ways give the same runs."""
@@ -366,13 +398,13 @@ def _run_folds(jobs: list, todo: list[int], workers: int, fs: FeatureSet, C: int
             seeded, fold, where = jobs[i]
             if report:
                 print(f"seed {seeded.seed}, fold {fold.name}", flush=True)
-            yield i, run_fold(fs, fold, seeded, C, progress, unlabelled, where, normalised)
+            yield i, run_fold(fs, fold, seeded, C, progress, unlabelled, where, normalised, views, copies)
         return
     import multiprocessing
 
     if report:
         print(f"{len(todo)} folds, {workers} at a time (train.jobs), each on {_threads(workers)} thread(s)", flush=True)
-    _SHARED.update(jobs=jobs, fs=fs, C=C, unlabelled=unlabelled, normalised=normalised)
+    _SHARED.update(jobs=jobs, fs=fs, C=C, unlabelled=unlabelled, normalised=normalised, views=views, copies=copies)
     # Largest training set first, so that the last fold to end is a short one (make reproduce's EmoDB-only
     # fold trains on the most clips: started last it ran alone while the other core idled)
     todo = sorted(todo, key=lambda i: len(jobs[i][1].test_ids))
@@ -394,7 +426,7 @@ def _fold_worker_init(workers: int) -> None:
 def _fold_worker(i: int) -> tuple[int, FoldResult]:
     seeded, fold, where = _SHARED["jobs"][i]
     return i, run_fold(_SHARED["fs"], fold, seeded, _SHARED["C"], False, _SHARED["unlabelled"], where,
-                       _SHARED["normalised"])
+                       _SHARED["normalised"], _SHARED["views"], _SHARED["copies"])
 
 
 def _probe_summary(runs: list[FoldResult]) -> dict:
@@ -409,6 +441,22 @@ def _probe_summary(runs: list[FoldResult]) -> dict:
             p: {w: _mean_std([float(np.mean([r.test_fusion[p][w] for r in runs if r.seed == s])) for s in seeds])
                 for w in curve} for p, curve in runs[0].test_fusion.items()}
     return out
+
+
+def _views_summary(runs: list[FoldResult]) -> dict:
+    """Each view's UA / WA / F1 (mean ± std over seeds of the fold means, as the headline) and its change
+    from the clean clips in the clip protocol, paired by seed and fold."""
+    names = sorted({n for r in runs for n in (r.views or {})})
+    if not names or not all(r.views for r in runs):
+        return {}
+    seeds = sorted({r.seed for r in runs})
+    out = {}
+    for name in names:
+        out[name] = {k: _mean_std([float(np.mean([r.views[name][k] for r in runs if r.seed == s])) for s in seeds])
+                     for k in ("ua", "wa", "f1", "ece_calibrated")}
+        gains = [r.views[name]["ua"] - r.metrics["clip"]["ua"] for r in runs]
+        out[name]["vs_clean_ua"] = {"mean": float(np.mean(gains)), "worse": sum(g < 0 for g in gains), "pairs": len(gains)}
+    return {"views": out}
 
 
 def _led(d: dict, lead: str) -> list[tuple[str, dict]]:

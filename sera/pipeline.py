@@ -123,21 +123,31 @@ def unlabelled_features(cfg: SeraConfig, progress: bool = True, corpus: Corpus |
     return sum(sets[1:], sets[0]) if sets else None
 
 
+def labelled_copies(cfg: SeraConfig, corpus: Corpus, progress: bool = True) -> FeatureSet | None:
+    """The augmented copies ``train.finetune_augment`` names of every clip of ``corpus``, with their clips'
+    labels and ids, normalised as training features are; None without any. Each fold keeps the copies of its
+    training clips alone (``evaluate.run_fold``)."""
+    sets = [normalise(features(corpus, cfg, progress, a)[0], cfg.data.normalise)
+            for a in parse_augmentations(cfg.train.finetune_augment)]
+    return sum(sets[1:], sets[0]) if sets else None
+
+
 def train_final(fs: FeatureSet, cfg: SeraConfig, num_classes: int, epochs: int, progress: bool = True,
                 unlabelled: FeatureSet | None = None, state: Path | None = None,
-                log: Callable[[dict], None] | None = None):
-    """Both stages on every speaker, stage 2 for a fixed number of epochs (chosen by cross-validation).
-    ``log`` gets each epoch's record of either stage.
+                log: Callable[[dict], None] | None = None, copies: FeatureSet | None = None):
+    """Both stages on every speaker, stage 2 for a fixed number of epochs (chosen by cross-validation), on
+    ``copies`` too (``labelled_copies``). ``log`` gets each epoch's record of either stage.
 
     Returns the classifier and its frames' local attributes (for the pictures)."""
     L, _, D = fs.feats[0].shape
     init = attrs = None
     if uses_stage1(cfg):
         init, attrs = stage1(fs, cfg, progress, state / "final" / "adapter" if state else None, unlabelled, log)
-    model, _ = finetune(fs, None, cfg, L, D, num_classes, init=init, attrs=attrs, epochs=epochs, progress=progress,
-                        log=log, resume=state / "final" / "stage2-progress.pt" if state else None)
+    labelled = fs + copies if copies is not None else fs
+    model, _ = finetune(labelled, None, cfg, L, D, num_classes, init=init, attrs=attrs, epochs=epochs,
+                        progress=progress, log=log, resume=state / "final" / "stage2-progress.pt" if state else None)
     if model.probe is not None:
-        model.probe.fit(fs.feats, fs.labels.numpy(), cfg.seed)
+        model.probe.fit(labelled.feats, labelled.labels.numpy(), cfg.seed)
     return model, final_attributes(model, fs, cfg, attrs)
 
 

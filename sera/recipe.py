@@ -68,7 +68,7 @@ def train(cfg: SeraConfig, out: str | Path, final: bool = True, progress: bool =
     from .checkpoint import save_checkpoint
     from .evaluate import FINISHED, check_state, cross_validate, forget_finished, write_results
     from .hub import model_card
-    from .pipeline import final_epochs, final_stage1_beside, train_final, unlabelled_features
+    from .pipeline import final_epochs, final_stage1_beside, labelled_copies, train_final, unlabelled_features
 
     out = Path(out)
     p = prepare(cfg, progress)
@@ -76,13 +76,14 @@ def train(cfg: SeraConfig, out: str | Path, final: bool = True, progress: bool =
     if forget_finished(out / "state", cfg):
         print(f"{out}: its finished run was made by other code or settings; starting over", flush=True)
     unlabelled = unlabelled_features(cfg, progress, corpus)
+    copies = labelled_copies(cfg, corpus, progress)
     transfer = bool(cfg.data.test_corpus)
     check_state(out / "state", cfg)  # before anything writes there (cross_validate checks again)
     normalised = normalise(fs, cfg.data.normalise)  # what training reads: the folds' and the final model's
     beside = final_stage1_beside(normalised, cfg, unlabelled, out / "state") if final and not transfer else None
     try:
         results = cross_validate(fs, corpus, p.folds, cfg, progress, unlabelled, out / "state", report=True,
-                                 normalised=normalised)
+                                 normalised=normalised, copies=copies)
     finally:  # never waited on at its low priority: what it has not done, train_final (or a rerun) does at full
         if beside is not None:  # speed, going on from its last finished epoch (saved at each epoch's end)
             beside.terminate()
@@ -95,7 +96,8 @@ def train(cfg: SeraConfig, out: str | Path, final: bool = True, progress: bool =
     elif final:
         epochs = final_epochs(results["best_epochs"])
         print(f"final model on all {len(corpus.speakers)} speakers, stage 2 for {epochs} epochs", flush=True)
-        model, attrs = train_final(normalised, cfg, len(corpus.labels), epochs, progress, unlabelled, out / "state")
+        model, attrs = train_final(normalised, cfg, len(corpus.labels), epochs, progress, unlabelled, out / "state",
+                                   copies=copies)
         L, _, D = fs.feats[0].shape
         cv = {k: {m: v[m] for m in ("ua", "wa", "f1", "by_corpus") if m in v} for k, v in results["protocols"].items()}
         save_checkpoint(out / "checkpoint", model, cfg, corpus.labels, p.key, L, D,

@@ -142,3 +142,33 @@ def test_unlabelled_features_make_the_copies(tmp_path, tiny_hubert):
     pool = unlabelled_features(cfg, False, corpus)
     assert [u.id for u in pool.utts] == [u.id for u in corpus.utterances] * 2
     assert len(list((tmp_path / "c").rglob("*.safetensors"))) == 8  # each copy cached once, the clips not needed
+
+
+def test_stage_2_learns_from_the_copies_of_its_training_clips_only(monkeypatch):
+    """train.finetune_augment: the labelled copies a fold's stage 2 and probe see are those of its fitting clips,
+    with their labels; never a validation or test clip's (their copies keep the clip's id)."""
+    from sera import evaluate
+    from sera.normalise import normalise
+    from toy import small_cfg, toy_features
+
+    fs = toy_features(n=24)
+    cfg = small_cfg()
+    cfg.train.stage1 = False
+    copies = normalise(toy_features(n=24, seed=1), cfg.data.normalise)  # the clips' copies: same ids, other features
+    fold = evaluate.Fold("s0", frozenset(u.id for u in fs.utts if u.speaker == "s0"))
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def finetune(train, val, cfg, *args, **kwargs):
+        seen.update(train=[u.id for u in train.utts], labels=train.labels.tolist(), val={u.id for u in val.utts})
+        raise Stop
+
+    monkeypatch.setattr(evaluate, "finetune", finetune)
+    with pytest.raises(Stop):
+        evaluate.run_fold(fs, fold, cfg, 2, progress=False, copies=copies)
+    clips = len(seen["train"]) // 2
+    assert seen["train"][clips:] == seen["train"][:clips]  # each fitting clip, then its copy
+    assert seen["labels"][clips:] == seen["labels"][:clips] == [int(u.label) for u in fs.utts if u.id in seen["train"]]
+    assert not set(seen["train"]) & (seen["val"] | fold.test_ids) and seen["val"]

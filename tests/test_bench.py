@@ -23,7 +23,7 @@ def test_quick_bench_runs_every_script_and_reports(data_root, whisper_path, feat
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     load = lambda name: json.loads((RESULTS / f"{name}-quick.json").read_text())  # noqa: E731
     for name in ("extract_speed", "encoders", "baselines", "adapter", "whisper_padding", "scaling", "demo_latency",
-                 "enrolment", "startup", "vad_pooling", "speech_only", "probe_fusion", "scaling_data"):
+                 "enrolment", "startup", "vad_pooling", "speech_only", "probe_fusion", "scaling_data", "microphone"):
         r = load(name)
         assert r["commit"] and r["machine"]["cpu_cores"] >= 1, name
     encoders = load("encoders")["encoders"]
@@ -40,6 +40,11 @@ def test_quick_bench_runs_every_script_and_reports(data_root, whisper_path, feat
     assert all(0.0 <= s[m]["mean"] <= 1.0 for s in sizes for m in ("head alone", "probe alone", "head + probe (shipped)"))
     assert set(scaling["fits"]) == {"head alone", "probe alone", "head + probe (shipped)"}
     assert (RESULTS / "scaling_data-quick.png").is_file()
+    mic = load("microphone")  # the test clips through a simulated laptop, with and without stage 2 on copies
+    assert list(mic["variants"]) == ["shipped recipe", "+ stage 2 on noise,telephone copies"]
+    for v in mic["variants"].values():
+        assert 0.0 <= v["views"]["laptop"]["ua"]["mean"] <= 1.0 and v["views"]["laptop"]["vs_clean_ua"]["pairs"] == 1
+    assert set(mic["paired"]) == {"clean", "laptop"} and set(mic["probe_fold_mean_ua"]) == {"clean", "laptop"}
     base = load("baselines")
     for corpus in ("ravdess", "emodb"):
         assert len(base["within"][corpus]) == 5  # eGeMAPS and the probe, raw and normalised, and EmoBox's recipe

@@ -1,0 +1,102 @@
+"""A microphone check: RAVDESS's test clips as a laptop would record them, scored by the model trained
+on the clean clips (issue goal: within 5 UA of clean, clip protocol).
+
+The laptop chain is ``sera.augment``'s ``laptop`` copy (a small simulated room, a cheap capsule's band,
+fan-like noise), drawn once per clip from its content, so the test set is fixed: the same copies on every
+machine and run, cached as their own entries. Each fold's model (the ``reproduce`` recipe on RAVDESS alone:
+raw features, probe 0.5; 3 seeds) scores every test clip twice, clean and through the chain, each alone as
+``sera predict`` sees it; the linear probe baseline, fitted on the same clean clips, likewise. A second
+variant trains stage 2 and the probe on copies of the training clips too (``train.finetune_augment``,
+``--train-augment``; by default noise and a telephone band, never the laptop chain it is tested on),
+paired with the first by seed and fold.
+
+    python bench/microphone.py [--views laptop] [--train-augment noise,telephone] [--seeds 3] [--jobs 2] [--quick]
+
+Writes bench/results/microphone[-quick].json; runs resume under bench/runs/microphone*/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from common import RUNS, paired_gains, save, upstream  # noqa: E402
+
+from sera.augment import parse_augmentations  # noqa: E402
+from sera.config import SeraConfig  # noqa: E402
+from sera.evaluate import cross_validate  # noqa: E402
+from sera.metrics import metrics  # noqa: E402
+from sera.pipeline import apply_quick, corpus_and_folds, features, labelled_copies  # noqa: E402
+from sera.probe import as_matrix, probe_predictions, utterance_embeddings  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--views", default="laptop", help="sera.augment copies to score the test clips through")
+    ap.add_argument("--train-augment", default="noise,telephone", help="copies the second variant also trains on "
+                    "(train.finetune_augment); '' runs the shipped recipe alone")
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--jobs", type=int, default=2, help="runs trained at once (train.jobs)")
+    ap.add_argument("--quick", action="store_true", help="a few speakers, one fold, few epochs: the harness only")
+    args = ap.parse_args()
+    tag = "-quick" if args.quick else ""
+    cfg = SeraConfig.preset("reproduce").updated({"data.corpus": "ravdess", "train.seeds": args.seeds,
+                                                  "train.jobs": args.jobs})
+    if args.quick:
+        cfg = apply_quick(cfg).updated({"train.pretrain_epochs": 1, "train.finetune_epochs": 3})
+    corpus, folds = corpus_and_folds(cfg)
+    folds = folds[:1] if args.quick else folds
+    tested = corpus.subset(u for u in corpus.utterances if any(u.id in f.test_ids for f in folds))
+    fs, _ = features(corpus, cfg)
+    views = {a.name: features(tested, cfg, augment=a)[0] for a in parse_augmentations(args.views)}
+    variants = {"shipped recipe": cfg}
+    if args.train_augment:
+        variants[f"+ stage 2 on {args.train_augment} copies"] = cfg.updated({"train.finetune_augment": args.train_augment})
+    out = {"upstream": upstream(cfg.encoder.name), "seeds": cfg.train.seeds, "folds": [f.name for f in folds],
+           "settings": {"normalise": cfg.data.normalise, "probe_weight": cfg.model.probe_weight}, "variants": {}}
+    runs = {}
+    for name, vcfg in variants.items():
+        res = cross_validate(fs, corpus, folds, vcfg, progress=False, report=True, views=views,
+                             state=RUNS / f"microphone{tag}" / name.replace(" ", "-").replace(",", "+"),
+                             copies=labelled_copies(vcfg, corpus, progress=False))
+        runs[name] = res["runs"]
+        out["variants"][name] = {"clean": res["protocols"]["clip"]["ua"], "views": res.get("views", {}),
+                                 "train_augment": vcfg.train.finetune_augment}
+    if len(variants) == 2:  # the augmented variant against the shipped one, paired by seed and fold
+        base, aug = (runs[n] for n in variants)
+        key = lambda r: (r["seed"], r["fold"])  # noqa: E731
+        pairs = {key(r): r for r in base}
+        out["paired"] = {"clean": paired_gains([r["metrics"]["clip"]["ua"] - pairs[key(r)]["metrics"]["clip"]["ua"] for r in aug]),
+                         **{v: paired_gains([r["views"][v]["ua"] - pairs[key(r)]["views"][v]["ua"] for r in aug]) for v in views}}
+
+    y, C = fs.labels.numpy(), len(corpus.labels)
+    X = as_matrix(utterance_embeddings(fs))
+    probe = {"clean": [], **{name: [] for name in views}}
+    for fold in folds:  # the probe baseline: fitted on the fold's clean training clips, tested on each view
+        test = np.array([u.id in fold.test_ids for u in fs.utts])
+        probe["clean"].append(metrics(y[test], probe_predictions(X, y, ~test, test), C)["ua"])
+        for name, view in views.items():
+            rows = [i for i, u in enumerate(view.utts) if u.id in fold.test_ids]
+            Xv, yv = as_matrix(utterance_embeddings(view.subset(rows))), view.labels[rows].numpy()
+            fit = np.concatenate([X[~test], Xv])  # one matrix: probe_predictions fits on train rows, predicts test rows
+            labels = np.concatenate([y[~test], yv])
+            train = np.arange(len(fit)) < (~test).sum()
+            probe[name].append(metrics(yv, probe_predictions(fit, labels, train, ~train), C)["ua"])
+    out["probe_fold_mean_ua"] = {k: float(np.mean(v)) for k, v in probe.items()}
+    print(save(f"microphone{tag}", out), flush=True)
+    for variant, v in out["variants"].items():
+        for name, w in v["views"].items():
+            print(f"sera, {variant}: clean {100 * v['clean']['mean']:.1f}, {name} {100 * w['ua']['mean']:.1f} ± "
+                  f"{100 * w['ua']['std']:.1f} ({100 * w['vs_clean_ua']['mean']:+.1f}; worse in {w['vs_clean_ua']['worse']} "
+                  f"of {w['vs_clean_ua']['pairs']} seed x fold pairs)", flush=True)
+    print(f"probe: {out['probe_fold_mean_ua']}; paired: {out.get('paired')}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
