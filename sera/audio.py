@@ -12,7 +12,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from .config import AudioConfig
+from .config import SAMPLE_RATE, AudioConfig
 from .errors import AudioError
 
 
@@ -89,7 +89,7 @@ def prepare_audio(
     return np.ascontiguousarray(wave)
 
 
-def windows(n_samples: int, window_seconds: float, sr: int = 16_000) -> list[tuple[int, int]]:
+def windows(n_samples: int, window_seconds: float, sr: int = SAMPLE_RATE) -> list[tuple[int, int]]:
     """Consecutive windows of ``window_seconds`` for long audio; a short remainder (under half a window)
     joins the last, so no window is a sliver."""
     size = max(1, int(window_seconds * sr))

@@ -24,10 +24,9 @@ from typing import Any
 import numpy as np
 import soxr
 
-from .config import name_list
+from .config import SAMPLE_RATE, name_list
 from .errors import SeraError
 
-SAMPLE_RATE = 16_000
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from .audio import load_audio
 from .augment import Augmentation
-from .config import AudioConfig, VadConfig
+from .config import SAMPLE_RATE, AudioConfig, VadConfig
 from .data import Utterance
 from .encoders import reduce_frames
 from .errors import AudioError, CacheError
@@ -216,7 +216,7 @@ def extract(
             mine.encoder_seconds += time.perf_counter() - t
             for (u, digest, wave), f in zip(batch, feats):
                 cache.put(digest, f, str(u.path))
-                mine.audio_seconds += len(wave) / 16_000
+                mine.audio_seconds += len(wave) / SAMPLE_RATE
             mine.extracted += len(batch)
         bar.update(len(todo[start_i : start_i + clips_per_batch]))
         elapsed = time.perf_counter() - start

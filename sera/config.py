@@ -16,6 +16,7 @@ from typing import Any
 
 from .errors import SeraError
 
+SAMPLE_RATE = 16_000  # every supported encoder, the VAD and the augmentations take 16 kHz mono audio
 DEFAULT_ENCODER = "openai/whisper-base"  # multilingual, and better than tiny.en on every corpus measured (bench/)
 PAPER_ENCODER = "facebook/hubert-large-ll60k"  # the reference paper's encoder
 
@@ -26,7 +27,7 @@ def _env(name: str, default: str) -> Any:
 
 @dataclass
 class AudioConfig:
-    sample_rate: int = 16_000  # every supported encoder expects 16 kHz mono input
+    sample_rate: int = SAMPLE_RATE  # what clips are resampled to (every supported encoder expects 16 kHz mono)
     max_seconds: float = 60.0  # corpus clips longer than this are refused (predict windows long audio)
     max_megabytes: float = 512.0  # files larger than this are refused before they are decoded
     window_seconds: float = 10.0  # predict: longer audio runs in pieces at most this long (flat memory, a timeline)

@@ -18,10 +18,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import EncoderConfig
+from .config import SAMPLE_RATE, EncoderConfig
 from .errors import EncoderError
 
-SAMPLE_RATE = 16_000
 CHUNK_SECONDS = 30.0  # longer clips run in 30 s pieces: Whisper's limit, and it bounds attention memory
 _PADDING_SAFE = {"hubert", "wav2vec2", "wavlm", "unispeech", "unispeech-sat"}
 # config keys that say where or how a model was saved, not what it computes

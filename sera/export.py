@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .config import SAMPLE_RATE
 from .encoders import whisper_states
 from .errors import SeraError
 from .io import atomic_write_text
@@ -59,7 +60,7 @@ class _Graph(torch.nn.Module):
 
 def whisper_input(predictor: Predictor, wave: np.ndarray) -> np.ndarray:
     """Log-mel frames cut to the frames that cover real audio, as ``Encoder._whisper`` keeps them."""
-    mel = predictor.encoder.feature_extractor(wave, sampling_rate=16_000, return_tensors="np",
+    mel = predictor.encoder.feature_extractor(wave, sampling_rate=SAMPLE_RATE, return_tensors="np",
                                               padding="longest").input_features  # (1, n_mels, M)
     return mel[:, :, : 2 * int(np.ceil(min(len(wave) // 160, 3000) / 2))].astype(np.float32)
 
@@ -74,7 +75,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, encoder: str | None = N
     graph = _Graph(predictor).eval()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    wave = np.random.default_rng(0).normal(0, 0.1, 3 * 16_000).astype(np.float32)
+    wave = np.random.default_rng(0).normal(0, 0.1, 3 * SAMPLE_RATE).astype(np.float32)
     example = torch.from_numpy(whisper_input(predictor, wave) if graph.whisper else wave[None])
     axis = 2 if graph.whisper else 1
     tmp = out / "model.onnx.partial"
@@ -82,13 +83,13 @@ def export_onnx(checkpoint: str | Path, out: str | Path, encoder: str | None = N
         with torch.inference_mode():
             torch.onnx.export(graph, (example,), str(tmp), input_names=["input"], output_names=["probabilities"],
                               dynamic_shapes=({axis: torch.export.Dim("frames", min=8, max=3000 if graph.whisper
-                                                                       else 16_000 * 3600)},),
+                                                                       else SAMPLE_RATE * 3600)},),
                               opset_version=OPSET, dynamo=True, external_data=False)
     except Exception as e:
         tmp.unlink(missing_ok=True)
         raise SeraError(f"could not export {checkpoint} to ONNX ({type(e).__name__}: {str(e).splitlines()[0]})") from None
     tmp.replace(out / "model.onnx")
-    spec = {"labels": predictor.labels, "input": "log_mel" if graph.whisper else "wave", "sample_rate": 16_000,
+    spec = {"labels": predictor.labels, "input": "log_mel" if graph.whisper else "wave", "sample_rate": SAMPLE_RATE,
             "window_seconds": predictor.audio_cfg.window_seconds, "encoder": predictor.meta["encoder"]["name"],
             "checkpoint": str(checkpoint), "protocol": "clip"}
     if graph.whisper:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .audio import load_audio, windows
-from .config import AudioConfig
+from .config import SAMPLE_RATE, AudioConfig
 from .errors import SeraError
 
 
@@ -61,7 +61,7 @@ class OnnxPredictor:
         spans = windows(len(wave), self.audio_cfg.window_seconds)
         probs = np.stack([self.probabilities(wave[a:b]) for a, b in spans])
         lengths = np.array([b - a for a, b in spans], dtype=np.float64)
-        return (probs * lengths[:, None]).sum(0) / lengths.sum(), np.array(spans) / 16_000, probs
+        return (probs * lengths[:, None]).sum(0) / lengths.sum(), np.array(spans) / SAMPLE_RATE, probs
 
     def predict_file(self, path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return self.predict_wave(load_audio(path, self.audio_cfg, self.audio_cfg.predict_max_seconds))

@@ -13,6 +13,7 @@ if "ipykernel" not in sys.modules:  # scripts, servers and tests draw off-screen
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from .config import SAMPLE_RATE  # noqa: E402
 from .vad import frame_times, in_speech  # noqa: E402
 
 if TYPE_CHECKING:  # pictures read a prediction; they need not load the predictor's encoder code
@@ -102,7 +103,7 @@ def attributes_figure(pred: Prediction):
     return cluster_timeline_figure(pred.attributes, pred.frame_rate, times=pred.frame_times, speech=pred.speech)
 
 
-def cluster_timeline_figure(ids: np.ndarray, frame_rate: float, wave: np.ndarray | None = None, sr: int = 16_000,
+def cluster_timeline_figure(ids: np.ndarray, frame_rate: float, wave: np.ndarray | None = None, sr: int = SAMPLE_RATE,
                             title: str = "", times: np.ndarray | None = None, speech: np.ndarray | None = None):
     """Cluster ids over time as a coloured strip (runs of 3+ frames labelled), under the clip's
     log-mel spectrogram when ``wave`` is given; ``times`` places frames of pieces that skip non-speech,

@@ -26,7 +26,7 @@ import torch
 from .audio import load_audio, prepare_audio, windows
 from .calibrate import temper
 from .checkpoint import load_classifier, read_checkpoint_config
-from .config import AudioConfig, CalibrationConfig, EncoderConfig, VadConfig, _build
+from .config import SAMPLE_RATE, AudioConfig, CalibrationConfig, EncoderConfig, VadConfig, _build
 from .encoders import Encoder, reduce_frames
 from .errors import AudioError, SeraError
 from .hub import resolve_checkpoint
@@ -125,7 +125,7 @@ class Predictor:
                else "no speaker statistics needed")
         return f"Clip protocol: each clip is scored alone ({how})" + ua("clip") + "."
 
-    def windows(self, n_samples: int, sr: int = 16_000) -> list[tuple[int, int]]:
+    def windows(self, n_samples: int, sr: int = SAMPLE_RATE) -> list[tuple[int, int]]:
         return windows(n_samples, self.audio_cfg.window_seconds, sr)
 
     @torch.inference_mode()
@@ -134,7 +134,7 @@ class Predictor:
         [hidden] = self.encoder([wave])
         return reduce_frames(hidden, self.stride).float().cpu()
 
-    def enrol(self, sources: list[str | Path | np.ndarray], sr: int = 16_000) -> Stats:
+    def enrol(self, sources: list[str | Path | np.ndarray], sr: int = SAMPLE_RATE) -> Stats:
         """A speaker's statistics from a few of their clips (files or 16 kHz waves), to pass as ``speaker=``.
 
         Every window of every clip counts; best with many clips of varied emotion."""
@@ -148,7 +148,7 @@ class Predictor:
             if isinstance(source, np.ndarray):
                 feats += self._encode(source, sr, f"<enrolment clip {i + 1}>")[-1]
             else:
-                feats += self._encode(self._load(source), 16_000, str(source))[-1]
+                feats += self._encode(self._load(source), SAMPLE_RATE, str(source))[-1]
         return Stats.of(feats)
 
     def _encode(self, wave: np.ndarray, sr: int, name: str
@@ -217,7 +217,7 @@ class Predictor:
         return (wave, [(round(r.start * sr), round(r.end * sr)) for r in pieces], speech if self.vad.enabled else [],
                 pooled)
 
-    def predict_wave(self, wave: np.ndarray, sr: int = 16_000, name: str = "<audio>",
+    def predict_wave(self, wave: np.ndarray, sr: int = SAMPLE_RATE, name: str = "<audio>",
                      speaker: Stats | None = None) -> Prediction:
         """``speaker``: the speaker's normalisation statistics where known (``Stats.of`` their features).
 
@@ -248,7 +248,7 @@ class Predictor:
         )
 
     def predict_file(self, path: str | Path, speaker: Stats | None = None) -> Prediction:
-        return self.predict_wave(self._load(path), 16_000, str(path), speaker)
+        return self.predict_wave(self._load(path), SAMPLE_RATE, str(path), speaker)
 
     def _load(self, path: str | Path) -> np.ndarray:
         return load_audio(path, self.audio_cfg, self.audio_cfg.predict_max_seconds)
@@ -259,7 +259,7 @@ class Predictor:
         if not (same_speaker and self.can_enrol):
             return [self.predict_file(p) for p in paths]  # one at a time: memory stays flat
         # the speaker's statistics need every clip's features before any clip is classified
-        encoded = [self._encode(self._load(p), 16_000, str(p)) for p in paths]
+        encoded = [self._encode(self._load(p), SAMPLE_RATE, str(p)) for p in paths]
         speaker = Stats.of([f for *_, feats in encoded for f in feats])
         return [self._assemble(spans, speech, [self._classify(f, speaker, self._speech_frames(f, span, pooled))
                                                for f, span in zip(feats, spans)])

@@ -20,9 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import VadConfig
+from .config import SAMPLE_RATE, VadConfig
 
-SAMPLE_RATE = 16_000
 CHUNK = 512  # samples per probability (32 ms at 16 kHz), as Silero was trained
 CONTEXT = 64  # samples of the previous chunk each chunk sees
 BLOCK = 2048  # chunks run at once (about 65 s); the LSTM state carries across blocks
