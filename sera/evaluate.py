@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import json
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +34,8 @@ from .metrics import corpus_metrics, metrics, reliability, unweighted_accuracy
 from .inference import classify_clip, predict_proba
 from .normalise import normalise, reference_stats, speaker_stats
 from .provenance import code_version
+from .report import led
+from .runstate import check_state
 from .train import finetune, stage1, uses_stage1
 
 PROTOCOLS = ("clip", "speaker")
@@ -234,56 +235,6 @@ def seed_ensemble(runs: list[FoldResult], fs: FeatureSet, folds: list[Fold], pro
             "folds_gained": sum(g > 0 for g in gains), "per_fold": per_fold}
 
 
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        out.update(_flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
-    return out
-
-
-def check_state(state: Path, cfg: SeraConfig) -> None:
-    """A run folder resumes only with the settings and the code it was started with (more or fewer
-    seeds is fine: each seed's runs are kept apart)."""
-    code = state / "code.json"
-    if code.is_file() and (then := json.loads(code.read_text()))["source"] != code_version()["source"]:
-        raise SeraError(f"{state.parent}: holds an unfinished run made by other code (commit {then.get('commit')}"
-                        f"{', uncommitted changes' if then.get('dirty') else ''}); use another --out, or --fresh "
-                        "to start over")
-    if not code.is_file():
-        atomic_write_text(code, json.dumps(code_version(), indent=2))
-    path = state / "config.json"
-    now = json.loads(json.dumps(cfg.to_dict()))
-    now["train"].pop("seeds")
-    now["train"].pop("jobs")  # how many folds run at once does not change a fold's result
-    now.pop("demo")  # the web demo's settings do not touch training
-    now["data"].pop("protocol")  # both protocols are always scored; the setting only picks the headline
-    if path.is_file():
-        a, b = _flatten(json.loads(path.read_text())), _flatten(now)
-        diff = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
-        if diff:
-            raise SeraError(f"{state.parent}: holds an unfinished run with other settings ({', '.join(diff[:5])}); "
-                            "use another --out, or --fresh to start over")
-    else:
-        atomic_write_text(path, json.dumps(now, indent=2))
-
-
-FINISHED = "finished"  # a state folder's marker: the run ended (results and, for train, its checkpoint written)
-
-
-def forget_finished(state: Path, cfg: SeraConfig) -> bool:
-    """Remove ``state`` if it holds a finished run made by other code or settings, so that rerunning a
-    command (``make reproduce`` after an update) starts over instead of refusing; an unfinished run
-    is kept and still refused, since it may be resumed. True if it was removed."""
-    if not (state / FINISHED).is_file():
-        return False
-    try:
-        check_state(state, cfg)
-        return False
-    except SeraError:
-        shutil.rmtree(state)
-        return True
-
-
 def _peak_rss_mb() -> float | None:
     """This process's peak resident memory so far (what training on a corpus needs), None on Windows."""
     try:
@@ -348,7 +299,7 @@ def cross_validate(fs: FeatureSet, corpus: Corpus, folds: list[Fold], cfg: SeraC
         if report:
             print(f"  seed {r.seed}, fold {r.fold}: " + "; ".join(
                 f"{p} protocol UA {m['ua']:.3f} WA {m['wa']:.3f} F1 {m['f1']:.3f}"
-                for p, m in _led(r.metrics, lead)) + f"  (best epoch {r.best_epoch})", flush=True)
+                for p, m in led(r.metrics, lead)) + f"  (best epoch {r.best_epoch})", flush=True)
     runs = [done[i] for i in range(len(jobs))]
     protocols = {p: _summary(runs, folds, p) for p in PROTOCOLS}
     for p in PROTOCOLS:
@@ -459,11 +410,6 @@ def _views_summary(runs: list[FoldResult]) -> dict:
     return {"views": out}
 
 
-def _led(d: dict, lead: str) -> list[tuple[str, dict]]:
-    """``d``'s (protocol, value) pairs, the headline protocol first."""
-    return sorted(d.items(), key=lambda kv: kv[0] != lead)
-
-
 def _summary(runs: list[FoldResult], folds: list[Fold], protocol: str) -> dict:
     per_seed = []
     for s in sorted({r.seed for r in runs}):
@@ -490,66 +436,3 @@ def _summary(runs: list[FoldResult], folds: list[Fold], protocol: str) -> dict:
         "confusion": np.sum([r.metrics[protocol]["confusion"] for r in runs], axis=0).tolist(),
         **({"by_corpus": by_corpus} if len(by_corpus) > 1 else {}),
     }
-
-
-PROTOCOL_NOTES = {
-    "clip": "clip protocol: each test clip alone, as `sera predict` sees one clip of an unknown speaker",
-    "speaker": "speaker protocol: each test speaker standardised with all their own clips",
-}
-
-
-def results_markdown(results: dict, title: str = "") -> str:
-    def ms(d: dict) -> str:
-        return f"{100 * d['mean']:.2f} ± {100 * d['std']:.2f}"
-
-    tag = "" if results["speaker_independent"] else " — **SPEAKER-DEPENDENT split**"
-    seeds = len(results["per_seed"])
-    lead = results["protocol"]
-    lines = [
-        f"# {title or results['corpus']}{tag}",
-        "",
-        f"{results['utterances']} utterances, {len(results['labels'])} classes, {len(results['per_fold'])} folds, "
-        f"{seeds} seed(s); mean ± std over seeds (%). Headline: {PROTOCOL_NOTES[lead]}.",
-        "",
-        "| protocol | folds | UA | WA | macro-F1 |",
-        "|---|---|---|---|---|",
-    ]
-    for protocol, r in _led(results["protocols"], lead):
-        name = f"**{protocol}**" if protocol == lead else protocol
-        lines.append(f"| {name} | **all** | {ms(r['ua'])} | {ms(r['wa'])} | {ms(r['f1'])} |")
-        lines += [f"| {protocol} | {c} (its clips, its classes) | {ms(m['ua'])} | {ms(m['wa'])} | {ms(m['f1'])} |"
-                  for c, m in r.get("by_corpus", {}).items()]
-        lines += [f"| {protocol} | {f['fold']} | {ms(f['ua'])} | {ms(f['wa'])} | {ms(f['f1'])} |" for f in r["per_fold"]]
-    ensembles = [(p, r["seed_ensemble"]) for p, r in _led(results["protocols"], lead) if "seed_ensemble" in r]
-    if ensembles:
-        lines += ["", f"The {seeds} seeds' models as one ensemble (test probabilities averaged): " + "; ".join(
-            f"{p} protocol UA {100 * e['ua']:.2f} ({100 * e['mean_gain']:+.2f} over one seed, "
-            f"{e['folds_gained']}/{len(e['per_fold'])} folds gained)" for p, e in ensembles) + "."]
-    calibrated = [(p, r) for p, r in _led(results["protocols"], lead) if "ece" in r]
-    if calibrated:
-        lines += ["", "Calibration (expected calibration error of the test clips' top-class probability, 10 bins, mean "
-                  "± std over seeds × folds): " + "; ".join(
-                      f"{p} protocol {r['ece']['mean']:.3f} ± {r['ece']['std']:.3f} as trained, "
-                      f"{r['ece_calibrated']['mean']:.3f} ± {r['ece_calibrated']['std']:.3f} with the temperature fitted "
-                      "on validation speakers" for p, r in calibrated) + f" (median T = {results.get('temperature', 1.0):.2f})."]
-    other = [p for p in results["protocols"] if p != lead]
-    lines += ["", f"Other protocol{'s' if len(other) > 1 else ''}: " + "; ".join(PROTOCOL_NOTES[p] for p in other) + "."]
-    labels = results["labels"]
-    lines += ["", f"Confusion matrix, {lead} protocol (rows: true, columns: predicted; summed over folds and seeds)", "",
-              "| | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
-    lines += [f"| {labels[i]} | " + " | ".join(str(v) for v in row) + " |" for i, row in enumerate(results["confusion"])]
-    t = results["timing"]
-    lines += ["", f"Stage 1: {t['stage1_seconds_per_epoch']:.1f} s/epoch; stage 2: {t['stage2_seconds_per_epoch']:.1f} s/epoch; "
-              f"training in all: {t['total_seconds'] / 60:.1f} min."]
-    return "\n".join(lines) + "\n"
-
-
-def write_results(results: dict, out: str | Path, title: str = "") -> None:
-    from .plots import save_confusion
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "results.json", json.dumps(results, indent=2))
-    atomic_write_text(out / "results.md", results_markdown(results, title))
-    save_confusion(results["confusion"], results["labels"], out / "confusion.png",
-                   f"{title or results['corpus']}: UA {100 * results['ua']['mean']:.1f}% ({results['protocol']} protocol)")

@@ -66,7 +66,9 @@ def train(cfg: SeraConfig, out: str | Path, final: bool = True, progress: bool =
     Finished folds and stage 1 results are kept in ``OUT/state``, so a rerun after an interruption
     resumes where it stopped."""
     from .checkpoint import save_checkpoint
-    from .evaluate import FINISHED, check_state, cross_validate, forget_finished, write_results
+    from .evaluate import cross_validate
+    from .report import write_results
+    from .runstate import FINISHED, check_state, forget_finished
     from .hub import model_card
     from .pipeline import final_epochs, final_stage1_beside, labelled_copies, train_final, unlabelled_features
 

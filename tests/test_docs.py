@@ -32,6 +32,7 @@ def test_the_docs_site_builds_strictly_with_every_page_in_its_navigation(tmp_pat
 def test_the_project_names_commits_and_dates_not_how_its_work_was_organised():
     files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout.split()
     pattern = re.compile(r"\b(sessions? \d+|this session|next session|earlier sessions|session's)\b", re.I)
-    hits = [f"{f}: {m.group(0)}" for f in files if f.endswith((".py", ".md", ".ipynb", ".toml", ".yml", "Makefile"))
+    here = str(Path(__file__).relative_to(ROOT))  # its own pattern names the words
+    hits = [f"{f}: {m.group(0)}" for f in files if f.endswith((".py", ".md", ".ipynb", ".toml", ".yml", "Makefile")) and f != here
             for m in [pattern.search((ROOT / f).read_text(errors="ignore"))] if m]
     assert not hits, hits

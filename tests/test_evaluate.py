@@ -8,7 +8,8 @@ import torch
 
 from sera.data import Corpus, Fold
 from sera.errors import SeraError
-from sera.evaluate import cross_validate, results_markdown, protocol_probabilities
+from sera.evaluate import cross_validate, protocol_probabilities
+from sera.report import results_markdown
 from sera.normalise import normalise
 from sera.train import finetune
 

@@ -155,7 +155,8 @@ def test_quick_recipe_from_the_command_line(tmp_path, data_root, whisper_path, f
 
 def test_an_interrupted_cross_validation_resumes_with_the_same_results(tmp_path):
     from sera.data import Corpus, Fold
-    from sera.evaluate import FINISHED, cross_validate, forget_finished
+    from sera.evaluate import cross_validate
+    from sera.runstate import FINISHED, forget_finished
 
     fs, cfg = toy_features(), small_cfg()
     corpus = Corpus("toy", fs.utts, ["0", "1"])
