@@ -19,7 +19,7 @@ def test_quick_bench_runs_every_script_and_reports(data_root, whisper_path, feat
     env = {**os.environ, "SERA_DATA": str(data_root), "SERA_ENCODER": str(whisper_path),
            "SERA_CACHE": str(feature_cache), "BENCH_CHECKPOINT": str(demo_checkpoint), "MPLBACKEND": "Agg"}
     run = subprocess.run(["make", "--no-print-directory", "bench", "BENCH_ARGS=--quick"], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=1500)
+                         capture_output=True, text=True, timeout=2400)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     load = lambda name: json.loads((RESULTS / f"{name}-quick.json").read_text())  # noqa: E731
     for name in ("extract_speed", "encoders", "baselines", "adapter", "whisper_padding", "scaling", "demo_latency",
