@@ -91,3 +91,15 @@ def test_make_reproduce_the_preset_and_notebook_06_train_one_config():
     book = nbformat.read(root / "notebooks" / "06_reproduce.ipynb", as_version=4)
     code = "\n".join(c.source for c in book.cells if c.cell_type == "code")
     assert 'SeraConfig.preset("reproduce")' in code and "recipe.train(cfg" in code
+
+
+def test_recipe_reproduce_trains_the_preset(monkeypatch, tmp_path):
+    from sera import recipe
+    from sera.config import SeraConfig
+
+    seen = {}
+    monkeypatch.setattr(recipe, "train", lambda cfg, out, progress=True: seen.update(cfg=cfg, out=out) or {})
+    recipe.reproduce(tmp_path, jobs=2)
+    assert seen["cfg"].to_dict() == SeraConfig.preset("reproduce").updated({"train.jobs": 2}).to_dict()
+    recipe.reproduce(tmp_path, quick=True)
+    assert seen["cfg"].train.quick and seen["cfg"].data.corpus == "ravdess+emodb" and seen["out"] == tmp_path
