@@ -187,8 +187,6 @@ def reduce_frames(h: torch.Tensor, stride: int) -> torch.Tensor:
 
 def _load_pretrained(name: str, device: torch.device):
     """Load config, model and feature extractor from a hub id or a local folder."""
-    from transformers import AutoFeatureExtractor, AutoModel
-
     config, source = load_encoder_config(name)
     if config.model_type == "whisper":
         from transformers.models.whisper.feature_extraction_whisper import WhisperFeatureExtractor
@@ -206,6 +204,8 @@ def _load_pretrained(name: str, device: torch.device):
         except OSError:
             fe = WhisperFeatureExtractor(feature_size=config.num_mel_bins)
     else:
+        from transformers import AutoFeatureExtractor, AutoModel  # only here: AutoModel alone takes half a second
+
         model = AutoModel.from_pretrained(source, dtype=torch.float32)
         if not hasattr(model, "_get_feat_extract_output_lengths"):
             raise EncoderError(f"{name}: model type {config.model_type!r} is not a supported speech encoder "
