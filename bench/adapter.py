@@ -28,7 +28,7 @@ from pathlib import Path
 
 from common import RESULTS, RUNS, save, upstream
 
-from sera.config import ABLATIONS as config_ablations, SeraConfig
+from sera.config import ABLATIONS as config_ablations, NORMALISATIONS, SeraConfig
 from sera.encoders import Encoder
 from sera.evaluate import cross_validate
 from sera.model import EmotionClassifier, TeacherStudent
@@ -193,7 +193,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--ablation-seeds", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="a few speakers, few epochs: checks the harness only")
-    ap.add_argument("--normalise", choices=("speaker", "none"), default="speaker",
+    ap.add_argument("--normalise", choices=NORMALISATIONS, default="speaker",
                     help="data.normalise of the ravdess, emodb and cross parts")
     ap.add_argument("--jobs", type=int, default=1, help="folds trained at once, a process each (train.jobs; the "
                     "per-epoch timings are then those of one core per fold)")

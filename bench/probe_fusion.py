@@ -32,6 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from adapter import ABLATIONS, cross_validated, summarise, transferred  # noqa: E402
 from common import RESULTS, paired_gains, paired_runs, save  # noqa: E402
 
+from sera.config import NORMALISATIONS  # noqa: E402
+
 
 WEIGHT = {"model.probe_weight": 0.5}  # any weight > 0 adds the probe; every weight is scored from the same runs
 
@@ -99,7 +101,7 @@ def ablations(settings: dict, seeds: int, quick: bool, tag: str, name: str) -> d
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--parts", default="ravdess,emodb,cross,ablations")
-    ap.add_argument("--normalise", choices=("none", "speaker"), default="none",
+    ap.add_argument("--normalise", choices=NORMALISATIONS, default="none",
                     help="none: the shipped model (clip protocol = speaker protocol)")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--jobs", type=int, default=1, help="folds trained at once (train.jobs)")

@@ -28,6 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from adapter import run  # noqa: E402
 from common import RESULTS, paired_runs, save  # noqa: E402
 
+from sera.config import NORMALISATIONS  # noqa: E402
+
 
 VARIANTS = {  # name: (short name for --variants and the run folder, settings)
     "whole clips": ("whole", {}),
@@ -99,7 +101,7 @@ def merge(path: Path, corpus: str, normalise: str, name: str, part: dict) -> dic
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--corpus", default="ravdess")
-    ap.add_argument("--normalise", choices=("none", "speaker"), default="none",
+    ap.add_argument("--normalise", choices=NORMALISATIONS, default="none",
                     help="none (default): the shipped, clip-protocol model; speaker: the speaker-protocol model")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--first-seed", type=int, default=0, help="run seeds from this one to --seeds - 1 (another process "

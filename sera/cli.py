@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .config import ABLATIONS, SeraConfig, parse_sets
+from .config import ABLATIONS, PROTOCOLS, SeraConfig, parse_sets
 from .errors import SeraError
 
 
@@ -73,7 +73,7 @@ def _training_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="a few speakers, 2 folds, 1 seed, few epochs (CI)")
     p.add_argument("--test-corpus", metavar="NAME", help="cross-corpus: train on all of --corpus, test once on all "
                    "of this corpus, over the emotions both have (unified names: anger = angry, fear = fearful, ...)")
-    p.add_argument("--protocol", choices=("clip", "speaker"), help="test protocol of the headline figures; both are "
+    p.add_argument("--protocol", choices=PROTOCOLS, help="test protocol of the headline figures; both are "
                    "always scored. clip (default): each test clip alone, as sera predict sees it; speaker: each test "
                    "speaker standardised with all their own clips")
     p.add_argument("--jobs", type=int, metavar="N", help="cross-validation folds trained at once, each in its own "

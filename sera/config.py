@@ -17,6 +17,8 @@ from typing import Any
 from .errors import SeraError
 
 SAMPLE_RATE = 16_000  # every supported encoder, the VAD and the augmentations take 16 kHz mono audio
+PROTOCOLS = ("clip", "speaker")  # how test clips are scored: alone (as sera predict), or with their speaker's statistics
+NORMALISATIONS = ("speaker", "none")  # what training does to features: standardise per speaker, or nothing
 DEFAULT_ENCODER = "openai/whisper-base"  # multilingual, and better than tiny.en on every corpus measured (bench/)
 PAPER_ENCODER = "facebook/hubert-large-ll60k"  # the reference paper's encoder
 
@@ -70,8 +72,8 @@ class DataConfig:
     #                         "clip" (each test clip alone, as sera predict) or "speaker" (own speaker statistics)
 
     def __post_init__(self) -> None:
-        _choice("data.normalise", self.normalise, ("speaker", "none"))
-        _choice("data.protocol", self.protocol, ("clip", "speaker"))
+        _choice("data.normalise", self.normalise, NORMALISATIONS)
+        _choice("data.protocol", self.protocol, PROTOCOLS)
 
 
 @dataclass

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from .calibrate import fit_temperature, temper
-from .config import SeraConfig
+from .config import PROTOCOLS, SeraConfig
 from .data import Corpus, Fold
 from .errors import SeraError
 from .io import atomic_write_text
@@ -37,9 +37,6 @@ from .provenance import code_version
 from .report import led
 from .runstate import check_state
 from .train import finetune, stage1, uses_stage1
-
-PROTOCOLS = ("clip", "speaker")
-
 
 def carve_validation(fs: FeatureSet, idx: list[int], share: float, seed: int) -> tuple[list[int], list[int]]:
     """Hold out a share of the training speakers (at least one) for early stopping."""

@@ -18,9 +18,9 @@ from collections import defaultdict
 from dataclasses import replace
 import torch
 
+from .config import NORMALISATIONS
 from .features import FeatureSet, Stats
 
-MODES = ("speaker", "none")
 
 
 def speaker_of(u) -> tuple[str, str]:
@@ -50,7 +50,7 @@ def normalise(fs: FeatureSet, mode: str) -> FeatureSet:
     if mode == "none":
         return replace(fs, reference=reference_stats(speaker_stats(fs))) if len(fs) else fs
     if mode != "speaker":
-        raise ValueError(f"normalise mode {mode!r}: choose one of {', '.join(MODES)}")
+        raise ValueError(f"normalise mode {mode!r}: choose one of {', '.join(NORMALISATIONS)}")
     if fs.normalised != "none":
         raise ValueError(f"features already normalised ({fs.normalised})")
     per_speaker = speaker_stats(fs)
