@@ -137,7 +137,7 @@ def run_fold(fs: FeatureSet, fold: Fold, cfg: SeraConfig, num_classes: int, prog
     unnormalised features; ``normalised`` the same standardised per speaker (``data.normalise``),
     made once for all folds by the caller (per-speaker statistics do not depend on the fold). With
     ``state``, stage 1's result is kept there and reused by a rerun, and a stage killed part-way
-    goes on from its last finished epoch."""
+    goes on from its last finished epoch. ``copies`` and ``views``: see ``cross_validate``."""
     normalised = normalised if normalised is not None else normalise(fs, cfg.data.normalise)
     test_ids = fold.test_ids
     train_idx = [i for i, u in enumerate(fs.utts) if u.id not in test_ids]
@@ -165,8 +165,8 @@ def run_fold(fs: FeatureSet, fold: Fold, cfg: SeraConfig, num_classes: int, prog
     val_fusion = test_fusion = val_probs = None
     if val_idx:
         val = normalised.subset(val_idx)
-        if model.probe is not None:  # fitted beside the head and scored on the validation speakers, then refitted
-            fit = labelled(fit_idx)  # on every training speaker for the test fold
+        if model.probe is not None:  # fitted beside the head on the fitting speakers, scored on the validation
+            fit = labelled(fit_idx)  # speakers, then refitted on every training speaker for the test fold (below)
             model.probe.fit(fit.feats, fit.labels.numpy(), cfg.seed)
             val_parts = part_probabilities(model, lambda: predict_proba(model, val))
             val_fusion = fusion_curve(val_parts, val.labels.numpy(), num_classes)
