@@ -19,8 +19,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from . import __version__
-from .calibrate import DomainCheck
 from .config import ModelConfig, SeraConfig, _build
+from .domain import DomainCheck
 from .errors import EncoderError, SeraError
 from .io import atomic_write, atomic_write_text
 from .model import EmotionClassifier, LocalAttributes, TeacherStudent

@@ -91,7 +91,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, encoder: str | None = N
     tmp.replace(out / "model.onnx")
     spec = {"labels": predictor.labels, "input": "log_mel" if graph.whisper else "wave", "sample_rate": SAMPLE_RATE,
             "window_seconds": predictor.audio_cfg.window_seconds, "encoder": predictor.meta["encoder"]["name"],
-            "checkpoint": str(checkpoint), "protocol": "clip"}
+            "checkpoint": str(checkpoint), "protocol": "clip", "temperature": predictor.temperature}
     if graph.whisper:
         fe = predictor.encoder.feature_extractor
         np.save(out / "mel_filters.npy", np.asarray(fe.mel_filters, dtype=np.float32))  # (n_fft // 2 + 1, n_mels)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .audio import load_audio, windows
+from .calibrate import temper
 from .config import SAMPLE_RATE, AudioConfig
 from .errors import SeraError
 
@@ -53,8 +54,8 @@ class OnnxPredictor:
         return log_mel(wave, self.filters, self.spec["n_fft"], self.spec["hop_length"])[None]
 
     def probabilities(self, wave: np.ndarray) -> np.ndarray:
-        """(C,) for one window of 16 kHz audio."""
-        return self.session.run(None, {"input": self._input(wave)})[0][0]
+        """(C,) for one window of 16 kHz audio, under the checkpoint's temperature (as ``Predictor``)."""
+        return temper(self.session.run(None, {"input": self._input(wave)})[0], self.spec.get("temperature", 1.0))[0]
 
     def predict_wave(self, wave: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Duration-weighted probabilities (C,), windows (W, 2) in seconds and their probabilities (W, C)."""

@@ -12,9 +12,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .calibrate import DomainCheck
 from .config import SeraConfig
 from .data import Corpus, Fold, parts_of
+from .domain import DomainCheck
 from .errors import SeraError
 from .features import FeatureSet
 from .io import atomic_write_text

@@ -135,5 +135,5 @@ def _train_demo_checkpoint(path: Path, data_root: Path, whisper_path: Path, feat
     fs = normalise(raw, cfg.data.normalise)  # per speaker, as `sera train` trains its final model
     L, _, D = fs.feats[0].shape
     model, _ = finetune(fs, None, cfg, L, D, len(corpus.labels), progress=False)
-    save_checkpoint(path, model, cfg, corpus.labels, key, L, D, {"trained_on": "ravdess (test)"},
+    save_checkpoint(path, model, cfg, corpus.labels, key, L, D, {"trained_on": "ravdess (test)", "temperature": 0.8},
                     fs.reference, final_attributes(model, fs, cfg), domain_check(raw, cfg))

@@ -40,6 +40,7 @@ def test_predict_flags_foreign_sounds_and_not_speakers_it_never_heard(demo_check
 
     predictor = Predictor(demo_checkpoint, vad=VadConfig(enabled=False))  # the tones would not pass the VAD
     assert predictor.domain is not None and np.isfinite(predictor.domain.threshold)
+    assert predictor.temperature == 0.8  # the checkpoint's, applied to every window (tests/test_onnx.py: both routes)
     sr, rng = 16_000, np.random.default_rng(0)
     t = np.arange(int(3.5 * sr)) / sr
     foreign = {
