@@ -347,6 +347,28 @@ def ablation_table(ablations: dict | None) -> list[str]:
     return out
 
 
+def scaling_data_table(scaling: dict | None) -> list[str]:
+    """UA against training clips (bench/scaling_data.py): where the method's head would meet the probe."""
+    if not scaling:
+        return []
+    parts = ("head alone", "probe alone", "head + probe (shipped)")
+    out = ["", f"UA against training clips on RAVDESS's test folds (`bench/scaling_data.py`, {scaling['upstream']}, "
+               f"{scaling['seeds']} seeds, clip protocol, the reproduce recipe): nested shares of each fold's training "
+               "speakers, then all of them with every EmoDB speaker; each model scored as its head alone, its probe "
+               "alone and both (what sera ships). UA %, mean ± std over seeds.", "",
+           "| training set | clips | " + " | ".join(parts) + " |", "|---|---|---|---|---|"]
+    for label, v in scaling["points"].items():
+        out.append(f"| {label} | {v['train_clips']:.0f} | " + " | ".join(pct(v[m], scaling["seeds"]) for m in parts) + " |")
+    fits = scaling["fits"]
+    out += ["", "Least-squares lines, UA per tenfold more clips: " + ", ".join(
+        f"{m} {100 * fits[m]['b']:+.1f}" for m in parts) + ". " + (
+        f"The head's line meets the probe's at about {scaling['head_meets_probe_at_clips']:,.0f} training clips "
+        "(an extrapolation)." if scaling.get("head_meets_probe_at_clips") else
+        "The head's line does not climb faster than the probe's: on this trend it never catches up."),
+        "", "![UA against training clips](assets/scaling_data.png)"]
+    return out
+
+
 def encoder_table(encoders: dict | None) -> list[str]:
     """One row per upstream: extraction against the bare encoder, cache size, probe UA, predict latency."""
     if not encoders:
@@ -387,12 +409,15 @@ def main() -> None:
     text += "\n".join(encoder_table(load("encoders", q))) + "\n"
     text += "\n".join(speech_table(load("speech_only", q), load("vad_pooling", q))) + "\n"
     text += "\n".join(ablation_table(load("ablations-none", q))) + "\n"
+    text += "\n".join(scaling_data_table(load("scaling_data", q))) + "\n"
     suffix = "-quick" if q else ""
     (RESULTS / f"summary{suffix}.md").write_text(text)
     chart(table, RESULTS / f"ua_by_method{suffix}.png")
     if not q:
         page = ROOT / "docs" / "results.md"
-        shutil.copyfile(RESULTS / "ua_by_method.png", ROOT / "docs" / "assets" / "ua_by_method.png")
+        for picture in ("ua_by_method.png", "scaling_data.png"):
+            if (RESULTS / picture).is_file():
+                shutil.copyfile(RESULTS / picture, ROOT / "docs" / "assets" / picture)
         body = page.read_text()
         block = f"{BEGIN}\n{text}\n![UA per method](assets/ua_by_method.png)\n{END}"
         body, n = re.subn(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, body, flags=re.S)
