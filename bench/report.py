@@ -359,12 +359,17 @@ def scaling_data_table(scaling: dict | None) -> list[str]:
            "| training set | clips | " + " | ".join(parts) + " |", "|---|---|---|---|---|"]
     for label, v in scaling["points"].items():
         out.append(f"| {label} | {v['train_clips']:.0f} | " + " | ".join(pct(v[m], scaling["seeds"]) for m in parts) + " |")
-    fits = scaling["fits"]
+    fits, meet = scaling["fits"], scaling.get("head_meets_probe_at_clips")
+    largest = max(v["train_clips"] for v in scaling["points"].values())
+    if meet is None:
+        where = "The head's line does not climb faster than the probe's: on this trend it never catches up."
+    elif meet > 10 * largest:
+        where = (f"The head's line climbs faster than the probe's but would meet it only beyond ten times the largest "
+                 f"training set measured ({largest:,.0f} clips): further than the fit can say.")
+    else:
+        where = f"The head's line meets the probe's at about {meet:,.0f} training clips (an extrapolation)."
     out += ["", "Least-squares lines, UA per tenfold more clips: " + ", ".join(
-        f"{m} {100 * fits[m]['b']:+.1f}" for m in parts) + ". " + (
-        f"The head's line meets the probe's at about {scaling['head_meets_probe_at_clips']:,.0f} training clips "
-        "(an extrapolation)." if scaling.get("head_meets_probe_at_clips") else
-        "The head's line does not climb faster than the probe's: on this trend it never catches up."),
+        f"{m} {100 * fits[m]['b']:+.1f}" for m in parts) + ". " + where,
         "", "![UA against training clips](assets/scaling_data.png)"]
     return out
 
