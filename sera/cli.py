@@ -261,14 +261,16 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
 def cmd_download(args: argparse.Namespace) -> int:
     from .config import DataConfig
-    from .data.download import SOURCES, download
+    from .data import CORPORA
+    from .data.download import download
 
     root = args.data or DataConfig().root
     if args.checksum and len(args.corpora) > 1:
         raise SeraError("--checksum pins one archive: download one corpus at a time with it")
     for name in args.corpora:
         folder = download(name, root, checksum=args.checksum, progress=not args.no_progress)
-        print(f"{name}: {folder} ({SOURCES[name].title}); licence: {SOURCES[name].licence}")
+        record = CORPORA[name]
+        print(f"{name}: {folder} ({record.source.title}); licence: {record.licence}; cite: {record.citation}")
     return 0
 
 

@@ -190,3 +190,15 @@ def test_bad_ravdess_name(tmp_path):
     write_audio(tmp_path / "ravdess" / "Actor_01" / "hello.wav", 0.5)
     with pytest.raises(CorpusError, match="hello.wav: not a RAVDESS file name"):
         load_corpus(DataConfig(root=str(tmp_path), corpus="ravdess"))
+
+
+def test_one_record_per_corpus_says_where_it_lives_how_it_is_read_and_on_what_terms(data_root):
+    from sera.data import CORPORA, load_corpus, make_folds
+    from sera.data.download import SOURCES
+
+    assert set(CORPORA) == {"ravdess", "emodb", "iemocap", "crema-d"}
+    assert all(r.licence and r.citation and r.folder for r in CORPORA.values())
+    assert SOURCES == {n: r.source for n, r in CORPORA.items() if r.source}  # sera download reads the same record
+    for name in ("ravdess", "emodb"):  # its folds: consecutive groups of its sorted speakers
+        corpus = load_corpus(DataConfig(root=str(data_root), corpus=name))
+        assert len(make_folds(corpus)) == CORPORA[name].folds

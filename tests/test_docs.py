@@ -36,3 +36,10 @@ def test_the_project_names_commits_and_dates_not_how_its_work_was_organised():
     hits = [f"{f}: {m.group(0)}" for f in files if f.endswith((".py", ".md", ".ipynb", ".toml", ".yml", "Makefile")) and f != here
             for m in [pattern.search((ROOT / f).read_text(errors="ignore"))] if m]
     assert not hits, hits
+
+
+def test_no_figure_is_left_as_a_placeholder():
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    left = [f"{p.name}: {m}" for p in pages for m in re.findall(r"\b[A-Z]+_(?:NOTES|SUMMARY|LINE|CLIP|HEAD)\b",
+                                                                p.read_text()) if m != "PROTOCOL_NOTES"]
+    assert not left, left

@@ -2,7 +2,7 @@
 
 from .corpora import (
     AUDIO_EXTENSIONS,
-    READERS,
+    CORPORA,
     Corpus,
     Utterance,
     apply_class_map,
@@ -22,7 +22,7 @@ from .corpora import (
 from .folds import Fold, make_folds
 
 __all__ = [
-    "AUDIO_EXTENSIONS", "READERS", "Corpus", "Fold", "Utterance", "apply_class_map", "combine", "load_corpus",
+    "AUDIO_EXTENSIONS", "CORPORA", "Corpus", "Fold", "Utterance", "apply_class_map", "combine", "load_corpus",
     "make_folds", "parse_class_map", "parts_of", "read_cremad", "read_emodb", "read_iemocap", "read_label_folders",
     "read_manifest", "read_ravdess", "shared_labels", "unified_label",
 ]

@@ -222,12 +222,52 @@ def read_label_folders(root: Path) -> Corpus:
 
 # --- the registry ----------------------------------------------------------------------------
 
-READERS: dict[str, tuple[str, Callable[[Path], Corpus], str]] = {
-    # name: (folder below SERA_DATA, reader, default class map)
-    "ravdess": ("ravdess", read_ravdess, ""),
-    "emodb": ("emodb", read_emodb, ""),
-    "iemocap": ("iemocap", read_iemocap, IEMOCAP_4CLASS),
-    "crema-d": ("crema-d", read_cremad, ""),
+@dataclass(frozen=True)
+class Source:
+    """Where ``sera download`` fetches a public corpus, and how it knows the archive is whole."""
+
+    title: str
+    url: str  # the archive
+    record: str  # a JSON record stating the archive's size and checksum (Zenodo's API); "" if none is published
+    marker: str  # a folder (glob) inside the corpus folder that only a complete corpus has
+
+
+@dataclass(frozen=True)
+class CorpusRecord:
+    """Everything sera knows of a corpus, in one place: where it lives, how it is read, its classes and
+    folds, where it comes from and on what terms."""
+
+    folder: str  # below SERA_DATA
+    reader: Callable[[Path], Corpus]
+    licence: str
+    citation: str
+    classes: str = ""  # the class map it is read with by default ("" keeps its own classes)
+    folds: int | None = None  # speaker-independent folds: consecutive groups of its sorted speakers (None:
+    #                           data.num_folds, speakers dealt round-robin; IEMOCAP: leave one session out)
+    source: Source | None = None  # where `sera download` fetches it; None: from its publisher by agreement
+
+
+CORPORA: dict[str, CorpusRecord] = {
+    "ravdess": CorpusRecord(
+        "ravdess", read_ravdess, "CC BY-NC-SA 4.0: non-commercial use, cite the paper",
+        "Livingstone & Russo 2018, PLoS ONE 13(5), doi:10.1371/journal.pone.0196391; data doi:10.5281/zenodo.1188976",
+        folds=4, source=Source("RAVDESS speech (24 actors, 1440 clips)",
+                               "https://zenodo.org/records/1188976/files/Audio_Speech_Actors_01-24.zip?download=1",
+                               "https://zenodo.org/api/records/1188976", "Actor_*")),
+    "emodb": CorpusRecord(
+        "emodb", read_emodb, "free for research use: cite the paper",
+        "Burkhardt et al. 2005, A database of German emotional speech, Interspeech (emodb.bilderbar.info)",
+        folds=5, source=Source("Berlin Database of Emotional Speech (10 speakers, 535 clips)",
+                               "http://emodb.bilderbar.info/download/download.zip",
+                               "",  # the publisher states no checksum: the archive's own CRCs and file count are checked
+                               "wav")),
+    "iemocap": CorpusRecord(
+        "iemocap", read_iemocap, "by agreement with USC SAIL (sail.usc.edu/iemocap), research use",
+        "Busso et al. 2008, IEMOCAP: interactive emotional dyadic motion capture database, LRE 42(4)",
+        classes=IEMOCAP_4CLASS),
+    "crema-d": CorpusRecord(
+        "crema-d", read_cremad, "Open Database License (ODbL) 1.0",
+        "Cao et al. 2014, CREMA-D: crowd-sourced emotional multimodal actors dataset, IEEE Trans. Affective Computing"),
 }
 
 
@@ -315,10 +355,10 @@ def load_corpus(cfg: DataConfig | None = None, **overrides: str) -> Corpus:
     key = name.lower()
     if CORPUS_JOIN in name:
         corpus = combine([load_corpus(cfg, corpus=part.strip(), classes="") for part in name.split(CORPUS_JOIN)])
-    elif key in READERS:
-        folder, reader, default_map = READERS[key]
-        corpus = reader(Path(cfg.root) / folder)
-        classes = classes or default_map
+    elif key in CORPORA:
+        record = CORPORA[key]
+        corpus = record.reader(Path(cfg.root) / record.folder)
+        classes = classes or record.classes
     elif name.lower().endswith(".csv"):
         path = Path(name)
         if not path.is_file():
@@ -327,7 +367,7 @@ def load_corpus(cfg: DataConfig | None = None, **overrides: str) -> Corpus:
     elif Path(name).is_dir():
         corpus = read_label_folders(Path(name))
     else:
-        raise CorpusError(f"unknown corpus {name!r}: use one of {', '.join(READERS)}, a manifest .csv, "
+        raise CorpusError(f"unknown corpus {name!r}: use one of {', '.join(CORPORA)}, a manifest .csv, "
                           "or a folder with one subfolder per label")
     if not corpus.utterances:
         raise CorpusError(f"{corpus.root}: no {corpus.name} audio files found")

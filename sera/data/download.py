@@ -15,40 +15,16 @@ import shutil
 import tempfile
 import urllib.request
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
 from tqdm.auto import tqdm
 
 from ..errors import CorpusError
+from .corpora import CORPORA
 
 
-@dataclass(frozen=True)
-class Source:
-    title: str
-    url: str  # the archive
-    record: str  # a JSON record stating the archive's size and checksum (Zenodo's API); "" if none is published
-    licence: str
-    marker: str  # a folder (glob) inside the corpus folder that only a complete corpus has
-
-
-SOURCES = {
-    "ravdess": Source(
-        "RAVDESS speech (24 actors, 1440 clips)",
-        "https://zenodo.org/records/1188976/files/Audio_Speech_Actors_01-24.zip?download=1",
-        "https://zenodo.org/api/records/1188976",
-        "CC BY-NC-SA 4.0 (Livingstone & Russo 2018, doi:10.5281/zenodo.1188976): non-commercial use, cite the paper",
-        "Actor_*",
-    ),
-    "emodb": Source(
-        "Berlin Database of Emotional Speech (10 speakers, 535 clips)",
-        "http://emodb.bilderbar.info/download/download.zip",
-        "",  # the publisher states no checksum: the archive's own CRCs and its file count are checked
-        "free for research use (Burkhardt et al. 2005, emodb.bilderbar.info): cite the paper",
-        "wav",
-    ),
-}
+SOURCES = {name: record.source for name, record in CORPORA.items() if record.source is not None}
 RAVDESS_URL = SOURCES["ravdess"].url
 
 

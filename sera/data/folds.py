@@ -16,9 +16,8 @@ import numpy as np
 
 from ..config import DataConfig
 from ..errors import CorpusError
-from .corpora import CORPUS_JOIN, Corpus, parts_of
+from .corpora import CORPORA, CORPUS_JOIN, Corpus, parts_of
 
-STANDARD_FOLDS = {"ravdess": 4, "emodb": 5}  # consecutive groups of sorted speaker ids
 
 
 @dataclass(frozen=True)
@@ -47,12 +46,13 @@ def make_folds(corpus: Corpus, cfg: DataConfig | None = None, seed: int = 0) -> 
         return [_fold(corpus, f"session {name}", speakers) for name, speakers in groups.items()]
     if any(u.split == "test" for u in corpus.utterances):
         return [_given_split(corpus)]
-    k = STANDARD_FOLDS.get(corpus.name, cfg.num_folds)
+    standard = CORPORA[corpus.name].folds if corpus.name in CORPORA else None  # consecutive sorted speaker groups
+    k = standard or cfg.num_folds
     speakers = corpus.speakers
     if len(speakers) < 2:
         raise CorpusError(f"{corpus.name}: speaker-independent folds need at least 2 speakers, found {len(speakers)}")
     k = min(k, len(speakers))
-    if corpus.name in STANDARD_FOLDS:
+    if standard:
         groups_ = [list(g) for g in np.array_split(np.array(speakers), k)]
     else:
         groups_ = [speakers[i::k] for i in range(k)]
