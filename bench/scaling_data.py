@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common import RESULTS, RUNS, save, upstream  # noqa: E402
 
 import matplotlib  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -113,6 +114,9 @@ def picture(summary: dict, path: Path, title: str) -> None:
         ax.axvline(c, color="grey", lw=0.8, ls="--")
         ax.text(c, ax.get_ylim()[0] + 1, f" lines meet at {c:,.0f} clips", fontsize=7, color="grey")
     ax.set_xscale("log")
+    ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator([125, 250, 500, 1000, 2000, 4000, 8000]))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     ax.set_xlabel("training clips (log scale)")
     ax.set_ylabel("UA on RAVDESS's test clips (%), clip protocol")
     ax.set_title(title, fontsize=9)
