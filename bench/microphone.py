@@ -34,7 +34,8 @@ from sera.config import SeraConfig  # noqa: E402
 from sera.evaluate import cross_validate  # noqa: E402
 from sera.metrics import metrics  # noqa: E402
 from sera.pipeline import apply_quick, corpus_and_folds, features, labelled_copies  # noqa: E402
-from sera.probe import as_matrix, probe_predictions, utterance_embeddings  # noqa: E402
+from sera.model.probe import logistic_probe  # noqa: E402
+from sera.probe import as_matrix, utterance_embeddings  # noqa: E402
 
 
 def in_test_set(u) -> bool:
@@ -89,13 +90,11 @@ def main() -> None:
     probe = {name: [] for name in views}
     for fold in folds:  # the probe baseline: fitted on the fold's clean training clips, tested on each view
         test = np.array([u.id in fold.test_ids for u in fs.utts])
+        fitted = logistic_probe().fit(X[~test], y[~test])  # once per fold, then each view
         for name, view in views.items():
             rows = [i for i, u in enumerate(view.utts) if u.id in fold.test_ids]
             Xv, yv = as_matrix(utterance_embeddings(view.subset(rows))), view.labels[rows].numpy()
-            fit = np.concatenate([X[~test], Xv])  # one matrix: probe_predictions fits on train rows, predicts test rows
-            labels = np.concatenate([y[~test], yv])
-            train = np.arange(len(fit)) < (~test).sum()
-            probe[name].append(metrics(yv, probe_predictions(fit, labels, train, ~train), C)["ua"])
+            probe[name].append(metrics(yv, fitted.predict(Xv), C)["ua"])
     out["probe_fold_mean_ua"] = {k: float(np.mean(v)) for k, v in probe.items()}
     print(save(f"microphone{tag}", out), flush=True)
     for variant, v in out["variants"].items():

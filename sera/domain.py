@@ -54,5 +54,5 @@ class DomainCheck:
 
     def distance(self, feats: torch.Tensor) -> float:
         """A clip's (L, T, D) features -> its distance (1 is typical of the training clips themselves)."""
-        x = feats.float().mean(1).double().numpy()[None]  # (1, L, D)
+        x = layer_means([feats]).astype(np.float64)  # (1, L, D), as ``fit`` reads the training clips
         return float(_distances(x, self.stats.mean.double().numpy(), self.stats.std.double().numpy())[0])

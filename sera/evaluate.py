@@ -159,15 +159,16 @@ def run_fold(fs: FeatureSet, fold: Fold, cfg: SeraConfig, num_classes: int, prog
         ids = {fs.utts[i].id for i in idx}
         return clips + copies.subset([i for i, u in enumerate(copies.utts) if u.id in ids])
 
-    model, history = finetune(labelled(fit_idx), normalised.subset(val_idx) if val_idx else None, cfg, L, D,
+    fit = labelled(fit_idx)
+    model, history = finetune(fit, normalised.subset(val_idx) if val_idx else None, cfg, L, D,
                               num_classes, init=init, attrs=attrs, progress=progress,
                               resume=state / "stage2-progress.pt" if state else None)
     val_fusion = test_fusion = val_probs = None
     if val_idx:
         val = normalised.subset(val_idx)
         if model.probe is not None:  # fitted beside the head on the fitting speakers, scored on the validation
-            fit = labelled(fit_idx)  # speakers, then refitted on every training speaker for the test fold (below)
-            model.probe.fit(fit.feats, fit.labels.numpy(), cfg.seed)
+            model.probe.fit(fit.feats, fit.labels.numpy(), cfg.seed)  # speakers, then refitted on every training
+            #                                                           speaker for the test fold (below)
             val_parts = part_probabilities(model, lambda: predict_proba(model, val))
             val_fusion = fusion_curve(val_parts, val.labels.numpy(), num_classes)
             val_probs = mix(val_parts, model.probe_weight)

@@ -107,12 +107,9 @@ def unlabelled_features(cfg: SeraConfig, progress: bool = True, corpus: Corpus |
     """Audio of the corpora in ``train.pretrain_corpora`` and the augmented copies (``train.pretrain_augment``)
     of ``corpus``'s clips: more material for stage 1, labels unused (normalised as training features are).
     A copy keeps its clip's utterance id, so a fold leaves its test clips' copies out (``run_fold``)."""
-    sets = []
-    augments = parse_augmentations(cfg.train.pretrain_augment)
-    if augments and corpus is None:
+    if cfg.train.pretrain_augment and corpus is None:
         raise SeraError("train.pretrain_augment: augmented copies need the corpus they are copies of")
-    for augment in augments:
-        sets.append(normalise(features(corpus, cfg, progress, augment)[0], cfg.data.normalise))
+    sets = _copies(corpus, cfg, cfg.train.pretrain_augment, progress) if corpus is not None else []
     for name in pretrain_corpora(cfg):
         if name in cfg.data.corpus.split(CORPUS_JOIN):
             raise SeraError(f"train.pretrain_corpora: {name} is the corpus being evaluated; stage 1 already sees "
@@ -127,9 +124,13 @@ def labelled_copies(cfg: SeraConfig, corpus: Corpus, progress: bool = True) -> F
     """The augmented copies ``train.finetune_augment`` names of every clip of ``corpus``, with their clips'
     labels and ids, normalised as training features are; None without any. Each fold keeps the copies of its
     training clips alone (``evaluate.run_fold``)."""
-    sets = [normalise(features(corpus, cfg, progress, a)[0], cfg.data.normalise)
-            for a in parse_augmentations(cfg.train.finetune_augment)]
+    sets = _copies(corpus, cfg, cfg.train.finetune_augment, progress)
     return sum(sets[1:], sets[0]) if sets else None
+
+
+def _copies(corpus: Corpus, cfg: SeraConfig, names: str, progress: bool) -> list[FeatureSet]:
+    """``corpus``'s augmented copies ``names`` lists, each a FeatureSet normalised as training features are."""
+    return [normalise(features(corpus, cfg, progress, a)[0], cfg.data.normalise) for a in parse_augmentations(names)]
 
 
 def train_final(fs: FeatureSet, cfg: SeraConfig, num_classes: int, epochs: int, progress: bool = True,
