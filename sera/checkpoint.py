@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from . import __version__
-from .config import ModelConfig, SeraConfig, _build
+from .config import NORMALISATIONS, ModelConfig, SeraConfig, _build
 from .domain import DomainCheck
 from .errors import EncoderError, SeraError
 from .io import atomic_write, atomic_write_text
@@ -187,7 +187,7 @@ def _meta_problem(meta: Any) -> str | None:
         "dim": count(meta.get("dim")),
         "labels": isinstance(meta.get("labels"), list) and all(isinstance(x, str) for x in meta["labels"])
         and (bool(meta["labels"]) or meta.get("kind") == "adapter"),
-        "normalise": meta.get("normalise", "none") in ("none", "speaker"),
+        "normalise": meta.get("normalise", "none") in NORMALISATIONS,
         "model": isinstance(meta.get("model"), dict),
         "audio": isinstance(meta.get("audio", {}), dict),
         "vad": isinstance(meta.get("vad", {}), dict),

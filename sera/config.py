@@ -18,7 +18,8 @@ from .errors import SeraError
 
 SAMPLE_RATE = 16_000  # every supported encoder, the VAD and the augmentations take 16 kHz mono audio
 PROTOCOLS = ("clip", "speaker")  # how test clips are scored: alone (as sera predict), or with their speaker's statistics
-NORMALISATIONS = ("speaker", "none")  # what training does to features: standardise per speaker, or nothing
+NORMALISATIONS = ("speaker", "none", "utterance")  # what training does to features: standardise per speaker, nothing,
+#                                                  or each clip with its own statistics (sera/normalise.py)
 DEFAULT_ENCODER = "openai/whisper-base"  # multilingual, and better than tiny.en on every corpus measured (bench/)
 PAPER_ENCODER = "facebook/hubert-large-ll60k"  # the reference paper's encoder
 
@@ -66,7 +67,8 @@ class DataConfig:
     folds: str = ""  # a JSON file of each fold's test speakers (another benchmark's folds, e.g. EmoBox's); "" = sera's
     speaker_dependent: bool = False  # random utterance split; every result then says so
     allow_outside_root: bool = False  # let manifest paths point outside their folder
-    normalise: str = "speaker"  # "speaker": standardise features per speaker (sera/normalise.py), "none"
+    normalise: str = "speaker"  # "speaker": standardise features per speaker (sera/normalise.py), "none", or
+    #                             "utterance": each clip with its own statistics (no speaker needed, in training or use)
     test_corpus: str = ""  # cross-corpus: train on all of `corpus`, test once on all of this one (shared emotions)
     protocol: str = "clip"  # test protocol of the headline figures (both are always scored, sera/evaluate.py):
     #                         "clip" (each test clip alone, as sera predict) or "speaker" (own speaker statistics)

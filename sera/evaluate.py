@@ -9,7 +9,7 @@ Every trained fold model is scored in both test protocols, because only the test
   other test clip is used. This is what a user gets, so it leads.
 - **speaker**: each test speaker standardised with the statistics of all their own clips (the usual
   speaker-normalised research protocol; users rarely have it). For a model trained without
-  normalisation the two protocols coincide.
+  normalisation, or with each clip's own statistics ("utterance"), the two protocols coincide.
 """
 
 from __future__ import annotations
@@ -29,10 +29,10 @@ from .config import PROTOCOLS, SeraConfig
 from .data import Corpus, Fold
 from .errors import SeraError
 from .io import atomic_write_text
-from .features import FeatureSet, Stats
+from .features import FeatureSet
 from .metrics import corpus_metrics, metrics, reliability, unweighted_accuracy
 from .inference import classify_clip, predict_proba
-from .normalise import normalise, reference_stats, speaker_stats
+from .normalise import clip_stats, normalise, reference_stats, speaker_stats
 from .provenance import code_version
 from .report import led
 from .runstate import check_state
@@ -79,11 +79,9 @@ def protocol_probabilities(model, raw: FeatureSet, train_idx: list[int], test_id
     test = raw.subset(test_idx)
     if protocol == "speaker":
         return predict_proba(model, normalise(test, mode))
-    reference: Stats | None = None
-    if mode == "speaker":
-        reference = reference_stats(speaker_stats(raw.subset(train_idx)))
+    reference = reference_stats(speaker_stats(raw.subset(train_idx))) if mode == "speaker" else None
     speech = test.speech if test.speech is not None else [None] * len(test)  # each clip's own speech frames
-    return torch.cat([classify_clip(model, f, reference, s)[0].softmax(-1).float().cpu()
+    return torch.cat([classify_clip(model, f, clip_stats(mode, f, reference), s)[0].softmax(-1).float().cpu()
                       for f, s in zip(test.feats, speech)])
 
 
@@ -122,7 +120,8 @@ def score_view(model, view: FeatureSet, raw: FeatureSet, train_idx: list[int], t
     scores it; a speaker-normalised model standardises them with the training speakers' reference statistics."""
     idx = [i for i, u in enumerate(view.utts) if u.id in test_ids]
     reference = reference_stats(speaker_stats(raw.subset(train_idx))) if mode == "speaker" else None
-    probs = torch.cat([classify_clip(model, view.feats[i], reference)[0].softmax(-1).float().cpu() for i in idx])
+    probs = torch.cat([classify_clip(model, view.feats[i], clip_stats(mode, view.feats[i], reference))[0]
+                       .softmax(-1).float().cpu() for i in idx])
     y = view.labels[idx].numpy()
     out = {k: v for k, v in metrics(y, probs.argmax(1).numpy(), num_classes).items() if k != "confusion"}
     return {**out, "clips": len(idx), "ece_calibrated": reliability(y, temper(probs.numpy(), temperature))["ece"]}

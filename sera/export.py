@@ -36,6 +36,7 @@ class _Graph(torch.nn.Module):
         self.register_buffer("mean", stats.mean if stats is not None else torch.zeros(1, 1))
         self.register_buffer("std", stats.std if stats is not None else torch.ones(1, 1))
         self.whisper = predictor.encoder.is_whisper
+        self.per_clip = predictor.normalise == "utterance"  # each clip standardised with its own statistics
 
     def _whisper(self, mel: torch.Tensor) -> torch.Tensor:  # (1, n_mels, M) -> (L, T, D)
         return whisper_states(self.encoder.model, mel)[:, 0]
@@ -51,7 +52,11 @@ class _Graph(torch.nn.Module):
         L, T, D = h.shape
         n = T // self.stride if T >= self.stride else 1
         h = h[:, : n * self.stride].reshape(L, n, -1, D).mean(2)  # frame-rate reduction
-        h = (h - self.mean.unsqueeze(-2)) / self.std.unsqueeze(-2)  # identity for unnormalised checkpoints
+        if self.per_clip:  # as Stats.of([h]).apply(h)
+            mean = h.mean(1, keepdim=True)
+            h = (h - mean) / (h - mean).pow(2).mean(1, keepdim=True).sqrt().clamp_min(1e-3)
+        else:
+            h = (h - self.mean.unsqueeze(-2)) / self.std.unsqueeze(-2)  # identity for unnormalised checkpoints
         feats = h.unsqueeze(0)  # (1, L, T', D)
         mask = torch.ones(1, feats.shape[2], dtype=torch.bool)
         logits, _ = self.model(feats, mask)

@@ -78,7 +78,9 @@ def model_card(checkpoint: str | Path) -> str:
     if on_hub:
         header["base_model"] = encoder
     labels = meta["labels"]
-    normalised = meta.get("normalise", "none") == "speaker"
+    features = {"speaker": "standardised per speaker (a clip alone uses the training speakers' reference statistics)",
+                "utterance": "each clip standardised with its own statistics: no speaker statistics needed"}.get(
+        meta.get("normalise", "none"), "as the encoder gives them: no speaker statistics needed")
     cv = meta.get("cv", {})
     lines = [
         "---", yaml.safe_dump(header, sort_keys=False).strip(), "---", "",
@@ -94,7 +96,7 @@ def model_card(checkpoint: str | Path) -> str:
            "with `--encoder` (checked by content)."), "",
         f"- **Labels** ({len(labels)}): {', '.join(labels)}",
         f"- **Trained on**: {', '.join(CORPUS_CITATIONS.get(c, c) for c in corpora) or 'unrecorded'}",
-        f"- **Features**: {'standardised per speaker (a clip alone uses the training speakers reference statistics)' if normalised else 'as the encoder gives them: no speaker statistics needed'}",
+        f"- **Features**: {features}",
         "",
         "## Use", "", "```python", "from sera.predict import Predictor", "",
         'predictor = Predictor.from_pretrained("USER/NAME")  # or a local folder', 'print(predictor.predict_file("clip.wav").top(3))',

@@ -32,6 +32,7 @@ from .errors import AudioError, SeraError
 from .hub import resolve_checkpoint
 from .inference import classify_clip
 from .features import Stats
+from .normalise import clip_stats
 from .vad import Region, as_array, frame_times, regions, speech_frames, speech_probabilities, speech_segments
 
 
@@ -100,11 +101,12 @@ class Predictor:
         self.pool_speech = saved if saved.pool_speech else None  # SAP over speech frames, found as in training
         self.calibration = _build(CalibrationConfig, self.meta.get("calibration", {}), f"{checkpoint}/config.json:calibration")
         self.temperature = float(self.meta.get("temperature", 1.0)) if self.calibration.temperature else 1.0
-        self.speaker_normalised = self.meta.get("normalise", "none") == "speaker"
+        self.normalise = self.meta.get("normalise", "none")  # what training did to features (config.NORMALISATIONS)
+        self.speaker_normalised = self.normalise == "speaker"
         if self.speaker_normalised and self.reference is None:
             raise SeraError(f"{checkpoint}: trained on speaker-normalised features but holds no reference statistics")
         # Enrolment needs the training speakers' statistics (unnormalised checkpoints saved before sera kept them lack them)
-        self.can_enrol = self.reference is not None
+        self.can_enrol = self.reference is not None and self.normalise != "utterance"  # a clip's own statistics rule
 
     @classmethod
     def from_pretrained(cls, source: str | Path, encoder: str | None = None, device: str = "auto",
@@ -121,8 +123,8 @@ class Predictor:
         if same_speaker and self.can_enrol:
             return ("Speaker route: the clips are mapped onto the training speakers' statistics with their speaker's own "
                     "(not cross-validated for this checkpoint; it pays with about 16 or more clips of varied emotion).")
-        how = ("standardised with the training speakers' reference statistics" if self.speaker_normalised
-               else "no speaker statistics needed")
+        how = {"speaker": "standardised with the training speakers' reference statistics",
+               "utterance": "standardised with its own statistics"}.get(self.normalise, "no speaker statistics needed")
         return f"Clip protocol: each clip is scored alone ({how})" + ua("clip") + "."
 
     def windows(self, n_samples: int, sr: int = SAMPLE_RATE) -> list[tuple[int, int]]:
@@ -173,7 +175,9 @@ class Predictor:
         """One window's features (and its speech frames, when pooled alone) -> class probabilities (C,) under the
         checkpoint's temperature, SAP attention (T,), cluster ids (T,) and the domain distance (nan: no check)."""
         distance = self.domain.distance(feats) if self.domain is not None else float("nan")  # as the audio arrives
-        if self.speaker_normalised:
+        if self.normalise == "utterance":
+            stats = clip_stats(self.normalise, feats, None)
+        elif self.speaker_normalised:
             stats = speaker or self.reference
         else:  # an enrolled speaker's features mapped onto the training speakers' statistics
             stats = None

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from sera.features import Stats
-from sera.normalise import normalise
+from sera.normalise import clip_stats, normalise
 from toy import toy_features
 
 
@@ -34,4 +34,22 @@ def test_each_speaker_is_standardised_and_a_speaker_offset_is_removed():
     assert raw.feats is fs.feats and raw.normalised == "none"
     torch.testing.assert_close(raw.reference.mean, out.reference.mean)
     with pytest.raises(ValueError, match="normalise mode"):
-        normalise(fs, "utterance")
+        normalise(fs, "per-corpus")
+
+
+def test_each_clip_alone_is_standardised_and_its_channel_removed():
+    """"utterance": a microphone or a room that shifts and scales a whole clip's features changes nothing, and
+    no other clip (no speaker, no training set) is needed, so a clip of an unknown speaker is scored as in training."""
+    fs = toy_features(n=6, D=8)
+    out = normalise(fs, "utterance")
+    for f in out.feats:
+        stats = Stats.of([f.float()])
+        assert stats.mean.abs().max() < 0.01 and (stats.std - 1).abs().max() < 0.01
+    channel = [(f.float() * 3 + 5 * torch.randn(8)).half() for f in fs.feats]  # each clip: its own gain and offset
+    again = normalise(replace(fs, feats=channel), "utterance")
+    for a, b in zip(out.feats, again.feats):
+        torch.testing.assert_close(a.float(), b.float(), atol=0.02, rtol=0.01)  # float16 features
+    assert out.normalised == "utterance" and out.reference is None
+    one = fs.feats[0].float()
+    torch.testing.assert_close(clip_stats("utterance", one, None).apply(one), out.feats[0].float(), atol=0.01, rtol=0.01)
+    assert clip_stats("none", one, Stats.of([one])) is None

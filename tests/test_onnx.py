@@ -71,10 +71,12 @@ def test_sera_predict_onnx_imports_neither_torch_nor_transformers(exported, data
         OnnxPredictor(tmp_path)
 
 
-def test_a_wav2vec_family_checkpoint_exports_from_the_wave(tiny_hubert, tmp_path):
-    """HuBERT / wav2vec 2.0 / WavLM take the wave itself: the graph starts there, any length."""
+@pytest.mark.parametrize("normalise", ["none", "utterance"])
+def test_a_wav2vec_family_checkpoint_exports_from_the_wave(tiny_hubert, tmp_path, normalise):
+    """HuBERT / wav2vec 2.0 / WavLM take the wave itself: the graph starts there, any length; an utterance-
+    normalised checkpoint's graph standardises each window with its own statistics, as ``Predictor`` does."""
     cfg = SeraConfig()
-    cfg.encoder.name, cfg.data.normalise, cfg.vad.enabled = str(tiny_hubert), "none", False  # tones: no speech
+    cfg.encoder.name, cfg.data.normalise, cfg.vad.enabled = str(tiny_hubert), normalise, False  # tones: no speech
     cfg.model.width, cfg.model.heads, cfg.model.probe_weight = 32, 4, 0.5
     key, _ = encoder_identity(EncoderConfig(name=str(tiny_hubert)))
     model = EmotionClassifier(cfg.model, 3, 32, 2)

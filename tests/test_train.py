@@ -357,6 +357,34 @@ def test_predict_normalises_clips_of_one_speaker_as_training_did(tmp_path, angry
     assert all(not np.allclose(a.attention, t.attention, atol=1e-3) for a, t in zip(alone, together))
 
 
+def test_predict_standardises_each_clip_alone_as_an_utterance_normalised_model_trained(tmp_path, angry_sad):
+    """``data.normalise = "utterance"``: a clip scored by ``sera predict`` is standardised with its own statistics,
+    exactly as the training view and the clip protocol (``evaluate.protocol_probabilities``) do; no enrolment."""
+    import copy
+
+    from sera.evaluate import protocol_probabilities
+    from sera.predict import Predictor
+
+    cfg, corpus, _, key = angry_sad
+    cfg = copy.deepcopy(cfg)
+    cfg.data.normalise, cfg.train.finetune_epochs = "utterance", 2
+    raw = features(corpus, cfg, progress=False)[0]
+    fs = normalise(raw, "utterance")
+    L, _, D = fs.feats[0].shape
+    model, _ = finetune(fs, None, cfg, L, D, 2, progress=False)
+    save_checkpoint(tmp_path / "ckpt", model, cfg, corpus.labels, key, L, D, reference=fs.reference)
+    predictor = Predictor(tmp_path / "ckpt")
+    idx = [i for i, u in enumerate(fs.utts) if u.speaker == "07"][:4]
+    expected = predict_proba(model, fs.subset(idx)).numpy()
+    got = [predictor.predict_file(raw.utts[i].path) for i in idx]
+    np.testing.assert_allclose([[p.probabilities[c] for c in corpus.labels] for p in got], expected, atol=0.02)
+    train_idx = [i for i in range(len(raw)) if i not in idx]
+    for protocol in ("clip", "speaker"):  # the two coincide: no other clip is used
+        probs = protocol_probabilities(model, raw, train_idx, idx, "utterance", protocol).numpy()
+        np.testing.assert_allclose(probs, expected, atol=1e-4)
+    assert not predictor.can_enrol and "its own statistics" in predictor.protocol_note()
+
+
 @pytest.mark.slow
 def test_a_model_trained_on_trimmed_clips_scores_clips_trimmed_alike(tmp_path, data_root, whisper_path, feature_cache,
                                                                      angry_sad):
