@@ -44,7 +44,7 @@ def config_from_args(args: argparse.Namespace) -> SeraConfig:
         "data": ("data", "root"), "corpus": ("data", "corpus"), "classes": ("data", "classes"),
         "encoder": ("encoder", "name"), "cache": (None, "cache_dir"), "seed": (None, "seed"),
         "protocol": ("data", "protocol"), "test_corpus": ("data", "test_corpus"), "folds": ("data", "folds"),
-        "jobs": ("train", "jobs"), "probe": ("model", "probe_weight"),
+        "jobs": ("train", "jobs"), "probe": ("model", "probe_weight"), "pretrain_audio": ("train", "pretrain_audio"),
     }.items():
         value = getattr(args, flag, None)
         if value is not None:
@@ -83,6 +83,8 @@ def _training_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--probe", type=float, metavar="W", help="average a linear probe on every layer's time mean "
                    "(fitted after stage 2) into the head's probabilities with weight W (model.probe_weight; "
                    "make reproduce: 0.5)")
+    p.add_argument("--pretrain-audio", metavar="DIR[,DIR]", help="stage 1 also learns from every audio file below "
+                   "these folders (recursive; no labels needed; train.pretrain_audio)")
     _set_flag(p, "any config field, e.g. --set train.seeds=1 --set model.width=128")
     for name, (flag, _) in ABLATIONS.items():
         p.add_argument(flag, action="store_true", help=f"ablation: {name}")

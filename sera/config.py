@@ -123,6 +123,7 @@ class TrainConfig:
     distill: bool = True  # stage 1 self-distillation term (False: ablation)
     attributes: bool = True  # stage 1 local-attribute term (False: ablation)
     pretrain_corpora: str = ""  # other corpora whose audio stage 1 also sees, e.g. "emodb" (labels unused)
+    pretrain_audio: str = ""  # folders of unlabelled audio (every file below each, recursively) stage 1 also sees
     pretrain_augment: str = ""  # augmented copies (sera/augment.py, e.g. "speed0.9,speed1.1,room") of the corpus's clips
     #                             that stage 1 also sees, a fold's test clips' copies never; cached on first use
     finetune_augment: str = ""  # augmented copies stage 2 (and the probe) also learn from, labels kept, e.g.
@@ -131,6 +132,8 @@ class TrainConfig:
     pretrain_epochs: int = 3  # stage 1 epochs over the training folds' audio. 3 epochs, 12 and patience 3 (until
     #                           commit 50a66e3: 10, 30, 6) score as well on the validation speakers of make reproduce's
     #                           RAVDESS + EmoDB folds in half the time (docs/bench-notes.md, Model selection)
+    pretrain_steps: int = 0  # > 0: stage 1 takes this many steps whatever its audio's size (pretrain_epochs unused):
+    #                          one budget for 1x, 3x or 10x the labelled audio (bench/stage1_audio.py)
     finetune_epochs: int = 12  # stage 2 epochs at most (early stopping on validation speakers)
     batch_size: int = 32  # utterances per step
     lr: float = 5e-4  # AdamW peak learning rate (warm-up then cosine decay)

@@ -14,7 +14,7 @@ import torch
 from .augment import Augmentation, parse_augmentations
 from .cache import FeatureCache, extract
 from .config import SeraConfig, name_list
-from .data import Corpus, Fold, load_corpus, make_folds, shared_labels
+from .data import Corpus, Fold, load_corpus, make_folds, read_unlabelled, shared_labels
 from .data.corpora import CORPUS_JOIN
 from .encoders import Encoder, encoder_identity
 from .errors import CacheError, SeraError
@@ -104,9 +104,10 @@ def pretrain_corpora(cfg: SeraConfig) -> list[str]:
 
 
 def unlabelled_features(cfg: SeraConfig, progress: bool = True, corpus: Corpus | None = None) -> FeatureSet | None:
-    """Audio of the corpora in ``train.pretrain_corpora`` and the augmented copies (``train.pretrain_augment``)
-    of ``corpus``'s clips: more material for stage 1, labels unused (normalised as training features are).
-    A copy keeps its clip's utterance id, so a fold leaves its test clips' copies out (``run_fold``)."""
+    """Audio of the corpora in ``train.pretrain_corpora``, of the folders in ``train.pretrain_audio`` and the
+    augmented copies (``train.pretrain_augment``) of ``corpus``'s clips: more material for stage 1, labels unused
+    (normalised as training features are). A copy keeps its clip's utterance id, so a fold leaves its test clips'
+    copies out (``run_fold``); a folder holding the corpus's own files is refused."""
     if cfg.train.pretrain_augment and corpus is None:
         raise SeraError("train.pretrain_augment: augmented copies need the corpus they are copies of")
     sets = _copies(corpus, cfg, cfg.train.pretrain_augment, progress) if corpus is not None else []
@@ -117,7 +118,23 @@ def unlabelled_features(cfg: SeraConfig, progress: bool = True, corpus: Corpus |
         other = copy.deepcopy(cfg)
         other.data.corpus, other.data.classes = name, ""
         sets.append(normalise(features(load_corpus(other.data), other, progress)[0], cfg.data.normalise))
+    for folder in name_list(cfg.train.pretrain_audio):
+        audio = read_unlabelled(Path(folder).expanduser())
+        _refuse_corpus_files(audio, corpus)
+        sets.append(normalise(features(audio, cfg, progress)[0], cfg.data.normalise))
     return sum(sets[1:], sets[0]) if sets else None
+
+
+def _refuse_corpus_files(audio: Corpus, corpus: Corpus | None) -> None:
+    """Stage 1 on a test clip's own audio would let the clip protocol see it before it is scored."""
+    if corpus is None:
+        return
+    mine = {u.path.resolve() for u in corpus.utterances}
+    shared = [u.path for u in audio.utterances if u.path.resolve() in mine]
+    if shared:
+        raise SeraError(f"train.pretrain_audio: {audio.root} holds {len(shared)} files of the corpus being evaluated "
+                        f"({shared[0]}, ...); their audio would reach stage 1 in the folds that test them: name a "
+                        "folder without them (train.pretrain_corpora adds another corpus safely)")
 
 
 def labelled_copies(cfg: SeraConfig, corpus: Corpus, progress: bool = True) -> FeatureSet | None:

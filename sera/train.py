@@ -165,14 +165,17 @@ def pretrain(
         history = state["history"]
     wrapped, opt = acc.prepare(model, opt)
     n_batches = len(rank_batches(length_batches(fs.lengths, tc.batch_size), acc))
-    total = max(1, tc.pretrain_epochs * n_batches)
+    # A budget of steps whatever the audio's size (the last epoch cut short), or of epochs over it
+    epochs = math.ceil(tc.pretrain_steps / n_batches) if tc.pretrain_steps else tc.pretrain_epochs
+    total = max(1, tc.pretrain_steps or epochs * n_batches)
     start = len(history)  # epochs done (a resumed stage)
     step = start * n_batches
     bar = tqdm(total=total, initial=step, desc="stage 1", unit="step",
                disable=not (progress and acc.is_main_process), dynamic_ncols=True, mininterval=1.0)
-    for epoch in range(start, tc.pretrain_epochs):
+    for epoch in range(start, epochs):
         sums = torch.zeros(2, device=device)  # distill, attributes
-        for idx in rank_batches(length_batches(fs.lengths, tc.batch_size, shared), acc):
+        steps = min(n_batches, total - step)  # this epoch's
+        for idx in rank_batches(length_batches(fs.lengths, tc.batch_size, shared), acc)[:steps]:
             if tc.attributes and step % tc.refresh_every == 0:
                 refit_attributes(model, attrs, fs, cfg, shared, device)
             feats, mask, *_ = collate(fs, idx, mc.max_frames, local)
@@ -193,7 +196,7 @@ def pretrain(
             sums += torch.stack([losses.get(k, torch.zeros((), device=device)).detach() for k in ("distill", "attributes")])
             step += 1
             bar.update(1)
-        sums = acc.reduce(sums, "mean") / n_batches  # mean over this epoch's steps and the ranks
+        sums = acc.reduce(sums, "mean") / steps  # mean over this epoch's steps and the ranks
         record = {"epoch": epoch + 1, **{k: float(v) for k, v, on in zip(("distill", "attributes"), sums,
                                                                           (tc.distill, tc.attributes)) if on},
                   "kmeans_refits": attrs.refits}

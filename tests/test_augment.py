@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from conftest import manifest_rows, tone, write_manifest
+from conftest import manifest_rows, tone, write_audio, write_manifest
 from sera.augment import AUGMENTATIONS, Augmentation, parse_augmentations
 from sera.cache import FeatureCache, extract, load_features
 from sera.config import DataConfig, EncoderConfig
@@ -142,6 +142,33 @@ def test_unlabelled_features_make_the_copies(tmp_path, tiny_hubert):
     pool = unlabelled_features(cfg, False, corpus)
     assert [u.id for u in pool.utts] == [u.id for u in corpus.utterances] * 2
     assert len(list((tmp_path / "c").rglob("*.safetensors"))) == 8  # each copy cached once, the clips not needed
+
+
+def test_a_folder_of_unlabelled_audio_joins_stage_1_but_never_the_corpus_own_files(tmp_path, tiny_hubert):
+    """train.pretrain_audio (--pretrain-audio DIR): every audio file below the folder, recursively, one speaker
+    per subfolder; a folder holding the evaluated corpus's files is refused (the folds' test clips are in it)."""
+    from sera.config import SeraConfig
+    from sera.data import UNLABELLED, read_unlabelled
+    from sera.errors import CorpusError
+    from sera.pipeline import unlabelled_features
+
+    cfg = SeraConfig()
+    cfg.data.corpus, cfg.encoder.name, cfg.cache_dir = _manifest(tmp_path / "data", 4, 2), str(tiny_hubert), str(tmp_path / "c")
+    corpus = load_corpus(cfg.data)
+    extra = tmp_path / "podcasts"
+    for i, name in enumerate(["a/one.wav", "a/two.flac", "b/deep/three.wav", "top.wav"]):
+        write_audio(extra / name, 0.5 + 0.1 * i, seed=10 + i)
+    (extra / "a" / "notes.txt").write_text("not audio")
+    cfg.train.pretrain_audio = str(extra)
+    pool = unlabelled_features(cfg, False, corpus)
+    assert sorted(u.id for u in pool.utts) == ["a/one", "a/two", "b/deep/three", "top"]
+    assert {u.speaker for u in pool.utts} == {"a", "b/deep", "."} and {u.label for u in read_unlabelled(extra).utterances} == {UNLABELLED}
+    cfg.train.pretrain_audio = f"{extra},{tmp_path / 'data'}"
+    with pytest.raises(SeraError, match="holds 4 files of the corpus being evaluated"):
+        unlabelled_features(cfg, False, corpus)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CorpusError, match="no audio files"):
+        read_unlabelled(tmp_path / "empty")
 
 
 def test_stage_2_learns_from_the_copies_of_its_training_clips_only(monkeypatch):

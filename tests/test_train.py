@@ -56,6 +56,25 @@ def test_a_stage_killed_after_an_epoch_goes_on_from_there_to_the_same_weights(tm
     assert again2 == hist2 and model_state_equal(model2, model) and not list(tmp_path.iterdir())
 
 
+def test_stage1_takes_a_budget_of_steps_whatever_the_audio_size(monkeypatch):
+    """train.pretrain_steps: 1x or 10x the audio, stage 1 takes the same number of steps (the last epoch cut short)."""
+    import sera.train as train
+
+    steps = []
+    masks = train.span_mask
+    monkeypatch.setattr(train, "span_mask", lambda *a: steps.append(1) or masks(*a))  # called once per step
+    cfg = small_cfg()
+    cfg.train.pretrain_steps = 7
+    for n in (24, 80):  # 3 and 10 batches of 8
+        steps.clear()
+        _, _, history = pretrain(toy_features(n=n), cfg, 3, 16, progress=False)
+        assert len(steps) == 7 and len(history) == -(-7 // (n // 8))
+    cfg.train.pretrain_steps = 0  # epochs instead: 2 over 3 batches
+    steps.clear()
+    pretrain(toy_features(n=24), cfg, 3, 16, progress=False)
+    assert len(steps) == 6
+
+
 def test_an_unreadable_epoch_state_starts_the_stage_over(tmp_path):
     fs, cfg = toy_features(), small_cfg()
     model, hist = finetune(fs, None, cfg, 3, 16, 2, epochs=2, progress=False)

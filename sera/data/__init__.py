@@ -3,6 +3,7 @@
 from .corpora import (
     AUDIO_EXTENSIONS,
     CORPORA,
+    UNLABELLED,
     Corpus,
     Utterance,
     apply_class_map,
@@ -16,13 +17,14 @@ from .corpora import (
     read_label_folders,
     read_manifest,
     read_ravdess,
+    read_unlabelled,
     shared_labels,
     unified_label,
 )
 from .folds import Fold, make_folds
 
 __all__ = [
-    "AUDIO_EXTENSIONS", "CORPORA", "Corpus", "Fold", "Utterance", "apply_class_map", "combine", "load_corpus",
+    "AUDIO_EXTENSIONS", "CORPORA", "UNLABELLED", "Corpus", "Fold", "Utterance", "apply_class_map", "combine", "load_corpus",
     "make_folds", "parse_class_map", "parts_of", "read_cremad", "read_emodb", "read_iemocap", "read_label_folders",
-    "read_manifest", "read_ravdess", "shared_labels", "unified_label",
+    "read_manifest", "read_ravdess", "read_unlabelled", "shared_labels", "unified_label",
 ]

@@ -220,6 +220,21 @@ def read_label_folders(root: Path) -> Corpus:
     return Corpus("folder", utts, sorted({u.label for u in utts}), root)
 
 
+UNLABELLED = "(unlabelled)"  # the one "class" of audio read for stage 1 alone
+
+
+def read_unlabelled(root: Path) -> Corpus:
+    """Every audio file below ``root`` (recursively), for stage 1, which needs no labels. The speaker is the
+    file's folder (speaker normalisation groups by it); an id is the path below ``root``, as a corpus's is, so
+    a copy of the corpus being evaluated keeps its clips' ids and a fold leaves its test clips' copies out."""
+    _require_dir(root, "unlabelled audio", "expected audio files in it or in its subfolders")
+    utts = [_utt(root, path, UNLABELLED, path.parent.relative_to(root).as_posix(), f"audio:{root.name}")
+            for path in _audio_files(root)]
+    if not utts:
+        raise CorpusError(f"{root}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) in it or its subfolders")
+    return Corpus(f"audio:{root.name}", utts, [UNLABELLED], root)
+
+
 # --- the registry ----------------------------------------------------------------------------
 
 @dataclass(frozen=True)
