@@ -71,6 +71,7 @@ bench: install
 	$(BIN)/python bench/scaling.py --checkpoint $(BENCH_CHECKPOINT) $(BENCH_ARGS)
 	$(BIN)/python bench/demo_latency.py --checkpoint $(BENCH_CHECKPOINT) $(BENCH_ARGS)
 	$(BIN)/python bench/startup.py --checkpoint $(BENCH_CHECKPOINT) $(BENCH_ARGS)
+	@if [ -z "$(QUICK_BENCH)" ]; then $(BIN)/python bench/startup.py --reproduce; fi  # make reproduce, clean clone
 	$(BIN)/python bench/report.py $(BENCH_ARGS)
 
 CHECKPOINT ?= runs/ravdess+emodb/checkpoint

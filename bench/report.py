@@ -48,7 +48,8 @@ def seeds_of(m: dict) -> int:
 
 FUSED = "sera + probe, trained unnormalised (clip protocol)"  # bench/probe_fusion.py, what make reproduce ships
 FUSED_SPEAKER = "sera + probe, trained speaker-normalised (speaker protocol)"  # probe_fusion.py --normalise speaker
-FUSION_PART = {FUSED: "none", FUSED_SPEAKER: "speaker"}  # row -> the probe_fusion parts it comes from
+UTTERANCE_HEAD = "sera, head alone, each clip standardised with its own statistics (clip protocol)"  # --normalise utterance
+FUSION_PART = {FUSED: "none", FUSED_SPEAKER: "speaker", UTTERANCE_HEAD: "utterance"}  # row -> its probe_fusion parts
 
 
 def rows(baselines: dict, adapter: dict, fusion: dict | None = None) -> dict[str, dict[str, dict]]:
@@ -93,6 +94,9 @@ def fusion_entries(part: str, run: dict) -> tuple[str, list[tuple[str, dict]]]:
     if normalise == "speaker)":
         return where, [(FUSED_SPEAKER, {**run["protocols"]["speaker"], "seeds": run["seeds"],
                                         "upstream": run.get("upstream")})]
+    if normalise == "utterance)":  # each clip's own statistics: its time means are zero, so the probe reads nothing
+        return where, [(UTTERANCE_HEAD, {"ua": run["test_fusion"]["clip"]["0"], "seeds": run["seeds"],
+                                         "upstream": run.get("upstream")})]
     return where, []
 
 

@@ -6,11 +6,20 @@ for the ONNX route, the PyTorch one no slower than before):
 - the latency of a 4 s clip once each has started (median of repeats, in this process).
 
     python bench/startup.py --checkpoint runs/ravdess+emodb/checkpoint [--runs 5] [--quick]
+    python bench/startup.py --reproduce   # the README's main job from a clean clone, timed (about 17 min)
+
+``--reproduce`` clones this commit beside the checkout (where ``../shared`` is found, as in a fresh
+checkout), then runs ``make install`` (a new virtual environment) and ``make reproduce`` (an empty
+feature cache) as a newcomer would, without any ``SERA_*`` setting of this shell; it writes
+``reproduce-time.json``. pip's download cache is as the machine holds it (CI's is warm too).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -46,12 +55,44 @@ def after_start(predict, wave: np.ndarray, repeats: int) -> float:
     return statistics.median(times)
 
 
+def reproduce_from_clean_clone() -> dict:
+    """Wall time of ``make install`` and ``make reproduce`` in a fresh clone, and the figure the job reports."""
+    root = Path(__file__).resolve().parent.parent
+    clone = root.parent / "sera-reproduce-timing"
+    shutil.rmtree(clone, ignore_errors=True)
+    subprocess.run(["git", "clone", "-q", str(root), str(clone)], check=True)
+    venv = Path(sys.prefix) / "bin"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SERA_") and k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if Path(p) != venv)
+    seconds = {}
+    with open(RUNS / "reproduce-time.log", "w") as log:
+        for target in ("install", "reproduce"):
+            t = time.perf_counter()
+            subprocess.run(["make", target], cwd=clone, env=env, check=True, stdout=log, stderr=subprocess.STDOUT)
+            seconds[target] = time.perf_counter() - t
+    results = json.loads((clone / "runs" / "ravdess+emodb" / "results.json").read_text())
+    out = {"seconds": seconds, "minutes_total": sum(seconds.values()) / 60, "ua_clip": results["ua"],
+           "protocol": results.get("protocol"), "corpus": results.get("corpus"), "log": str(RUNS / "reproduce-time.log")}
+    shutil.rmtree(clone, ignore_errors=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--checkpoint", required=True)
+    ap.add_argument("--checkpoint")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="2 runs each (CI)")
+    ap.add_argument("--reproduce", action="store_true", help="time make install + make reproduce from a clean clone")
     args = ap.parse_args()
+    if args.reproduce:
+        result = reproduce_from_clean_clone()
+        save("reproduce-time", result)
+        s = result["seconds"]
+        print(f"make install {s['install'] / 60:.1f} min, make reproduce {s['reproduce'] / 60:.1f} min: "
+              f"{result['minutes_total']:.1f} min from a clean clone; UA {100 * result['ua_clip']['mean']:.1f}")
+        return
+    if not args.checkpoint:
+        ap.error("--checkpoint is needed (or --reproduce)")
     runs = 2 if args.quick else args.runs
     from sera.export import export_onnx
     from sera.onnx_predict import OnnxPredictor

@@ -72,6 +72,9 @@ def train(cfg: SeraConfig, out: str | Path, final: bool = True, progress: bool =
     from .hub import model_card
     from .pipeline import final_epochs, final_stage1_beside, labelled_copies, train_final, unlabelled_features
 
+    if cfg.data.normalise == "utterance" and cfg.model.probe_weight > 0:
+        raise SeraError("model.probe_weight: the probe reads each layer's time mean, which data.normalise=utterance "
+                        "sets to zero in every clip; train it with --probe 0")
     out = Path(out)
     p = prepare(cfg, progress)
     corpus, fs = p.corpus, p.fs

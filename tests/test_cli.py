@@ -61,6 +61,8 @@ def test_paper_preset_and_bad_settings(tmp_path):
     assert out.returncode == 2 and "IEMOCAP" in out.stderr  # the preset points at IEMOCAP, which is not here
     out = sera("train", "--set", "model.widht=3", "--out", str(tmp_path / "o"))
     assert out.returncode == 2 and "model.widht: unknown setting" in out.stderr
+    out = sera("train", "--set", "data.normalise=utterance", "--probe", "0.5", "--out", str(tmp_path / "o"))
+    assert out.returncode == 2 and "--probe 0" in out.stderr  # a probe on zero means would read nothing
 
 
 def test_make_reproduce_the_preset_and_notebook_06_train_one_config():
