@@ -23,7 +23,8 @@ def test_quick_bench_runs_every_script_and_reports(data_root, whisper_path, feat
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     load = lambda name: json.loads((RESULTS / f"{name}-quick.json").read_text())  # noqa: E731
     for name in ("extract_speed", "encoders", "baselines", "adapter", "whisper_padding", "scaling", "demo_latency",
-                 "enrolment", "startup", "vad_pooling", "speech_only", "probe_fusion", "scaling_data", "microphone"):
+                 "enrolment", "startup", "vad_pooling", "speech_only", "probe_fusion", "scaling_data", "microphone",
+                 "stage1_audio"):
         r = load(name)
         assert r["commit"] and r["machine"]["cpu_cores"] >= 1, name
     encoders = load("encoders")["encoders"]
@@ -46,6 +47,9 @@ def test_quick_bench_runs_every_script_and_reports(data_root, whisper_path, feat
         assert set(v["views"]) == {"clean", "laptop"} and set(v["vs_clean"]) == {"laptop"}
         assert all(0.0 <= w["ua"]["mean"] <= 1.0 and w["vs_clean_ua"]["pairs"] == 1 for w in v["views"].values())
     assert set(mic["paired"]) == {"clean", "laptop"} and set(mic["probe_fold_mean_ua"]) == {"clean", "laptop"}
+    audio = load("stage1_audio")["arms"]  # stage 1 on more audio for one budget of steps, paired with no stage 1
+    assert list(audio) == ["no stage 1", "1x", "3x"] and audio["1x"]["audio_over_labelled"] == 1.0
+    assert 2.5 < audio["3x"]["audio_over_labelled"] < 3.5 and audio["3x"]["gain"]["head_alone"]["pairs"] == 1
     base = load("baselines")
     for corpus in ("ravdess", "emodb"):
         assert len(base["within"][corpus]) == 5  # eGeMAPS and the probe, raw and normalised, and EmoBox's recipe
