@@ -40,13 +40,25 @@ FORMAT = 3  # 1: sera 0.1 before content identity (no "format" field); 2: conten
 ADDED_IN = {2: {"layer_norm": False}, 3: {"probe_weight": 0.0}}
 
 
+def _fingerprint(cfg: SeraConfig, encoder_key: str) -> dict | None:
+    """The encoder folder's ``content_fingerprint``, where its files gave ``encoder_key`` (a checkpoint saved
+    for another folder's features records none): ``Predictor`` then knows the key without recomputing it."""
+    from .encoders import content_fingerprint, encoder_identity
+
+    try:
+        fingerprint = content_fingerprint(cfg.encoder)
+        return fingerprint if fingerprint is not None and encoder_identity(cfg.encoder)[0] == encoder_key else None
+    except (EncoderError, OSError):
+        return None
+
+
 def _meta(kind: str, cfg: SeraConfig, encoder_key: str, num_layers: int, dim: int, labels: list[str]) -> dict:
     return {
         "format": FORMAT,
         "sera_version": __version__,
         "kind": kind,
         "encoder": {"name": cfg.encoder.name, "key": encoder_key, "whisper_padded": cfg.encoder.whisper_padded,
-                    "layers": cfg.encoder.layers},
+                    "layers": cfg.encoder.layers, "fingerprint": _fingerprint(cfg, encoder_key)},
         "num_layers": num_layers,
         "dim": dim,
         "labels": labels,
@@ -182,7 +194,8 @@ def _meta_problem(meta: Any) -> str | None:
         "format": type(fmt) is int and fmt >= 1,
         "kind": meta.get("kind", "classifier") in ("classifier", "adapter"),
         "encoder": isinstance(enc, dict) and isinstance(enc.get("name"), str) and isinstance(enc.get("key"), str)
-        and isinstance(enc.get("whisper_padded", False), bool) and isinstance(enc.get("layers", ""), str),
+        and isinstance(enc.get("whisper_padded", False), bool) and isinstance(enc.get("layers", ""), str)
+        and isinstance(enc.get("fingerprint") or {}, dict),
         "num_layers": count(meta.get("num_layers")),
         "dim": count(meta.get("dim")),
         "labels": isinstance(meta.get("labels"), list) and all(isinstance(x, str) for x in meta["labels"])

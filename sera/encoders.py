@@ -86,6 +86,34 @@ def encoder_identity(cfg: EncoderConfig, config=None, source: str | None = None)
     return f"{config.model_type}-{digest}", identity
 
 
+def content_fingerprint(cfg: EncoderConfig) -> dict | None:
+    """What an encoder's features follow from, read as raw file contents (no transformers import): the SHA-256 of
+    its config and feature extractor files and its weights, with the settings ``encoder_identity`` hashes beside
+    them. A checkpoint records it; a folder whose fingerprint equals the recorded one gives the recorded key, since
+    the identity is a function of these. None for a model that is not in a local folder."""
+    folder = model_folder(cfg.name)
+    if folder is None or not (folder / "config.json").is_file():
+        return None
+    files = {n: _sha256(folder / n) for n in ("config.json", "preprocessor_config.json") if (folder / n).is_file()}
+    return {"files": {**files, **weight_digests(str(folder), folder)}, "whisper_padded": cfg.whisper_padded,
+            "layers": cfg.layers, "sample_rate": SAMPLE_RATE, "extraction": EXTRACTION_VERSION}
+
+
+def _light_whisper_config(folder: Path):
+    """A Whisper folder's ``config.json`` as attributes, read without transformers; None for another model, or
+    one whose file lacks a setting the encoder needs (transformers then fills in its defaults)."""
+    from types import SimpleNamespace
+
+    from .whisper import WhisperEncoderConfig
+
+    try:
+        raw = json.loads((folder / "config.json").read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    needed = {"model_type", "activation_function", *WhisperEncoderConfig.__dataclass_fields__}
+    return SimpleNamespace(**raw) if raw.get("model_type") == "whisper" and needed <= set(raw) else None
+
+
 def num_hidden_states(config) -> int:
     """Hidden states a model reports: the embeddings plus one per transformer layer."""
     return (config.encoder_layers if config.model_type == "whisper" else config.num_hidden_layers) + 1
@@ -185,13 +213,11 @@ def reduce_frames(h: torch.Tensor, stride: int) -> torch.Tensor:
     return h[:, : T // stride * stride].float().reshape(L, T // stride, stride, D).mean(2).to(h.dtype)
 
 
-def _load_pretrained(name: str, device: torch.device):
-    """Load config, model and feature extractor from a hub id or a local folder."""
-    config, source = load_encoder_config(name)
+def _load_pretrained(name: str, device: torch.device, config=None):
+    """Load config, model and feature extractor from a hub id or a local folder (``config``: already read)."""
+    config, source = (config, name) if config is not None else load_encoder_config(name)
     if config.model_type == "whisper":
-        from transformers.models.whisper.feature_extraction_whisper import WhisperFeatureExtractor
-
-        from .whisper import load_whisper_encoder
+        from .whisper import LogMel, load_whisper_encoder
 
         folder = model_folder(source)  # local weights load without transformers' Whisper module (seconds faster)
         model = load_whisper_encoder(folder, config) if folder is not None else None
@@ -199,10 +225,11 @@ def _load_pretrained(name: str, device: torch.device):
             from transformers import WhisperModel
 
             model = WhisperModel.from_pretrained(source, dtype=torch.float32).get_encoder()
+            folder = model_folder(source)
         try:
-            fe = WhisperFeatureExtractor.from_pretrained(source)
-        except OSError:
-            fe = WhisperFeatureExtractor(feature_size=config.num_mel_bins)
+            fe = LogMel.of_folder(folder)  # WhisperFeatureExtractor's output, bit for bit (tests/test_encoders.py)
+        except ValueError as e:
+            raise EncoderError(f"{name}: {e}") from None
     else:
         from transformers import AutoFeatureExtractor, AutoModel  # only here: AutoModel alone takes half a second
 
@@ -245,10 +272,16 @@ class Encoder:
 
     frame_rate = 50  # frames per second for every supported model
 
-    def __init__(self, cfg: EncoderConfig | None = None):
+    def __init__(self, cfg: EncoderConfig | None = None, known: dict | None = None):
+        """``known``: a checkpoint's record of its encoder (``key`` and ``fingerprint``). When this folder's
+        ``content_fingerprint`` is the recorded one, the key is the recorded key and a Whisper encoder loads
+        without importing transformers (``sera predict`` starts half a second sooner)."""
         self.cfg = cfg or EncoderConfig()
         self.device = resolve_device(self.cfg.device)
-        self.config, self.model, self.feature_extractor, source = _load_pretrained(self.cfg.name, self.device)
+        self._identity: dict | None = None
+        same = bool(known and known.get("fingerprint")) and content_fingerprint(self.cfg) == known["fingerprint"]
+        light = _light_whisper_config(model_folder(self.cfg.name)) if same else None  # type: ignore[arg-type]
+        self.config, self.model, self.feature_extractor, source = _load_pretrained(self.cfg.name, self.device, light)
         self.is_whisper = self.config.model_type == "whisper"
         self.layers = select_layers(self.cfg.layers, num_hidden_states(self.config))  # hidden states kept
         self.num_layers = len(self.layers)
@@ -259,7 +292,19 @@ class Encoder:
         self.supports_padding = self.config.model_type in _PADDING_SAFE and bool(
             getattr(self.feature_extractor, "return_attention_mask", False)
         )
-        self.key, self.identity = encoder_identity(self.cfg, self.config, source)
+        if same:
+            self.key = known["key"]  # type: ignore[index]
+        else:
+            self.key, self._identity = encoder_identity(self.cfg, self.config, source)
+
+    @property
+    def identity(self) -> dict:
+        """What the key hashes (a cache records it); computed when first asked where the key came from a record."""
+        if self._identity is None:
+            key, self._identity = encoder_identity(self.cfg)
+            if key != self.key:
+                raise EncoderError(f"{self.cfg.name}: its identity gives key {key}, its record {self.key}")
+        return self._identity
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
@@ -324,8 +369,6 @@ class Encoder:
         """Whisper on the clip's real length (default) or padded to 30 s as transformers does."""
         enc, dtype = self.model, next(self.model.parameters()).dtype
         padded = self.cfg.whisper_padded
-        mel = self.feature_extractor(
-            wave, sampling_rate=SAMPLE_RATE, return_tensors="pt", padding="max_length" if padded else "longest"
-        ).input_features.to(self.device, dtype)  # (1, n_mels, M)
+        mel = self.feature_extractor(wave, padded).to(self.device, dtype)  # (1, n_mels, M)
         valid = math.ceil(min(len(wave) // 160, 3000) / 2)  # encoder frames that cover real audio
         return whisper_states(enc, mel)[:, 0, :valid].float().cpu()  # (L+1, T, D); padded: all 1500 positions

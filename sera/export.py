@@ -65,8 +65,7 @@ class _Graph(torch.nn.Module):
 
 def whisper_input(predictor: Predictor, wave: np.ndarray) -> np.ndarray:
     """Log-mel frames cut to the frames that cover real audio, as ``Encoder._whisper`` keeps them."""
-    mel = predictor.encoder.feature_extractor(wave, sampling_rate=SAMPLE_RATE, return_tensors="np",
-                                              padding="longest").input_features  # (1, n_mels, M)
+    mel = predictor.encoder.feature_extractor(wave).numpy()  # (1, n_mels, M)
     return mel[:, :, : 2 * int(np.ceil(min(len(wave) // 160, 3000) / 2))].astype(np.float32)
 
 

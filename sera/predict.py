@@ -84,7 +84,7 @@ class Predictor:
                             "pass the same model's folder or hub id with --encoder")
         enc_cfg = EncoderConfig(name=name, whisper_padded=meta["encoder"].get("whisper_padded", False),
                                 layers=meta["encoder"].get("layers", ""), device=device)
-        self.encoder = Encoder(enc_cfg)
+        self.encoder = Encoder(enc_cfg, known=meta["encoder"])  # its key and content fingerprint, when recorded
         self.model, self.meta, self.reference, self.attributes, self.domain = load_classifier(
             checkpoint, self.encoder.key, meta)
         if (self.encoder.num_layers, self.encoder.dim) != (meta["num_layers"], meta["dim"]):  # format 1: unchecked key

@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -112,3 +113,60 @@ def load_whisper_encoder(folder: Path, config) -> WhisperEncoder | None:
         return None
     model.load_state_dict(state)
     return model.eval()
+
+
+def mel_filters(n_fft: int, n_mels: int, sample_rate: int, max_hz: float = 8000.0) -> np.ndarray:
+    """(n_fft // 2 + 1, n_mels) triangular filters on Slaney's mel scale, Slaney-normalised: Whisper's (the
+    values of transformers' ``mel_filter_bank`` as ``WhisperFeatureExtractor`` calls it; tests compare them)."""
+    f_sp, min_log_hz = 200.0 / 3, 1000.0
+    min_log_mel, logstep = min_log_hz / f_sp, np.log(6.4) / 27.0
+
+    def to_mel(hz: np.ndarray) -> np.ndarray:
+        hz = np.asarray(hz, dtype=np.float64)
+        return np.where(hz >= min_log_hz, min_log_mel + np.log(np.maximum(hz, min_log_hz) / min_log_hz) / logstep,
+                        hz / f_sp)
+
+    def to_hz(mel: np.ndarray) -> np.ndarray:
+        return np.where(mel >= min_log_mel, min_log_hz * np.exp(logstep * (mel - min_log_mel)), f_sp * mel)
+
+    fft_hz = np.linspace(0, sample_rate // 2, n_fft // 2 + 1)
+    edges = to_hz(np.linspace(to_mel(0.0), to_mel(max_hz), n_mels + 2))  # (n_mels + 2,) filter corners
+    slopes = edges[None, :] - fft_hz[:, None]  # (F, n_mels + 2)
+    width = np.diff(edges)
+    down, up = -slopes[:, :-2] / width[:-1], slopes[:, 2:] / width[1:]
+    bank = np.maximum(0.0, np.minimum(down, up))
+    return bank * (2.0 / (edges[2:] - edges[:-2]))[None, :]
+
+
+class LogMel:
+    """Whisper's log-mel front end, as ``WhisperFeatureExtractor`` computes it for one clip (centred Hann STFT,
+    power, mel, log10, 8 decades, scaled), without importing transformers (half a second of ``sera predict``).
+    ``settings``: the model folder's ``preprocessor_config.json``."""
+
+    def __init__(self, settings: dict | None = None):
+        s = settings or {}
+        if s.get("dither", 0.0) or s.get("do_normalize", False):
+            raise ValueError("dither or do_normalize in Whisper's feature extractor settings: not supported")
+        self.n_fft, self.hop_length = int(s.get("n_fft", 400)), int(s.get("hop_length", 160))
+        self.sampling_rate = int(s.get("sampling_rate", 16_000))
+        self.n_samples = int(s.get("chunk_length", 30)) * self.sampling_rate  # what padded input is padded to
+        self.padding_value = float(s.get("padding_value", 0.0))
+        self.mel_filters = mel_filters(self.n_fft, int(s.get("feature_size", 80)), self.sampling_rate)
+
+    @classmethod
+    def of_folder(cls, folder: Path | None) -> "LogMel":
+        path = folder / "preprocessor_config.json" if folder is not None else None
+        return cls(json.loads(path.read_text()) if path is not None and path.is_file() else None)
+
+    def __call__(self, wave: np.ndarray, padded: bool = False) -> torch.Tensor:
+        """(1, n_mels, frames) float32 of a 16 kHz clip, its real length or padded (and cut) to 30 s."""
+        wave = np.asarray(wave, dtype=np.float32)
+        if padded:
+            wave = np.pad(wave[: self.n_samples], (0, max(0, self.n_samples - len(wave))),
+                          constant_values=self.padding_value)
+        stft = torch.stft(torch.from_numpy(wave), self.n_fft, self.hop_length, window=torch.hann_window(self.n_fft),
+                          return_complex=True)
+        power = (stft[..., :-1].abs() ** 2).contiguous()  # (F, frames): the last frame dropped, as Whisper does
+        mel = (torch.from_numpy(self.mel_filters).float().T @ power).clamp_min(1e-10).log10()
+        mel = torch.maximum(mel, mel.max() - 8.0)
+        return ((mel + 4.0) / 4.0)[None]

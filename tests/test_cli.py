@@ -105,3 +105,19 @@ def test_recipe_reproduce_trains_the_preset(monkeypatch, tmp_path):
     assert seen["cfg"].to_dict() == SeraConfig.preset("reproduce").updated({"train.jobs": 2}).to_dict()
     recipe.reproduce(tmp_path, quick=True)
     assert seen["cfg"].train.quick and seen["cfg"].data.corpus == "ravdess+emodb" and seen["out"] == tmp_path
+
+
+def test_sera_predict_with_whisper_imports_no_transformers(demo_checkpoint, data_root):
+    """The checkpoint records its encoder folder's content fingerprint: ``sera predict`` then reads the Whisper
+    encoder's config, weights and log-mel settings itself (transformers' import is half a second of a 3 s start)."""
+    import json
+
+    clip = data_root / "ravdess" / "Actor_21" / "03-01-05-02-01-01-21.flac"
+    code = ("import json, sys; from sera.cli import main; rc = main(['predict', '--checkpoint', sys.argv[1], sys.argv[2], "
+            "'--json']); print(json.dumps({'rc': rc, 'transformers': 'transformers' in sys.modules}))")
+    run = subprocess.run([sys.executable, "-c", code, str(demo_checkpoint), str(clip)], capture_output=True, text=True,
+                         timeout=300)
+    *predictions, status = run.stdout.strip().splitlines()
+    assert json.loads(status) == {"rc": 0, "transformers": False}, run.stderr[-2000:]
+    [item] = json.loads("\n".join(predictions))
+    assert item["file"] == str(clip) and item["label"] in ("angry", "happy", "neutral", "sad")

@@ -27,7 +27,10 @@ def test_whisper_real_length_equals_transformers_encoder_on_unpadded_input(whisp
     """transformers' own WhisperEncoder.forward, given position embeddings for exactly this length."""
     from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
-    mel = whisper.feature_extractor(clip, sampling_rate=16_000, padding="longest", return_tensors="pt").input_features
+    from transformers.models.whisper.feature_extraction_whisper import WhisperFeatureExtractor
+
+    mel = WhisperFeatureExtractor.from_pretrained(whisper.cfg.name)(clip, sampling_rate=16_000, padding="longest",
+                                                                   return_tensors="pt").input_features
     frames = mel.shape[-1] // 2
     cfg = copy.deepcopy(whisper.config)
     cfg.max_source_positions = frames
@@ -45,8 +48,11 @@ def test_whisper_real_length_equals_transformers_encoder_on_unpadded_input(whisp
 def test_whisper_padded_option_reproduces_transformers_exactly(whisper_path, whisper, clip):
     from transformers import WhisperModel
 
+    from transformers.models.whisper.feature_extraction_whisper import WhisperFeatureExtractor
+
     padded = Encoder(EncoderConfig(name=str(whisper_path), whisper_padded=True))
-    mel = padded.feature_extractor(clip, sampling_rate=16_000, return_tensors="pt").input_features
+    mel = WhisperFeatureExtractor.from_pretrained(str(whisper_path))(clip, sampling_rate=16_000,
+                                                                    return_tensors="pt").input_features
     assert mel.shape[-1] == 3000
     reference = WhisperModel.from_pretrained(str(whisper_path), dtype=torch.float32).get_encoder().eval()
     with torch.no_grad():
@@ -80,6 +86,53 @@ def test_a_local_whisper_loads_without_transformers_whisper_module(whisper_path,
             "print('transformers.models.whisper.modeling_whisper' in sys.modules, 'torch._dynamo' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.split() == ["False", "False"], out.stderr[-2000:]
+
+
+def test_whisper_log_mel_is_transformers_feature_extractor_bit_for_bit(whisper_path, whisper, clip):
+    """sera.whisper.LogMel computes WhisperFeatureExtractor's log-mel (filters, STFT, scaling) without importing
+    transformers: the clip's real length, an odd length of noise, and padded to 30 s."""
+    import numpy as np
+    from transformers.models.whisper.feature_extraction_whisper import WhisperFeatureExtractor
+
+    theirs = WhisperFeatureExtractor.from_pretrained(str(whisper_path))
+    ours = whisper.feature_extractor
+    np.testing.assert_allclose(ours.mel_filters, theirs.mel_filters, atol=1e-12)
+    noise = np.random.default_rng(0).normal(0, 0.1, 16_000 + 77).astype(np.float32)
+    for wave, padded in ((clip, False), (noise, False), (clip, True)):
+        expected = theirs(wave, sampling_rate=16_000, return_tensors="pt",
+                          padding="max_length" if padded else "longest").input_features
+        assert torch.equal(ours(wave, padded), expected), (len(wave), padded)
+
+
+def test_a_checkpoint_fingerprint_gives_the_key_without_transformers(tmp_path, whisper_path, whisper):
+    """A checkpoint records its encoder folder's content fingerprint; an encoder folder with the same files (moved
+    or copied) then takes the recorded key and loads without importing transformers; other files, or another
+    setting, are checked the full way."""
+    import shutil
+    import subprocess
+    import sys
+
+    from sera.encoders import content_fingerprint
+
+    cfg = EncoderConfig(name=str(whisper_path))
+    fingerprint = content_fingerprint(cfg)
+    assert set(fingerprint["files"]) >= {"config.json", "preprocessor_config.json", "model.safetensors"}
+    moved = tmp_path / "moved"
+    shutil.copytree(whisper_path, moved)
+    known = {"key": whisper.key, "fingerprint": fingerprint}
+    code = ("import sys, json; from sera.encoders import Encoder; from sera.config import EncoderConfig; "
+            f"e = Encoder(EncoderConfig(name={str(moved)!r}), known=json.loads(sys.argv[1])); "
+            "print(e.key, 'transformers' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, __import__("json").dumps(known)], capture_output=True, text=True,
+                         timeout=120)
+    assert out.stdout.split() == [whisper.key, "False"], out.stderr[-2000:]
+    assert Encoder(EncoderConfig(name=str(moved)), known={**known, "key": "forged"}).key == "forged"  # trusted record
+    (moved / "preprocessor_config.json").write_text((moved / "preprocessor_config.json").read_text().replace(
+        '"n_fft": 400', '"n_fft": 512'))
+    other = Encoder(EncoderConfig(name=str(moved)), known={**known, "key": "forged"})
+    assert other.key not in ("forged", whisper.key) and other.identity["preprocessor"]["n_fft"] == 512
+    padded = Encoder(EncoderConfig(name=str(whisper_path), whisper_padded=True), known=known)
+    assert padded.key != whisper.key  # a setting outside the files is part of the fingerprint
 
 
 def test_whisper_long_audio_runs_in_pieces(whisper):
