@@ -32,3 +32,29 @@ def fit_temperature(probs: np.ndarray, y: np.ndarray) -> float:
     z -= z.max(-1, keepdims=True)
     nll = -(z[:, np.arange(len(y)), np.asarray(y)] - np.log(np.exp(z).sum(-1))).mean(1)  # (G,)
     return float(TEMPERATURES[int(np.argmin(nll))])
+
+
+def domain_distance(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """(N,) mean squared z-score of N clips' (N, L, D) layer means against the training clips' statistics
+    (``sera.domain``): about 1 for a training clip."""
+    return (((np.asarray(x, dtype=np.float64) - mean) / std) ** 2).reshape(len(x), -1).mean(1)
+
+
+def flags(probabilities: np.ndarray, distance: float | None, uncertain_below: float,
+          threshold: float | None) -> list[str]:
+    """Reasons not to trust a clip's label: "uncertain" (no class's probability reaches ``uncertain_below``),
+    "out of domain" (its ``distance`` beyond the training speakers' ``threshold``). Both routes call this."""
+    return ((["uncertain"] if float(np.max(probabilities)) < uncertain_below else [])
+            + (["out of domain"] if distance is not None and threshold is not None and distance > threshold else []))
+
+
+def warning(flagged: list[str], distance: float | None, top: float) -> str:
+    """One sentence for a user when a prediction is flagged, else ""."""
+    why = []
+    if "out of domain" in flagged:
+        why.append(f"the audio is unlike the training clips (distance {distance:.1f}: another microphone, room, "
+                   "language, or a sound that is not speech)")
+    if "uncertain" in flagged:
+        why.append(f"no emotion is clearly ahead (top probability {top:.2f})")
+    text = "; ".join(why)
+    return f"{text[:1].upper()}{text[1:]}: treat the label as a guess." if why else ""

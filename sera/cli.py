@@ -185,7 +185,12 @@ def cmd_predict_onnx(args: argparse.Namespace) -> int:
     if args.checkpoint or args.same_speaker or args.encoder:
         raise SeraError("--onnx runs an exported folder on its own: leave out --checkpoint, --encoder and --same-speaker")
     predictor = OnnxPredictor(args.onnx)
-    out = [_item(path, predictor.labels, *predictor.predict_file(path), args.top_k, args.csv) for path in args.files]
+    out = []
+    for path in args.files:
+        pred = predictor.predict_file(path)
+        item = _item(path, predictor.labels, pred.probabilities, pred.windows, pred.window_probabilities, args.top_k,
+                     args.csv)
+        out.append({**item, "flags": pred.flags, "domain_distance": pred.domain_distance, "warning": pred.warning()})
     _print_predictions(out, args.json)
     return 0
 

@@ -15,12 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .calibrate import domain_distance
 from .features import Stats
 from .model.probe import layer_means
-
-
-def _distances(X: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    return (((X - mean) / std) ** 2).reshape(len(X), -1).mean(1)
 
 
 @dataclass
@@ -45,14 +42,14 @@ class DomainCheck:
                 continue
             mean = (total - X[rows].sum(0)) / m
             std = np.sqrt(np.clip((squares - (X[rows] ** 2).sum(0)) / m - mean ** 2, 0, None)) + 1e-3
-            held_out.append(_distances(X[rows], mean, std))
+            held_out.append(domain_distance(X[rows], mean, std))
         mean = total / n
         std = np.sqrt(np.clip(squares / n - mean ** 2, 0, None)) + 1e-3
-        dist = np.concatenate(held_out) if held_out else _distances(X, mean, std)
+        dist = np.concatenate(held_out) if held_out else domain_distance(X, mean, std)
         stats = Stats(torch.as_tensor(mean, dtype=torch.float32), torch.as_tensor(std, dtype=torch.float32))
         return cls(stats, float(np.quantile(dist, quantile)))
 
     def distance(self, feats: torch.Tensor) -> float:
         """A clip's (L, T, D) features -> its distance (1 is typical of the training clips themselves)."""
         x = layer_means([feats]).astype(np.float64)  # (1, L, D), as ``fit`` reads the training clips
-        return float(_distances(x, self.stats.mean.double().numpy(), self.stats.std.double().numpy())[0])
+        return float(domain_distance(x, self.stats.mean.double().numpy(), self.stats.std.double().numpy())[0])

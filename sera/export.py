@@ -46,12 +46,13 @@ class _Graph(torch.nn.Module):
             wave = (wave - wave.mean()) / torch.sqrt(wave.var(unbiased=False) + 1e-7)
         return torch.stack(self.encoder.model(wave, output_hidden_states=True).hidden_states)[:, 0]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self._whisper(x) if self.whisper else self._wav2vec(x)  # (L, T, D)
         h = h[self.layers]
         L, T, D = h.shape
         n = T // self.stride if T >= self.stride else 1
         h = h[:, : n * self.stride].reshape(L, n, -1, D).mean(2)  # frame-rate reduction
+        layer_means = h.mean(1)  # (L, D): what the domain check measures, before any normalisation
         if self.per_clip:  # as Stats.of([h]).apply(h)
             mean = h.mean(1, keepdim=True)
             h = (h - mean) / (h - mean).pow(2).mean(1, keepdim=True).sqrt().clamp_min(1e-3)
@@ -60,7 +61,7 @@ class _Graph(torch.nn.Module):
         feats = h.unsqueeze(0)  # (1, L, T', D)
         mask = torch.ones(1, feats.shape[2], dtype=torch.bool)
         logits, _ = self.model(feats, mask)
-        return logits.softmax(-1)  # (1, C)
+        return logits.softmax(-1), layer_means  # (1, C), (L, D)
 
 
 def whisper_input(predictor: Predictor, wave: np.ndarray) -> np.ndarray:
@@ -85,7 +86,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, encoder: str | None = N
     tmp = out / "model.onnx.partial"
     try:
         with torch.inference_mode():
-            torch.onnx.export(graph, (example,), str(tmp), input_names=["input"], output_names=["probabilities"],
+            torch.onnx.export(graph, (example,), str(tmp), input_names=["input"], output_names=["probabilities", "layer_means"],
                               dynamic_shapes=({axis: torch.export.Dim("frames", min=8, max=3000 if graph.whisper
                                                                        else SAMPLE_RATE * 3600)},),
                               opset_version=OPSET, dynamo=True, external_data=False)
@@ -95,7 +96,12 @@ def export_onnx(checkpoint: str | Path, out: str | Path, encoder: str | None = N
     tmp.replace(out / "model.onnx")
     spec = {"labels": predictor.labels, "input": "log_mel" if graph.whisper else "wave", "sample_rate": SAMPLE_RATE,
             "window_seconds": predictor.audio_cfg.window_seconds, "encoder": predictor.meta["encoder"]["name"],
-            "checkpoint": str(checkpoint), "protocol": "clip", "temperature": predictor.temperature}
+            "checkpoint": str(checkpoint), "protocol": "clip", "temperature": predictor.temperature,
+            "uncertain_below": predictor.calibration.uncertain_below}
+    if predictor.domain is not None:  # the out-of-domain flag, as Predictor raises it (sera.calibrate.flags)
+        np.save(out / "domain_mean.npy", predictor.domain.stats.mean.numpy())  # (L, D)
+        np.save(out / "domain_std.npy", predictor.domain.stats.std.numpy())
+        spec["domain_threshold"] = predictor.domain.threshold
     if graph.whisper:
         fe = predictor.encoder.feature_extractor
         np.save(out / "mel_filters.npy", np.asarray(fe.mel_filters, dtype=np.float32))  # (n_fft // 2 + 1, n_mels)

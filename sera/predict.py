@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from .audio import load_audio, prepare_audio, windows
-from .calibrate import temper
+from .calibrate import flags, temper, warning
 from .checkpoint import load_classifier, read_checkpoint_config
 from .config import SAMPLE_RATE, AudioConfig, CalibrationConfig, EncoderConfig, VadConfig, _build
 from .encoders import Encoder, reduce_frames
@@ -61,14 +61,7 @@ class Prediction:
 
     def warning(self) -> str:
         """One sentence for a user when the prediction is flagged, else ""."""
-        why = []
-        if "out of domain" in self.flags:
-            why.append(f"the audio is unlike the training clips (distance {self.domain_distance:.1f}: another "
-                       "microphone, room, language, or a sound that is not speech)")
-        if "uncertain" in self.flags:
-            why.append(f"no emotion is clearly ahead (top probability {next(iter(self.probabilities.values())):.2f})")
-        text = "; ".join(why)
-        return f"{text[:1].upper()}{text[1:]}: treat the label as a guess." if why else ""
+        return warning(self.flags, self.domain_distance, next(iter(self.probabilities.values())))
 
 
 class Predictor:
@@ -241,14 +234,13 @@ class Predictor:
         mean = (probs * lengths[:, None]).sum(0) / lengths.sum()
         order = np.argsort(-mean)
         distance = None if self.domain is None else float((np.array([r[3] for r in results]) * lengths).sum() / lengths.sum())
-        flags = (["uncertain"] if mean.max() < self.calibration.uncertain_below else []) + \
-            (["out of domain"] if distance is not None and distance > self.domain.threshold else [])
+        flagged = flags(mean, distance, self.calibration.uncertain_below, self.domain.threshold if self.domain else None)
         times = [frame_times(max(len(r[1]), len(r[2])), rate, a / sr) for (a, _), r in zip(spans, results)]
         return Prediction(
             {self.labels[i]: float(mean[i]) for i in order}, np.concatenate([r[1] for r in results]), rate,
             self.model.backbone.wap.weights.detach().cpu().numpy(), np.array(spans, dtype=np.float64) / sr, probs,
             list(self.labels), np.concatenate([r[2] for r in results]), np.concatenate(times),
-            as_array(speech), distance, flags,
+            as_array(speech), distance, flagged,
         )
 
     def predict_file(self, path: str | Path, speaker: Stats | None = None) -> Prediction:

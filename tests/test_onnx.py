@@ -36,17 +36,23 @@ def _clips(data_root):
             "24 s (two windows)": np.concatenate([ravdess, emodb] * 5)[: 24 * 16_000]}
 
 
-def test_onnx_gives_the_pytorch_probabilities(exported, demo_checkpoint, data_root):
+def test_onnx_gives_the_pytorch_probabilities_and_flags(exported, demo_checkpoint, data_root):
     # the ONNX route scores fixed windows, as the PyTorch one does with its VAD off
     torch_path = Predictor(demo_checkpoint, device="cpu", vad=VadConfig(enabled=False))
     onnx_path = OnnxPredictor(exported)
     assert onnx_path.labels == torch_path.labels
-    for name, wave in _clips(data_root).items():
+    clips = {**_clips(data_root), "a tone": tone(3.0).astype(np.float32)}
+    flagged = set()
+    for name, wave in clips.items():
         expected = torch_path.predict_wave(wave)
-        mean, windows, per_window = onnx_path.predict_wave(wave)
-        np.testing.assert_allclose(per_window, expected.window_probabilities, atol=1e-3, err_msg=name)
-        np.testing.assert_allclose(windows, expected.windows, err_msg=name)
-        assert [onnx_path.labels[i] for i in np.argsort(-mean)][0] == expected.label, name
+        got = onnx_path.predict_wave(wave)
+        np.testing.assert_allclose(got.window_probabilities, expected.window_probabilities, atol=1e-3, err_msg=name)
+        np.testing.assert_allclose(got.windows, expected.windows, err_msg=name)
+        assert [onnx_path.labels[i] for i in np.argsort(-got.probabilities)][0] == expected.label, name
+        assert got.domain_distance == pytest.approx(expected.domain_distance, rel=1e-3), name
+        assert got.flags == expected.flags and got.warning() == expected.warning(), name
+        flagged |= {(name, f) for f in got.flags}
+    assert ("a tone", "out of domain") in flagged and ("EmoDB clip", "out of domain") in flagged  # RAVDESS actors 1-4
 
 
 def test_numpy_log_mel_matches_whisper_feature_extractor(exported, demo_checkpoint, data_root):
@@ -88,6 +94,6 @@ def test_a_wav2vec_family_checkpoint_exports_from_the_wave(tiny_hubert, tmp_path
     for seconds in (1.0, 3.3, 24.0):  # the last in two windows
         wave = tone(seconds, seed=1)
         expected = torch_path.predict_wave(wave)
-        _, windows, per_window = onnx_path.predict_wave(wave)
-        np.testing.assert_allclose(per_window, expected.window_probabilities, atol=1e-3, err_msg=str(seconds))
-        np.testing.assert_allclose(windows, expected.windows)
+        got = onnx_path.predict_wave(wave)
+        np.testing.assert_allclose(got.window_probabilities, expected.window_probabilities, atol=1e-3, err_msg=str(seconds))
+        np.testing.assert_allclose(got.windows, expected.windows)
