@@ -151,6 +151,8 @@ class TrainConfig:
     finetune_backbone_lr: float = 1.0  # stage 2: learning rate of a stage 1 backbone, as a fraction of lr
     label_smoothing: float = 0.1  # stage 2 cross-entropy label smoothing
     class_weighting: bool = False  # weight classes by inverse frequency
+    balance: str = ""  # stage 2's loss weighs each "corpus" alike (a joint corpus's small part counts as much as its
+    #                    large one), or each "speaker" alike; "" weighs every clip alike
     patience: int = 3  # stage 2 epochs without validation UA gain before stopping
     val_speakers: float = 0.2  # share of training speakers held out for early stopping
     seeds: int = 1  # seeds per fold in cross-validation (the benchmark uses 3)
@@ -160,6 +162,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _choice("train.finetune_from", self.finetune_from, ("student", "teacher"))
+        _choice("train.balance", self.balance, ("", "corpus", "speaker"))
         if self.jobs < 1:
             raise SeraError(f"train.jobs: {self.jobs}; at least 1 fold runs at a time")
 

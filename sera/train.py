@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -232,6 +233,15 @@ def stage1(fs: FeatureSet, cfg: SeraConfig, progress: bool = True, saved: Path |
 # --- stage 2 ---------------------------------------------------------------------------------
 
 
+def balance_weights(fs: FeatureSet, by: str) -> torch.Tensor:
+    """(N,) weights under which each corpus (``by`` "corpus") or each speaker ("speaker") weighs the same in a
+    loss, mean 1: RAVDESS's 1,440 clips and EmoDB's 535 then count alike, and so do a talkative and a terse actor."""
+    groups = [u.corpus if by == "corpus" else f"{u.corpus}/{u.speaker}" for u in fs.utts]
+    counts = Counter(groups)
+    w = torch.tensor([1.0 / counts[g] for g in groups])
+    return w * len(w) / w.sum()
+
+
 def finetune(
     train: FeatureSet, val: FeatureSet | None, cfg: SeraConfig, num_layers: int, dim: int, num_classes: int,
     init: TeacherStudent | None = None, attrs: LocalAttributes | None = None, epochs: int | None = None,
@@ -253,6 +263,7 @@ def finetune(
     use_attr = attrs is not None and attrs.centroids is not None and tc.finetune_attribute_weight > 0
     if use_attr:
         model.attribute_head.load_state_dict(init.attribute_head.state_dict())
+    share = balance_weights(train, tc.balance).to(device) if tc.balance else None  # (N,) each clip's share of the loss
     weight = None
     if tc.class_weighting:
         counts = torch.bincount(train.labels, minlength=num_classes).float()
@@ -286,7 +297,12 @@ def finetune(
             speech = None if speech is None else speech.to(device)
             time_mask = span_mask(mask.cpu(), tc.finetune_mask_prob, mc.mask_span, local).to(device)
             logits, frames = wrapped(feats, mask, time_mask if tc.finetune_mask_prob > 0 else None, speech)
-            loss = F.cross_entropy(logits, y, weight=weight, label_smoothing=tc.label_smoothing)
+            if share is None:
+                loss = F.cross_entropy(logits, y, weight=weight, label_smoothing=tc.label_smoothing)
+            else:
+                w = share[torch.as_tensor(idx, device=device)]
+                per_clip = F.cross_entropy(logits, y, weight=weight, label_smoothing=tc.label_smoothing, reduction="none")
+                loss = (per_clip * w).sum() / w.sum()
             if use_attr:
                 sel = time_mask & mask
                 ids = attrs.assign(frames.detach()[sel])

@@ -75,6 +75,27 @@ def test_stage1_takes_a_budget_of_steps_whatever_the_audio_size(monkeypatch):
     assert len(steps) == 6
 
 
+def test_balanced_stage_2_weighs_each_corpus_or_speaker_alike():
+    """train.balance: a joint corpus's minority (here 8 clips of corpus b beside 24 of a) weighs as much in stage 2's
+    loss as the majority, and it changes what stage 2 learns; "" keeps every clip alike."""
+    from sera.train import balance_weights
+
+    fs = toy_features(n=32)
+    fs.utts = [replace(u, corpus="a" if i < 24 else "b", speaker=f"s{i % 4}") for i, u in enumerate(fs.utts)]
+    w = balance_weights(fs, "corpus")
+    assert w[:24].sum() == pytest.approx(w[24:].sum()) and w.mean() == pytest.approx(1.0)
+    w = balance_weights(fs, "speaker")  # 4 speakers in a, 4 in b (s0..s3 of b are other people than a's)
+    assert torch.allclose(torch.stack([w[[i for i, u in enumerate(fs.utts) if (u.corpus, u.speaker) == k]].sum()
+                                       for k in {(u.corpus, u.speaker) for u in fs.utts}]), torch.tensor(4.0))
+    cfg = small_cfg()
+    plain, _ = finetune(fs, None, cfg, 3, 16, 2, progress=False)
+    cfg.train.balance = "corpus"
+    balanced, _ = finetune(fs, None, cfg, 3, 16, 2, progress=False)
+    assert not model_state_equal(plain, balanced)
+    with pytest.raises(SeraError, match="train.balance"):
+        SeraConfig().updated({"train.balance": "class"})
+
+
 def test_an_unreadable_epoch_state_starts_the_stage_over(tmp_path):
     fs, cfg = toy_features(), small_cfg()
     model, hist = finetune(fs, None, cfg, 3, 16, 2, epochs=2, progress=False)
