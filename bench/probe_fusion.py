@@ -10,7 +10,7 @@ The headline is the weight set beforehand (0.5); what validation would pick is r
 it (``choose`` says why it is not used). Gains are paired over seeds x folds (mean, how many
 gained, two-sided sign test).
 
-    python bench/probe_fusion.py [--parts ravdess,emodb,cross,ablations] [--normalise none|speaker] [--seeds 3] [--jobs 2] [--quick]
+    python bench/probe_fusion.py [--parts ravdess,emodb,cross,ablations,emobox] [--normalise none|speaker] [--seeds 3] [--jobs 2] [--quick]
     python bench/probe_fusion.py --summarise   # recompute every part's figures from its fold curves
 
 Writes bench/results/probe_fusion[-quick].json (each part merged in as it ends) and, for the
@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from adapter import ABLATIONS, cross_validated, summarise, transferred  # noqa: E402
 from common import RESULTS, paired_gains, paired_runs, save  # noqa: E402
 
-from sera.config import NORMALISATIONS  # noqa: E402
+from sera.config import NORMALISATIONS, SeraConfig  # noqa: E402
 
 
 WEIGHT = {"model.probe_weight": 0.5}  # any weight > 0 adds the probe; every weight is scored from the same runs
@@ -100,7 +100,7 @@ def ablations(settings: dict, seeds: int, quick: bool, tag: str, name: str) -> d
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--parts", default="ravdess,emodb,cross,ablations")
+    ap.add_argument("--parts", default="ravdess,emodb,cross,ablations,emobox")
     ap.add_argument("--normalise", choices=NORMALISATIONS, default="none",
                     help="none: the shipped model (clip protocol = speaker protocol)")
     ap.add_argument("--seeds", type=int, default=3)
@@ -123,7 +123,13 @@ def main() -> None:
             ablations(settings, args.seeds, args.quick, args.normalise,
                       f"ablations-{args.normalise}{'-quick' if args.quick else ''}")
             continue
-        if name == "cross":
+        if name == "emobox":  # RAVDESS on EmoBox's own 6 actor-disjoint folds, as the baselines' table has them
+            folds = Path(SeraConfig().data.root).parent / "folds" / "emobox-ravdess.json"
+            if args.quick or not folds.is_file():  # they need every RAVDESS actor (baselines.py skips them alike)
+                continue
+            done = {"ravdess, EmoBox folds": part(*cross_validated("ravdess", {**settings, "data.folds": str(folds)},
+                                                                   args.seeds, args.quick, f"probe-emobox-{args.normalise}"))}
+        elif name == "cross":
             done = {f"{a} -> {b}": across(a, b, settings, args.seeds, args.quick, args.normalise)
                     for a, b in (("ravdess", "emodb"), ("emodb", "ravdess"))}
         else:
