@@ -383,6 +383,23 @@ def scaling_data_table(scaling: dict | None) -> list[str]:
     return out
 
 
+def stage1_audio_table(run: dict | None) -> list[str]:
+    """Stage 1 for one budget of steps on more and more audio (bench/stage1_audio.py), paired with no stage 1."""
+    if not run:
+        return []
+    seeds = run["arms"]["no stage 1"]["seeds"]
+    out = ["", f"Stage 1 on more audio (`bench/stage1_audio.py`, {run['upstream']}, {run['corpus']}, {seeds} seeds, "
+               f"{run['steps']} stage 1 steps in every arm, clip protocol, the reproduce recipe's settings). Gains are "
+               "paired with the same seed and fold trained without stage 1: mean, pairs gained, sign test.", "",
+           "| stage 1 audio | × labelled | head alone | gain | head + probe | gain |", "|---|---|---|---|---|---|"]
+    for arm, v in run["arms"].items():
+        gain = lambda k: (f"{100 * v['gain'][k]['mean_gain']:+.1f} ({v['gain'][k]['gained']}/{v['gain'][k]['pairs']}, "  # noqa: E731
+                          f"p {p_value(v['gain'][k]['sign_test_p'])})" if "gain" in v else "")
+        out.append(f"| {arm} | {v['audio_over_labelled']:.1f} | {pct(v['head_alone'], seeds)} | {gain('head_alone')} | "
+                   f"{pct(v['shipped'], seeds)} | {gain('shipped')} |")
+    return out
+
+
 def encoder_table(encoders: dict | None) -> list[str]:
     """One row per upstream: extraction against the bare encoder, cache size, probe UA, predict latency."""
     if not encoders:
@@ -424,6 +441,7 @@ def main() -> None:
     text += "\n".join(speech_table(load("speech_only", q), load("vad_pooling", q))) + "\n"
     text += "\n".join(ablation_table(load("ablations-none", q))) + "\n"
     text += "\n".join(scaling_data_table(load("scaling_data", q))) + "\n"
+    text += "\n".join(stage1_audio_table(load("stage1_audio", q))) + "\n"
     suffix = "-quick" if q else ""
     (RESULTS / f"summary{suffix}.md").write_text(text)
     chart(table, RESULTS / f"ua_by_method{suffix}.png")
