@@ -61,6 +61,7 @@ def reproduce_from_clean_clone() -> dict:
     clone = root.parent / "sera-reproduce-timing"
     shutil.rmtree(clone, ignore_errors=True)
     subprocess.run(["git", "clone", "-q", str(root), str(clone)], check=True)
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=clone, capture_output=True, text=True).stdout.strip()
     venv = Path(sys.prefix) / "bin"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SERA_") and k not in ("VIRTUAL_ENV", "PYTHONPATH")}
     env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if Path(p) != venv)
@@ -71,7 +72,7 @@ def reproduce_from_clean_clone() -> dict:
             subprocess.run(["make", target], cwd=clone, env=env, check=True, stdout=log, stderr=subprocess.STDOUT)
             seconds[target] = time.perf_counter() - t
     results = json.loads((clone / "runs" / "ravdess+emodb" / "results.json").read_text())
-    out = {"seconds": seconds, "minutes_total": sum(seconds.values()) / 60, "ua_clip": results["ua"],
+    out = {"cloned_commit": commit, "seconds": seconds, "minutes_total": sum(seconds.values()) / 60, "ua_clip": results["ua"],
            "protocol": results.get("protocol"), "corpus": results.get("corpus"), "log": str(RUNS / "reproduce-time.log")}
     kept = RUNS / "reproduce-checkpoint"  # what a newcomer's make reproduce ships: --checkpoint for the timing above
     shutil.rmtree(kept, ignore_errors=True)
