@@ -227,7 +227,7 @@ def _load_pretrained(name: str, device: torch.device, config=None):
             model = WhisperModel.from_pretrained(source, dtype=torch.float32).get_encoder()
             folder = model_folder(source)
         try:
-            fe = LogMel.of_folder(folder)  # WhisperFeatureExtractor's output, bit for bit (tests/test_encoders.py)
+            fe = LogMel.of_folder(folder, config.num_mel_bins)  # WhisperFeatureExtractor's, bit for bit (tests)
         except ValueError as e:
             raise EncoderError(f"{name}: {e}") from None
     else:

@@ -154,9 +154,11 @@ class LogMel:
         self.mel_filters = mel_filters(self.n_fft, int(s.get("feature_size", 80)), self.sampling_rate)
 
     @classmethod
-    def of_folder(cls, folder: Path | None) -> "LogMel":
+    def of_folder(cls, folder: Path | None, n_mels: int = 80) -> "LogMel":
+        """From the folder's settings; without them (a hub download holds only config and weights), Whisper's
+        defaults with the model's ``n_mels`` (80, or 128 for large-v3)."""
         path = folder / "preprocessor_config.json" if folder is not None else None
-        return cls(json.loads(path.read_text()) if path is not None and path.is_file() else None)
+        return cls(json.loads(path.read_text()) if path is not None and path.is_file() else {"feature_size": n_mels})
 
     def __call__(self, wave: np.ndarray, padded: bool = False) -> torch.Tensor:
         """(1, n_mels, frames) float32 of a 16 kHz clip, its real length or padded (and cut) to 30 s."""

@@ -102,6 +102,9 @@ def test_whisper_log_mel_is_transformers_feature_extractor_bit_for_bit(whisper_p
         expected = theirs(wave, sampling_rate=16_000, return_tensors="pt",
                           padding="max_length" if padded else "longest").input_features
         assert torch.equal(ours(wave, padded), expected), (len(wave), padded)
+    from sera.whisper import LogMel
+
+    assert LogMel.of_folder(None, 128).mel_filters.shape == (201, 128)  # large-v3 fetched without its settings file
 
 
 def test_a_checkpoint_fingerprint_gives_the_key_without_transformers(tmp_path, whisper_path, whisper):
