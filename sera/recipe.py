@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import SeraConfig
+from .config import SeraConfig, name_list
 from .data import Corpus, Fold, parts_of
 from .domain import DomainCheck
 from .errors import SeraError
@@ -140,7 +140,7 @@ def pretrain(cfg: SeraConfig, out: str | Path, progress: bool = True) -> Path:
     L, _, D = pool.feats[0].shape
     model, attrs, history = stage1_alone(pool, cfg, L, D, progress=progress)
     save_adapter(out / "adapter", model, attrs, cfg, p.key, L, D,
-                 {"pretrained_on": [p.corpus.name, *pretrain_corpora(cfg)]})
+                 {"pretrained_on": [p.corpus.name, *pretrain_corpora(cfg), *name_list(cfg.train.pretrain_audio)]})
     atomic_write_text(out / "pretrain_history.json", json.dumps(history, indent=2))
     last = history[-1] if history else {}
     print("stage 1: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in last.items()))
