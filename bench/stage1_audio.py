@@ -72,26 +72,20 @@ def main() -> None:
         ratio = audio_ratio(args.corpus, settings, args.quick) if arm != "no stage 1" else 0.0
         tag = f"stage1-audio-{args.corpus}-{arm.replace(' ', '-')}-{steps}"
         r = part(*cross_validated(args.corpus, settings, args.seeds, args.quick, tag))
-        runs = {at: {(c["seed"], c["fold"]): c["test"]["clip"][at] for c in r["fold_curves"]} for at in ("0", "0.5")}
+        runs = {at: {f"{c['seed']}/{c['fold']}": c["test"]["clip"][at] for c in r["fold_curves"]} for at in ("0", "0.5")}
         results[arm] = {"audio_over_labelled": ratio, "settings": settings, "seeds": r["seeds"],
                         "head_alone": r["test_fusion"]["clip"]["0"], "shipped": r["test_fusion"]["clip"]["0.5"],
                         "runs": runs, "timing": r["timing"], "wall_minutes": r["wall_minutes"]}
         if arm != "no stage 1":
             base = results["no stage 1"]["runs"]
-            results[arm]["gain"] = {"head_alone": paired_runs(_keyed(base["0"]), _keyed(runs["0"])),
-                                    "shipped": paired_runs(_keyed(base["0.5"]), _keyed(runs["0.5"]))}
-        saved = {a: {**v, "runs": {at: [[*k, u] for k, u in v["runs"][at].items()] for at in v["runs"]}}
-                 for a, v in results.items()}
-        save(name, {"corpus": args.corpus, "steps": steps, "protocol": "clip", "arms": saved})
+            results[arm]["gain"] = {"head_alone": paired_runs(base["0"], runs["0"]),
+                                    "shipped": paired_runs(base["0.5"], runs["0.5"])}
+        save(name, {"corpus": args.corpus, "steps": steps, "protocol": "clip", "arms": results})
         head = results[arm]["head_alone"]
         gain = results[arm].get("gain", {}).get("head_alone")
         print(f"{arm} ({ratio:.1f}x the labelled audio): head alone {100 * head['mean']:.1f} ± {100 * head['std']:.1f}"
               + (f", gain {100 * gain['mean_gain']:+.1f} ({gain['gained']}/{gain['pairs']}, p {gain['sign_test_p']:.3f})"
                  if gain else ""), flush=True)
-
-
-def _keyed(runs: dict) -> dict:
-    return {f"{seed}/{fold}": ua for (seed, fold), ua in runs.items()}
 
 
 if __name__ == "__main__":

@@ -58,7 +58,9 @@ def _meta(kind: str, cfg: SeraConfig, encoder_key: str, num_layers: int, dim: in
         "sera_version": __version__,
         "kind": kind,
         "encoder": {"name": cfg.encoder.name, "key": encoder_key, "whisper_padded": cfg.encoder.whisper_padded,
-                    "layers": cfg.encoder.layers, "fingerprint": _fingerprint(cfg, encoder_key)},
+                    "layers": cfg.encoder.layers,
+                    # only Predictor reads it: an adapter (saved by every fold's stage 1) need not hash the weights
+                    "fingerprint": _fingerprint(cfg, encoder_key) if kind == "classifier" else None},
         "num_layers": num_layers,
         "dim": dim,
         "labels": labels,

@@ -168,14 +168,9 @@ class Predictor:
         """One window's features (and its speech frames, when pooled alone) -> class probabilities (C,) under the
         checkpoint's temperature, SAP attention (T,), cluster ids (T,) and the domain distance (nan: no check)."""
         distance = self.domain.distance(feats) if self.domain is not None else float("nan")  # as the audio arrives
-        if self.normalise == "utterance":
-            stats = clip_stats(self.normalise, feats, None)
-        elif self.speaker_normalised:
-            stats = speaker or self.reference
-        else:  # an enrolled speaker's features mapped onto the training speakers' statistics
-            stats = None
-            if speaker is not None and self.reference is not None:
-                feats = self.reference.restore(speaker.apply(feats))
+        stats = clip_stats(self.normalise, feats, speaker or self.reference)
+        if self.normalise == "none" and speaker is not None and self.reference is not None:
+            feats = self.reference.restore(speaker.apply(feats))  # an enrolled speaker mapped onto the training ones
         logits, frames, mask = classify_clip(self.model, feats, stats, speech)
         pool = self.model.pool
         attention = pool.attention(frames, mask)[0].cpu().numpy() if hasattr(pool, "attention") else np.zeros(0)
