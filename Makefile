@@ -67,6 +67,7 @@ bench: install
 	$(BIN)/python bench/scaling_data.py $(BENCH_ARGS)
 	$(BIN)/python bench/microphone.py $(BENCH_ARGS)
 	$(BIN)/python bench/stage1_audio.py $(BENCH_ARGS)
+	$(BIN)/python bench/search.py $(BENCH_ARGS)
 	@test -f $(BENCH_CHECKPOINT)/config.json || { if [ -n "$(QUICK_BENCH)" ]; then \
 		$(BIN)/sera train --corpus ravdess --quick --no-progress --out runs/quick; else $(MAKE) --no-print-directory reproduce; fi; }
 	$(BIN)/python bench/scaling.py --checkpoint $(BENCH_CHECKPOINT) $(BENCH_ARGS)

@@ -150,6 +150,8 @@ class TrainConfig:
     finetune_attribute_weight: float = 0.0  # stage 2: keep the local-attribute loss as an auxiliary term
     finetune_backbone_lr: float = 1.0  # stage 2: learning rate of a stage 1 backbone, as a fraction of lr
     label_smoothing: float = 0.1  # stage 2 cross-entropy label smoothing
+    mixup: float = 0.0  # stage 2: > 0 blends each clip with another of its batch, targets alike, in Beta(a, a) shares
+    finetune_ema: float = 0.0  # stage 2: > 0 validates and keeps a moving average of the weights (this decay per step)
     class_weighting: bool = False  # weight classes by inverse frequency
     balance: str = ""  # stage 2's loss weighs each "corpus" alike (a joint corpus's small part counts as much as its
     #                    large one), or each "speaker" alike; "" weighs every clip alike
@@ -163,6 +165,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _choice("train.finetune_from", self.finetune_from, ("student", "teacher"))
         _choice("train.balance", self.balance, ("", "corpus", "speaker"))
+        if not 0.0 <= self.finetune_ema < 1.0:
+            raise SeraError(f"train.finetune_ema: {self.finetune_ema}; a decay at least 0 (off) and below 1")
+        if self.mixup < 0:
+            raise SeraError(f"train.mixup: {self.mixup}; Beta's parameter, above 0 (0: off)")
         if self.jobs < 1:
             raise SeraError(f"train.jobs: {self.jobs}; at least 1 fold runs at a time")
 

@@ -127,27 +127,40 @@ def score_view(model, view: FeatureSet, raw: FeatureSet, train_idx: list[int], t
     return {**out, "clips": len(idx), "ece_calibrated": reliability(y, temper(probs.numpy(), temperature))["ece"]}
 
 
-def run_fold(fs: FeatureSet, fold: Fold, cfg: SeraConfig, num_classes: int, progress: bool = True,
+@dataclass
+class Fitted:
+    """A fold's model after stage 1 and stage 2 on its training speakers, as ``fit_fold`` leaves it."""
+
+    model: torch.nn.Module  # EmotionClassifier, early-stopped on the validation speakers
+    history: list[dict]  # stage 2's epochs
+    train_idx: list[int]  # every training clip of the fold (fitting and validation speakers)
+    val_idx: list[int]  # the validation speakers' clips (carved from the training speakers)
+    labelled: Callable[[list[int]], FeatureSet]  # training clips (normalised) with their augmented copies
+    val_probs: torch.Tensor | None  # (V, C) the validation clips' probabilities, probe mixed in as configured
+    val_fusion: dict | None  # with a probe: validation UA at each probe weight
+    stage1_seconds: float
+    stage2_seconds: float
+
+
+def fit_fold(fs: FeatureSet, fold: Fold, cfg: SeraConfig, num_classes: int, progress: bool = True,
              unlabelled: FeatureSet | None = None, state: Path | None = None,
-             normalised: FeatureSet | None = None, views: dict[str, FeatureSet] | None = None,
-             copies: FeatureSet | None = None) -> FoldResult:
-    """Stage 1 on the training folds' audio (plus ``unlabelled`` audio: other corpora, augmented copies, never
-    the test fold's), stage 2, then the test fold once, scored in both protocols. ``fs`` holds the
-    unnormalised features; ``normalised`` the same standardised per speaker (``data.normalise``),
-    made once for all folds by the caller (per-speaker statistics do not depend on the fold). With
-    ``state``, stage 1's result is kept there and reused by a rerun, and a stage killed part-way
-    goes on from its last finished epoch. ``copies`` and ``views``: see ``cross_validate``."""
+             normalised: FeatureSet | None = None, copies: FeatureSet | None = None,
+             stage1_saved: Path | None = None) -> Fitted:
+    """Stage 1 and stage 2 on the fold's training speakers, judged on validation speakers carved from them.
+    The test fold's clips are never read (their augmented copies stay out of stage 1 too): model selection
+    (``bench/search.py``) stops here, ``run_fold`` goes on to the test fold. ``stage1_saved``: where stage 1's
+    result is kept and reused (default: under ``state``)."""
     normalised = normalised if normalised is not None else normalise(fs, cfg.data.normalise)
     test_ids = fold.test_ids
     train_idx = [i for i, u in enumerate(fs.utts) if u.id not in test_ids]
-    test_idx = [i for i, u in enumerate(fs.utts) if u.id in test_ids]
     if unlabelled is not None:  # augmented copies keep their clip's id: the test clips' copies stay out
         unlabelled = unlabelled.subset([i for i, u in enumerate(unlabelled.utts) if u.id not in test_ids])
     L, _, D = fs.feats[0].shape
     init = attrs = None
     t0 = time.perf_counter()
     if uses_stage1(cfg):
-        init, attrs = stage1(normalised.subset(train_idx), cfg, progress, state / "adapter" if state else None, unlabelled)
+        saved = stage1_saved or (state / "adapter" if state else None)
+        init, attrs = stage1(normalised.subset(train_idx), cfg, progress, saved, unlabelled)
     t1 = time.perf_counter()
     fit_idx, val_idx = carve_validation(fs, train_idx, cfg.train.val_speakers, cfg.seed)
 
@@ -162,19 +175,40 @@ def run_fold(fs: FeatureSet, fold: Fold, cfg: SeraConfig, num_classes: int, prog
     model, history = finetune(fit, normalised.subset(val_idx) if val_idx else None, cfg, L, D,
                               num_classes, init=init, attrs=attrs, progress=progress,
                               resume=state / "stage2-progress.pt" if state else None)
-    val_fusion = test_fusion = val_probs = None
+    val_fusion = val_probs = None
     if val_idx:
         val = normalised.subset(val_idx)
         if model.probe is not None:  # fitted beside the head on the fitting speakers, scored on the validation
             model.probe.fit(fit.feats, fit.labels.numpy(), cfg.seed)  # speakers, then refitted on every training
-            #                                                           speaker for the test fold (below)
+            #                                                           speaker for the test fold (run_fold)
             val_parts = part_probabilities(model, lambda: predict_proba(model, val))
             val_fusion = fusion_curve(val_parts, val.labels.numpy(), num_classes)
             val_probs = mix(val_parts, model.probe_weight)
         else:
             val_probs = predict_proba(model, val)
+    return Fitted(model, history, train_idx, val_idx, labelled, val_probs, val_fusion, t1 - t0,
+                  time.perf_counter() - t1)
+
+
+def run_fold(fs: FeatureSet, fold: Fold, cfg: SeraConfig, num_classes: int, progress: bool = True,
+             unlabelled: FeatureSet | None = None, state: Path | None = None,
+             normalised: FeatureSet | None = None, views: dict[str, FeatureSet] | None = None,
+             copies: FeatureSet | None = None) -> FoldResult:
+    """``fit_fold`` (stage 1 on the training folds' audio plus ``unlabelled`` audio, stage 2), then the test
+    fold once, scored in both protocols. ``fs`` holds the unnormalised features; ``normalised`` the same
+    standardised per speaker (``data.normalise``), made once for all folds by the caller (per-speaker
+    statistics do not depend on the fold). With ``state``, stage 1's result is kept there and reused by a
+    rerun, and a stage killed part-way goes on from its last finished epoch. ``copies`` and ``views``: see
+    ``cross_validate``."""
+    normalised = normalised if normalised is not None else normalise(fs, cfg.data.normalise)
+    f = fit_fold(fs, fold, cfg, num_classes, progress, unlabelled, state, normalised, copies)
+    model, history, train_idx, val_idx, val_probs = f.model, f.history, f.train_idx, f.val_idx, f.val_probs
+    test_ids = fold.test_ids
+    test_idx = [i for i, u in enumerate(fs.utts) if u.id in test_ids]
+    test_fusion = None
+    t1 = time.perf_counter()
     if model.probe is not None:
-        train = labelled(train_idx)
+        train = f.labelled(train_idx)
         model.probe.fit(train.feats, train.labels.numpy(), cfg.seed)
     temperature = 1.0  # the validation speakers' probabilities, as the model gives them, tell how far to trust them
     if cfg.calibration.temperature and val_probs is not None:
@@ -204,11 +238,13 @@ def run_fold(fs: FeatureSet, fold: Fold, cfg: SeraConfig, num_classes: int, prog
     view_scores = {name: score_view(model, view, fs, train_idx, test_ids, cfg.data.normalise, num_classes, temperature)
                    for name, view in (views or {}).items()}
     best = max(history, key=lambda r: r.get("val_ua", 0.0)) if val_idx else {"epoch": len(history)}
+    stage2 = f.stage2_seconds + t2 - t1  # with the probe's refit and the temperature
     return FoldResult(
         fold.name, cfg.seed, scores, best["epoch"], best.get("val_ua"),
-        t1 - t0, t2 - t1,
-        (t1 - t0) / max(1, cfg.train.pretrain_epochs) if init is not None else 0.0, (t2 - t1) / max(1, len(history)),
-        code_version(), val_fusion, test_fusion, test_probabilities, temperature, view_scores or None,
+        f.stage1_seconds, stage2,
+        f.stage1_seconds / max(1, cfg.train.pretrain_epochs) if uses_stage1(cfg) else 0.0,
+        stage2 / max(1, len(history)), code_version(), f.val_fusion, test_fusion, test_probabilities, temperature,
+        view_scores or None,
     )
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from .checkpoint import load_adapter, save_adapter
@@ -275,15 +276,21 @@ def finetune(
                             lr=tc.lr, weight_decay=tc.weight_decay)
     best = (-1.0, 0, None)  # (val UA, epoch, state)
     history = []
+    # An exponential moving average of the weights is what validation scores and what is kept, when asked for
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(tc.finetune_ema), use_buffers=True) \
+        if tc.finetune_ema > 0 else None
     saved = EpochState(resume, acc, model, opt, (shared, local))
     if (state := saved.load()) is not None:
         best, history = tuple(state["best"]), state["history"]
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
     wrapped, opt = acc.prepare(model, opt)
     epochs = epochs or tc.finetune_epochs
     n_batches = len(rank_batches(length_batches(train.lengths, tc.batch_size), acc))
     total = max(1, epochs * n_batches)
     start = len(history)  # epochs done (a resumed stage)
     step = start * n_batches
+    mixing = torch.distributions.Beta(tc.mixup, tc.mixup) if tc.mixup > 0 else None
     bar = tqdm(total=epochs, initial=start, desc="stage 2", unit="epoch",
                disable=not (progress and acc.is_main_process), dynamic_ncols=True)
     for epoch in range(start, epochs):
@@ -295,14 +302,26 @@ def finetune(
             feats, mask, y, speech = collate(train, idx, mc.max_frames, local)
             feats, mask, y = feats.to(device), mask.to(device), y.to(device)
             speech = None if speech is None else speech.to(device)
+            w = share[torch.as_tensor(idx, device=device)] if share is not None else None  # (B,) clips' shares
+            lam, other = 1.0, None
+            if mixing is not None:  # mixup: each clip blended with another of the batch (similar lengths), and so
+                lam = float(mixing.sample())  # are their targets; padding is the union of both clips' frames
+                other = torch.randperm(len(idx), generator=local).to(device)
+                feats = lam * feats + (1 - lam) * feats[other]
+                mask = mask | mask[other]
+                speech = None if speech is None else speech | speech[other]
             time_mask = span_mask(mask.cpu(), tc.finetune_mask_prob, mc.mask_span, local).to(device)
             logits, frames = wrapped(feats, mask, time_mask if tc.finetune_mask_prob > 0 else None, speech)
-            if share is None:
-                loss = F.cross_entropy(logits, y, weight=weight, label_smoothing=tc.label_smoothing)
-            else:
-                w = share[torch.as_tensor(idx, device=device)]
-                per_clip = F.cross_entropy(logits, y, weight=weight, label_smoothing=tc.label_smoothing, reduction="none")
-                loss = (per_clip * w).sum() / w.sum()
+
+            def ce(target: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:  # w: each clip's share of the loss
+                if w is None:
+                    return F.cross_entropy(logits, target, weight=weight, label_smoothing=tc.label_smoothing)
+                per_clip = F.cross_entropy(logits, target, weight=weight, label_smoothing=tc.label_smoothing,
+                                           reduction="none")
+                return (per_clip * w).sum() / w.sum()
+
+            loss = ce(y, w) if other is None else \
+                lam * ce(y, w) + (1 - lam) * ce(y[other], None if w is None else w[other])
             if use_attr:
                 sel = time_mask & mask
                 ids = attrs.assign(frames.detach()[sel])
@@ -313,18 +332,23 @@ def finetune(
             acc.backward(loss)
             acc.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
+            if ema is not None:
+                ema.update_parameters(model)
             total_loss += loss.detach()
             step += 1
         record = {"epoch": epoch + 1, "loss": float(acc.reduce(total_loss, "mean")) / n_batches}
+        kept = model if ema is None else ema.module  # the weights validation scores and training keeps
         if val is not None and len(val):  # every rank scores the same model on all of val: same decision
-            pred = predict_proba(model, val).argmax(1).numpy()
+            pred = predict_proba(kept, val).argmax(1).numpy()
             record["val_ua"] = unweighted_accuracy(val.labels.numpy(), pred, num_classes)
             if record["val_ua"] > best[0]:
-                best = (record["val_ua"], epoch + 1, {k: v.detach().clone() for k, v in model.state_dict().items()})
+                best = (record["val_ua"], epoch + 1, {k: v.detach().clone() for k, v in kept.state_dict().items()})
+        elif ema is not None:  # no validation (the final model): the average at the last epoch
+            best = (-1.0, epoch + 1, {k: v.detach().clone() for k, v in kept.state_dict().items()})
         history.append(record)
         bar.update(1)
         bar.set_postfix_str(" ".join(f"{k} {v:.3f}" for k, v in record.items() if k != "epoch"))
-        saved.save(best=list(best), history=history)
+        saved.save(best=list(best), history=history, **({"ema": ema.state_dict()} if ema is not None else {}))
         if log:
             log({"stage": 2, **record})
     bar.close()

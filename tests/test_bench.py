@@ -24,7 +24,7 @@ def test_quick_bench_runs_every_script_and_reports(data_root, whisper_path, feat
     load = lambda name: json.loads((RESULTS / f"{name}-quick.json").read_text())  # noqa: E731
     for name in ("extract_speed", "encoders", "baselines", "adapter", "whisper_padding", "scaling", "demo_latency",
                  "enrolment", "startup", "vad_pooling", "speech_only", "probe_fusion", "scaling_data", "microphone",
-                 "stage1_audio"):
+                 "stage1_audio", "search"):
         r = load(name)
         assert r["commit"] and r["machine"]["cpu_cores"] >= 1, name
     encoders = load("encoders")["encoders"]
@@ -50,6 +50,10 @@ def test_quick_bench_runs_every_script_and_reports(data_root, whisper_path, feat
     audio = load("stage1_audio")["arms"]  # stage 1 on more audio for one budget of steps, paired with no stage 1
     assert list(audio) == ["no stage 1", "1x", "3x"] and audio["1x"]["audio_over_labelled"] == 1.0
     assert 2.5 < audio["3x"]["audio_over_labelled"] < 3.5 and audio["3x"]["gain"]["head_alone"]["pairs"] == 1
+    search = load("search")  # Optuna on validation speakers: trial 0 is the shipped recipe
+    assert search["shipped_recipe"]["number"] == 0 and search["shipped_recipe"]["params"]["train.stage1"] is True
+    assert len(search["trials"]) >= 2 and all(0.0 <= t["val_head"] <= 1.0 for t in search["trials"])
+    assert "test" not in json.dumps(search["trials"]) and (RESULTS / "search-quick.png").is_file()
     base = load("baselines")
     for corpus in ("ravdess", "emodb"):
         assert len(base["within"][corpus]) == 5  # eGeMAPS and the probe, raw and normalised, and EmoBox's recipe

@@ -96,6 +96,30 @@ def test_balanced_stage_2_weighs_each_corpus_or_speaker_alike():
         SeraConfig().updated({"train.balance": "class"})
 
 
+def test_mixup_and_weight_averaging_repeat_resume_and_still_learn(tmp_path):
+    """train.mixup and train.finetune_ema (the stage 2 search's regularisers): a seed repeats them, a killed stage
+    goes on to the same weights (the average is part of its state), each changes what stage 2 keeps, and the
+    toy cue is still learned."""
+    fs, cfg = toy_features(n=48), small_cfg()
+    val = fs.subset(range(16))
+    cfg.train.finetune_epochs, cfg.train.patience, cfg.train.lr = 6, 99, 3e-3
+    plain, _ = finetune(fs, val, cfg, 3, 16, 2, progress=False)
+    cfg.train.mixup, cfg.train.finetune_ema = 0.4, 0.9
+    model, hist = finetune(fs, val, cfg, 3, 16, 2, progress=False)
+    again, hist2 = finetune(fs, val, cfg, 3, 16, 2, progress=False)
+    assert hist2 == hist and model_state_equal(again, model) and not model_state_equal(model, plain)
+    with pytest.raises(Killed):
+        finetune(fs, val, cfg, 3, 16, 2, progress=False, log=kill_after(2), resume=tmp_path / "stage2.pt")
+    resumed, hist3 = finetune(fs, val, cfg, 3, 16, 2, progress=False, resume=tmp_path / "stage2.pt")
+    assert hist3 == hist and model_state_equal(resumed, model)
+    assert max(r["val_ua"] for r in hist) >= 0.9  # the cue (a shifted feature) survives blending and averaging
+    for key, value in (("finetune_ema", 0.0), ("mixup", 0.0)):  # each alone also moves the kept weights
+        one = SeraConfig.from_dict(cfg.to_dict()).updated({f"train.{key}": value})
+        assert not model_state_equal(finetune(fs, val, one, 3, 16, 2, progress=False)[0], model), key
+    with pytest.raises(SeraError, match="finetune_ema"):
+        SeraConfig().updated({"train.finetune_ema": 1.0})
+
+
 def test_an_unreadable_epoch_state_starts_the_stage_over(tmp_path):
     fs, cfg = toy_features(), small_cfg()
     model, hist = finetune(fs, None, cfg, 3, 16, 2, epochs=2, progress=False)
