@@ -400,6 +400,24 @@ def stage1_audio_table(run: dict | None) -> list[str]:
     return out
 
 
+def search_table(run: dict | None) -> list[str]:
+    """The stage 2 search (bench/search.py): the shipped recipe against the best trials, validation speakers only."""
+    if not run:
+        return []
+    done = [t for t in run["trials"] if t["state"] == "complete"]
+    out = ["", f"Stage 2 searched with Optuna (`bench/search.py`, {run['upstream']}, {run['corpus']}, seed {run['seed']}, "
+               f"{len(run['trials'])} trials, {len(done)} complete, the rest pruned): mean validation UA over "
+               f"{len(run['folds'])} folds, validation speakers only (no test fold is read). Objective: the head alone.",
+           "", "| trial | head alone | head + probe | probe alone | settings |", "|---|---|---|---|---|"]
+    picked = {t["number"]: t for t in (run["shipped_recipe"], run["best_head"], run["best_shipped"])}
+    for number, t in sorted(picked.items()):
+        what = "the shipped recipe" if number == 0 else ", ".join(
+            f"{k.split('.')[1]} {v:.3g}" if isinstance(v, float) else f"{k.split('.')[1]} {v}" for k, v in t["params"].items())
+        out.append(f"| {number} | {100 * t['val_head']:.1f} | {100 * t['val_shipped']:.1f} | {100 * t['val_probe']:.1f} "
+                   f"| {what} |")
+    return out
+
+
 def encoder_table(encoders: dict | None) -> list[str]:
     """One row per upstream: extraction against the bare encoder, cache size, probe UA, predict latency."""
     if not encoders:
@@ -442,6 +460,7 @@ def main() -> None:
     text += "\n".join(ablation_table(load("ablations-none", q))) + "\n"
     text += "\n".join(scaling_data_table(load("scaling_data", q))) + "\n"
     text += "\n".join(stage1_audio_table(load("stage1_audio", q))) + "\n"
+    text += "\n".join(search_table(load("search", q))) + "\n"
     suffix = "-quick" if q else ""
     (RESULTS / f"summary{suffix}.md").write_text(text)
     chart(table, RESULTS / f"ua_by_method{suffix}.png")

@@ -245,3 +245,20 @@ def test_a_seed_ensemble_averages_the_seeds_test_probabilities_fold_by_fold():
     assert seed_ensemble([run(0, first)], fs, [fold], "clip", 2) is None  # one seed: no ensemble
     old = dataclasses.replace(run(1, second), test_probabilities=None)  # kept by an older sera
     assert seed_ensemble([run(0, first), old], fs, [fold], "clip", 2) is None
+
+
+def test_model_selection_never_reads_the_test_fold():
+    """evaluate.fit_fold (what bench/search.py judges trials by): the test speaker's clips turned to NaN leave
+    stage 1, stage 2, the probe and the validation scores exactly as they were."""
+    from sera.checkpoint import model_state_equal
+    from sera.evaluate import fit_fold
+
+    fs, cfg = toy_features(n=40), small_cfg()
+    cfg.model.probe_weight = 0.5
+    fold = Fold("s0", frozenset(u.id for u in fs.utts if u.speaker == "s0"))
+    poisoned = dataclasses.replace(fs, feats=[torch.full_like(h, float("nan")) if u.id in fold.test_ids else h
+                                              for u, h in zip(fs.utts, fs.feats)])
+    clean, other = (fit_fold(f, fold, cfg, 2, progress=False) for f in (fs, poisoned))
+    assert clean.val_idx and not set(clean.train_idx) & {i for i, u in enumerate(fs.utts) if u.id in fold.test_ids}
+    assert model_state_equal(clean.model, other.model) and clean.val_fusion == other.val_fusion
+    assert torch.equal(clean.val_probs, other.val_probs) and clean.history == other.history
