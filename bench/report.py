@@ -415,6 +415,16 @@ def search_table(run: dict | None) -> list[str]:
             f"{k.split('.')[1]} {v:.3g}" if isinstance(v, float) else f"{k.split('.')[1]} {v}" for k, v in t["params"].items())
         out.append(f"| {number} | {100 * t['val_head']:.1f} | {100 * t['val_shipped']:.1f} | {100 * t['val_probe']:.1f} "
                    f"| {what} |")
+    if confirm := run.get("confirm"):
+        seeds = confirm["shipped recipe"]["seeds"]
+        out += ["", f"Then the test folds, once ({seeds} seed{'s' if seeds > 1 else ''}, clip protocol, paired over seeds × folds with the "
+                    "shipped recipe):", "", "| | head alone | gain | head + probe | gain | probe alone |",
+                "|---|---|---|---|---|---|"]
+        for arm, v in confirm.items():
+            gain = lambda k: (f"{100 * v['gain'][k]['mean_gain']:+.1f} ({v['gain'][k]['gained']}/"  # noqa: E731
+                              f"{v['gain'][k]['pairs']}, p {p_value(v['gain'][k]['sign_test_p'])})" if "gain" in v else "")
+            out.append(f"| {arm} | {pct(v['head_alone'], seeds)} | {gain('head_alone')} | {pct(v['shipped_mix'], seeds)} "
+                       f"| {gain('shipped_mix')} | {pct(v['probe_alone'], seeds)} |")
     return out
 
 

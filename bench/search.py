@@ -19,7 +19,11 @@ of trials. A median pruner stops a trial once its running mean after a fold is b
 earlier trials at that fold. Workers (``--workers``, one process and core each) share one Optuna
 journal file, so a killed search resumes where it stopped.
 
-    python bench/search.py [--trials 16] [--workers 2] [--quick]
+Then, once, the test folds: ``--confirm N`` cross-validates the shipped recipe and the best trial (by the
+objective) for N seeds each, clip protocol, paired over seeds x folds (what a changed default would be
+claimed on). The search never sees these figures.
+
+    python bench/search.py [--trials 16] [--workers 2] [--confirm 3] [--jobs 2] [--quick]
 
 Writes bench/results/search[-quick].json and search[-quick].png; the journal lives in bench/runs/search*/.
 """
@@ -39,7 +43,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import RESULTS, RUNS, save  # noqa: E402
+from adapter import cross_validated  # noqa: E402
+from common import RESULTS, RUNS, paired_runs, save  # noqa: E402
+from probe_fusion import part  # noqa: E402
 
 import matplotlib  # noqa: E402
 
@@ -187,16 +193,40 @@ def plot(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def confirm(best: dict, seeds: int, jobs: int, quick: bool) -> dict:
+    """The shipped recipe and the best trial's settings on the test folds, ``seeds`` seeds each, paired."""
+    shipped_settings = {"data.normalise": "none", "model.probe_weight": 0.5}  # the reproduce preset's
+    arms = {"shipped recipe": {}, f"trial {best['number']}": best["params"]} if best["number"] else {"shipped recipe": {}}
+    out: dict = {}
+    for arm, params in arms.items():
+        settings = {**shipped_settings, "train.jobs": jobs, **params}
+        tag = "search-confirm-" + hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:10]
+        r = part(*cross_validated("ravdess+emodb", settings, seeds, quick, tag))
+        runs = {at: {f"{c['seed']}/{c['fold']}": c["test"]["clip"][at] for c in r["fold_curves"]} for at in ("0", "0.5")}
+        out[arm] = {"settings": params, "seeds": r["seeds"], "head_alone": r["test_fusion"]["clip"]["0"],
+                    "shipped_mix": r["test_fusion"]["clip"]["0.5"], "probe_alone": r["test_fusion"]["clip"]["1"],
+                    "runs": runs, "wall_minutes": r["wall_minutes"]}
+        if arm != "shipped recipe":
+            base = out["shipped recipe"]["runs"]
+            out[arm]["gain"] = {"head_alone": paired_runs(base["0"], runs["0"]),
+                                "shipped_mix": paired_runs(base["0.5"], runs["0.5"])}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=16, help="the fixed budget: trials that end (complete or pruned)")
     ap.add_argument("--workers", type=int, default=2, help="trials run at once, one process and core each")
     ap.add_argument("--seed", type=int, default=0, help="the TPE sampler's (each worker adds its index)")
+    ap.add_argument("--confirm", type=int, default=3, help="seeds of the test-fold check afterwards (0: none)")
+    ap.add_argument("--jobs", type=int, default=2, help="the test-fold check's folds trained at once (train.jobs)")
     ap.add_argument("--quick", action="store_true", help="a few speakers, 2 trials: the harness only")
     args = ap.parse_args()
     trials, workers = (2, 1) if args.quick else (args.trials, args.workers)
+    seeds = min(args.confirm, 1) if args.quick else args.confirm
     base = base_config(args.quick)
     corpus, folds = corpus_and_folds(base)
+    folds = folds[:1] if args.quick else folds  # one fold checks the harness
     fs = features(corpus, base, progress=not args.quick)[0]
     SHARED.update(fs=fs, normalised=normalise(fs, base.data.normalise), folds=folds, base=base, quick=args.quick)
     name = f"search{'-quick' if args.quick else ''}"
@@ -226,6 +256,9 @@ def main() -> None:
               "optuna": optuna.__version__, **summary(study, [f.name for f in folds])}
     save(name, result)
     plot(result, RESULTS / f"{name}.png")
+    if seeds:
+        result["confirm"] = confirm(result["best_head"], seeds, args.jobs, args.quick)
+        save(name, result)
     b, s = result["best_head"], result["shipped_recipe"]
     print(f"shipped recipe: head {100 * s['val_head']:.1f}, with probe {100 * (s['val_shipped'] or 0):.1f}; "
           f"best head (trial {b['number']}): {100 * b['val_head']:.1f}, with probe {100 * b['val_shipped']:.1f}, "

@@ -54,6 +54,8 @@ def test_quick_bench_runs_every_script_and_reports(data_root, whisper_path, feat
     assert search["shipped_recipe"]["number"] == 0 and search["shipped_recipe"]["params"]["train.stage1"] is True
     assert len(search["trials"]) >= 2 and all(0.0 <= t["val_head"] <= 1.0 for t in search["trials"])
     assert "test" not in json.dumps(search["trials"]) and (RESULTS / "search-quick.png").is_file()
+    shipped = search["confirm"]["shipped recipe"]  # then the test folds, once: the shipped recipe and the best trial
+    assert shipped["seeds"] == 1 and 0.0 <= shipped["head_alone"]["mean"] <= 1.0 and len(shipped["runs"]["0.5"]) == 1
     base = load("baselines")
     for corpus in ("ravdess", "emodb"):
         assert len(base["within"][corpus]) == 5  # eGeMAPS and the probe, raw and normalised, and EmoBox's recipe
