@@ -72,7 +72,7 @@ def base_config(quick: bool) -> SeraConfig:
     return cfg
 
 
-def suggest(trial: optuna.Trial, base: SeraConfig) -> dict:
+def suggest(trial: optuna.Trial) -> dict:
     """One trial's settings (``section.name`` -> value); the shipped recipe's when nothing is suggested."""
     s: dict = {"train.stage1": trial.suggest_categorical("train.stage1", [True, False])}
     if not s["train.stage1"]:  # stage 1's settings are free only when there is no stage 1 to keep as shipped
@@ -112,10 +112,9 @@ def _stage1_worker(i: int) -> None:
 
 
 def objective(trial: optuna.Trial) -> float:
-    fs, normalised, folds, base, quick = (SHARED[k] for k in ("fs", "normalised", "folds", "base", "quick"))
-    settings = suggest(trial, base)
+    fs, normalised, folds, base, quick, C = (SHARED[k] for k in ("fs", "normalised", "folds", "base", "quick", "C"))
+    settings = suggest(trial)
     cfg = base.updated(settings)
-    C = int(fs.labels.max()) + 1
     heads, rows = [], []
     t0 = time.perf_counter()
     for k, fold in enumerate(folds):
@@ -228,7 +227,8 @@ def main() -> None:
     corpus, folds = corpus_and_folds(base)
     folds = folds[:1] if args.quick else folds  # one fold checks the harness
     fs = features(corpus, base, progress=not args.quick)[0]
-    SHARED.update(fs=fs, normalised=normalise(fs, base.data.normalise), folds=folds, base=base, quick=args.quick)
+    SHARED.update(fs=fs, normalised=normalise(fs, base.data.normalise), folds=folds, base=base, quick=args.quick,
+                  C=len(corpus.labels))
     name = f"search{'-quick' if args.quick else ''}"
     journal = RUNS / name / "journal.log"
     journal.parent.mkdir(parents=True, exist_ok=True)
