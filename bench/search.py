@@ -156,13 +156,16 @@ def summary(study: optuna.Study, folds: list[str]) -> dict:
             continue
         done = t.user_attrs.get("folds", [])
         rows.append({"number": t.number, "state": t.state.name.lower(), "params": t.params,
-                     "val_head": t.value, "val_shipped": t.user_attrs.get("val_shipped"),
+                     "val_head": t.value,  # a pruned trial's: its running mean when it was stopped
+                     "val_shipped": t.user_attrs.get("val_shipped"),
                      "val_probe": t.user_attrs.get("val_probe"), "folds_run": len(done), "folds": done,
                      "minutes": t.user_attrs.get("minutes")})
+    ended = [t for t in study.trials if t.datetime_complete is not None]
+    span = max(t.datetime_complete for t in ended) - min(t.datetime_start for t in ended)
     complete = [r for r in rows if r["state"] == "complete"]
     best = max(complete, key=lambda r: r["val_head"])
     best_shipped = max(complete, key=lambda r: r["val_shipped"])
-    out = {"trials": rows, "best_head": best, "best_shipped": best_shipped,
+    out = {"wall_minutes": span.total_seconds() / 60, "trials": rows, "best_head": best, "best_shipped": best_shipped,
            "shipped_recipe": next(r for r in rows if r["number"] == 0), "folds": folds}
     if len(complete) >= 3:
         try:  # which settings moved the head's validation UA (fANOVA over the completed trials)
@@ -238,7 +241,6 @@ def main() -> None:
                                 load_if_exists=True)
     if not study.trials:
         study.enqueue_trial(shipped(base))
-    t0 = time.perf_counter()
     fork = multiprocessing.get_context("fork")
     with fork.Pool(min(workers, len(folds)), initializer=torch.set_num_threads, initargs=(1,)) as pool:
         pool.map(_stage1_worker, range(len(folds)))  # the shipped stage 1 of every fold, once, before any trial
@@ -252,8 +254,7 @@ def main() -> None:
     study = optuna.load_study(study_name="stage2", storage=storage(str(journal)))
     result = {"corpus": base.data.corpus, "protocol": "validation speakers only (no test fold is read)",
               "objective": "head alone, mean validation UA over folds", "seed": base.seed, "budget": trials,
-              "workers": workers, "wall_minutes": (time.perf_counter() - t0) / 60,
-              "optuna": optuna.__version__, **summary(study, [f.name for f in folds])}
+              "workers": workers, "optuna": optuna.__version__, **summary(study, [f.name for f in folds])}
     save(name, result)
     plot(result, RESULTS / f"{name}.png")
     if seeds:
