@@ -2,7 +2,7 @@
 
 Every trial trains each fold of ``make reproduce``'s corpus (RAVDESS + EmoDB, 9 classes, raw features,
 the ``reproduce`` preset) and scores the validation speakers carved from that fold's training speakers
-(``evaluate.fit_fold``). The test folds are never read: this script has no code path to them. The
+(``evaluate.fit_fold``, which has no code path to the test folds). The
 objective is the SAP head alone's validation UA (the method). The shipped mix with the probe (weight 0.5)
 and the probe alone are recorded beside it, from the same models.
 
