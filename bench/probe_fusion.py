@@ -70,6 +70,11 @@ def part(res: dict, settings: dict, cfg, start: float) -> dict:
     return {**summarise(res, settings, cfg, start), "fold_curves": curves, **choose(curves, cfg.model.probe_weight)}
 
 
+def clip_runs(part: dict, weights: tuple[str, ...] = ("0", "0.5")) -> dict[str, dict[str, float]]:
+    """Probe weight -> {"seed/fold": clip-protocol test UA} of a ``part``: what ``paired_runs`` pairs."""
+    return {at: {f"{c['seed']}/{c['fold']}": c["test"]["clip"][at] for c in part["fold_curves"]} for at in weights}
+
+
 def within(corpus_name: str, settings: dict, seeds: int, quick: bool, tag: str) -> dict:
     return part(*cross_validated(corpus_name, settings, seeds, quick, f"probe-{corpus_name}-{tag}"))
 

@@ -383,6 +383,13 @@ def scaling_data_table(scaling: dict | None) -> list[str]:
     return out
 
 
+def gain_cell(g: dict | None) -> str:
+    """A paired gain (``common.paired_gains``) as a table cell: mean, pairs gained, sign test; "" for none."""
+    if g is None:
+        return ""
+    return f"{100 * g['mean_gain']:+.1f} ({g['gained']}/{g['pairs']}, p {p_value(g['sign_test_p'])})"
+
+
 def stage1_audio_table(run: dict | None) -> list[str]:
     """Stage 1 for one budget of steps on more and more audio (bench/stage1_audio.py), paired with no stage 1."""
     if not run:
@@ -393,10 +400,9 @@ def stage1_audio_table(run: dict | None) -> list[str]:
                "paired with the same seed and fold trained without stage 1: mean, pairs gained, sign test.", "",
            "| stage 1 audio | × labelled | head alone | gain | head + probe | gain |", "|---|---|---|---|---|---|"]
     for arm, v in run["arms"].items():
-        gain = lambda k: (f"{100 * v['gain'][k]['mean_gain']:+.1f} ({v['gain'][k]['gained']}/{v['gain'][k]['pairs']}, "  # noqa: E731
-                          f"p {p_value(v['gain'][k]['sign_test_p'])})" if "gain" in v else "")
-        out.append(f"| {arm} | {v['audio_over_labelled']:.1f} | {pct(v['head_alone'], seeds)} | {gain('head_alone')} | "
-                   f"{pct(v['shipped'], seeds)} | {gain('shipped')} |")
+        gain = v.get("gain", {})
+        out.append(f"| {arm} | {v['audio_over_labelled']:.1f} | {pct(v['head_alone'], seeds)} | "
+                   f"{gain_cell(gain.get('head_alone'))} | {pct(v['shipped'], seeds)} | {gain_cell(gain.get('shipped'))} |")
     return out
 
 
@@ -421,10 +427,10 @@ def search_table(run: dict | None) -> list[str]:
                     "shipped recipe):", "", "| | head alone | gain | head + probe | gain | probe alone |",
                 "|---|---|---|---|---|---|"]
         for arm, v in confirm.items():
-            gain = lambda k: (f"{100 * v['gain'][k]['mean_gain']:+.1f} ({v['gain'][k]['gained']}/"  # noqa: E731
-                              f"{v['gain'][k]['pairs']}, p {p_value(v['gain'][k]['sign_test_p'])})" if "gain" in v else "")
-            out.append(f"| {arm} | {pct(v['head_alone'], seeds)} | {gain('head_alone')} | {pct(v['shipped_mix'], seeds)} "
-                       f"| {gain('shipped_mix')} | {pct(v['probe_alone'], seeds)} |")
+            gain = v.get("gain", {})
+            out.append(f"| {arm} | {pct(v['head_alone'], seeds)} | {gain_cell(gain.get('head_alone'))} | "
+                       f"{pct(v['shipped_mix'], seeds)} | {gain_cell(gain.get('shipped_mix'))} | "
+                       f"{pct(v['probe_alone'], seeds)} |")
     return out
 
 

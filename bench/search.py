@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from adapter import cross_validated  # noqa: E402
 from common import RESULTS, RUNS, paired_runs, save  # noqa: E402
-from probe_fusion import part  # noqa: E402
+from probe_fusion import clip_runs, part  # noqa: E402
 
 import matplotlib  # noqa: E402
 
@@ -204,7 +204,7 @@ def confirm(best: dict, seeds: int, jobs: int, quick: bool) -> dict:
         settings = {**shipped_settings, "train.jobs": jobs, **params}
         tag = "search-confirm-" + hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:10]
         r = part(*cross_validated("ravdess+emodb", settings, seeds, quick, tag))
-        runs = {at: {f"{c['seed']}/{c['fold']}": c["test"]["clip"][at] for c in r["fold_curves"]} for at in ("0", "0.5")}
+        runs = clip_runs(r)
         out[arm] = {"settings": params, "seeds": r["seeds"], "head_alone": r["test_fusion"]["clip"]["0"],
                     "shipped_mix": r["test_fusion"]["clip"]["0.5"], "probe_alone": r["test_fusion"]["clip"]["1"],
                     "runs": runs, "wall_minutes": r["wall_minutes"]}

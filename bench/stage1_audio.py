@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from adapter import cross_validated  # noqa: E402
 from common import paired_runs, save  # noqa: E402
-from probe_fusion import part  # noqa: E402
+from probe_fusion import clip_runs, part  # noqa: E402
 
 from sera.config import SeraConfig  # noqa: E402
 from sera.pipeline import apply_quick, corpus_and_folds, features, unlabelled_features  # noqa: E402
@@ -72,7 +72,7 @@ def main() -> None:
         ratio = audio_ratio(args.corpus, settings, args.quick) if arm != "no stage 1" else 0.0
         tag = f"stage1-audio-{args.corpus}-{arm.replace(' ', '-')}-{steps}"
         r = part(*cross_validated(args.corpus, settings, args.seeds, args.quick, tag))
-        runs = {at: {f"{c['seed']}/{c['fold']}": c["test"]["clip"][at] for c in r["fold_curves"]} for at in ("0", "0.5")}
+        runs = clip_runs(r)
         results[arm] = {"audio_over_labelled": ratio, "settings": settings, "seeds": r["seeds"],
                         "head_alone": r["test_fusion"]["clip"]["0"], "shipped": r["test_fusion"]["clip"]["0.5"],
                         "runs": runs, "timing": r["timing"], "wall_minutes": r["wall_minutes"]}

@@ -291,6 +291,14 @@ def finetune(
     start = len(history)  # epochs done (a resumed stage)
     step = start * n_batches
     mixing = torch.distributions.Beta(tc.mixup, tc.mixup) if tc.mixup > 0 else None
+
+    def ce(logits: torch.Tensor, target: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
+        """Cross-entropy over a batch; ``w`` (B,): each clip's share of it (``train.balance``)."""
+        if w is None:
+            return F.cross_entropy(logits, target, weight=weight, label_smoothing=tc.label_smoothing)
+        per_clip = F.cross_entropy(logits, target, weight=weight, label_smoothing=tc.label_smoothing, reduction="none")
+        return (per_clip * w).sum() / w.sum()
+
     bar = tqdm(total=epochs, initial=start, desc="stage 2", unit="epoch",
                disable=not (progress and acc.is_main_process), dynamic_ncols=True)
     for epoch in range(start, epochs):
@@ -312,16 +320,8 @@ def finetune(
                 speech = None if speech is None else speech | speech[other]
             time_mask = span_mask(mask.cpu(), tc.finetune_mask_prob, mc.mask_span, local).to(device)
             logits, frames = wrapped(feats, mask, time_mask if tc.finetune_mask_prob > 0 else None, speech)
-
-            def ce(target: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:  # w: each clip's share of the loss
-                if w is None:
-                    return F.cross_entropy(logits, target, weight=weight, label_smoothing=tc.label_smoothing)
-                per_clip = F.cross_entropy(logits, target, weight=weight, label_smoothing=tc.label_smoothing,
-                                           reduction="none")
-                return (per_clip * w).sum() / w.sum()
-
-            loss = ce(y, w) if other is None else \
-                lam * ce(y, w) + (1 - lam) * ce(y[other], None if w is None else w[other])
+            loss = ce(logits, y, w) if other is None else \
+                lam * ce(logits, y, w) + (1 - lam) * ce(logits, y[other], None if w is None else w[other])
             if use_attr:
                 sel = time_mask & mask
                 ids = attrs.assign(frames.detach()[sel])
@@ -343,8 +343,6 @@ def finetune(
             record["val_ua"] = unweighted_accuracy(val.labels.numpy(), pred, num_classes)
             if record["val_ua"] > best[0]:
                 best = (record["val_ua"], epoch + 1, {k: v.detach().clone() for k, v in kept.state_dict().items()})
-        elif ema is not None:  # no validation (the final model): the average at the last epoch
-            best = (-1.0, epoch + 1, {k: v.detach().clone() for k, v in kept.state_dict().items()})
         history.append(record)
         bar.update(1)
         bar.set_postfix_str(" ".join(f"{k} {v:.3f}" for k, v in record.items() if k != "epoch"))
@@ -355,5 +353,7 @@ def finetune(
     saved.done()
     if best[2] is not None:
         model.load_state_dict(best[2])
+    elif ema is not None:  # no validation (the final model): the average at the end
+        model.load_state_dict(ema.module.state_dict())
     model.eval()
     return model, history
