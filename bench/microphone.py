@@ -6,12 +6,13 @@ fan-like noise), drawn once per clip from its content, so the test set is fixed:
 machine and run, cached as their own entries. The set is a quarter of RAVDESS (statement 1, repetition 1:
 every actor, emotion and intensity; 360 clips), since a simulated room costs about 4x a clip's encoding. Each fold's model (the ``reproduce`` recipe on RAVDESS alone:
 raw features, probe 0.5; 3 seeds) scores every test clip twice, clean and through the chain, each alone as
-``sera predict`` sees it; the linear probe baseline, fitted on the same clean clips, likewise. A second
-variant trains stage 2 and the probe on copies of the training clips too (``train.finetune_augment``,
-``--train-augment``; by default noise and a telephone band, never the laptop chain it is tested on),
-paired with the first by seed and fold.
+``sera predict`` sees it; the linear probe baseline, fitted on the same clean clips, likewise. Further
+variants train stage 2 and the probe on copies of the training clips too (``train.finetune_augment``,
+``--train-augment``, one set of copies per variant, sets split by ``;``; by default noise and a telephone
+band, then those and a simulated room, never the laptop chain it is tested on), each paired with the first
+by seed and fold.
 
-    python bench/microphone.py [--views laptop] [--train-augment noise,telephone] [--seeds 3] [--jobs 2] [--quick]
+    python bench/microphone.py [--views laptop] [--train-augment "noise,telephone;noise,telephone,room"] [--seeds 3] [--jobs 2] [--quick]
 
 Writes bench/results/microphone[-quick].json; runs resume under bench/runs/microphone*/.
 """
@@ -38,6 +39,10 @@ from sera.model.probe import logistic_probe  # noqa: E402
 from sera.probe import as_matrix, utterance_embeddings  # noqa: E402
 
 
+TRAIN_AUGMENT = "noise,telephone;noise,telephone,room"  # the copies of each augmented variant
+QUICK_TRAIN_AUGMENT = "noise,room"  # one variant in CI, with the costly room among its copies
+
+
 def in_test_set(u) -> bool:
     """The fixed test set: RAVDESS's statement 1, repetition 1 (``03-01-EE-II-01-01-AA``)."""
     return Path(u.path).stem.split("-")[4:6] == ["01", "01"]
@@ -46,12 +51,15 @@ def in_test_set(u) -> bool:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--views", default="laptop", help="sera.augment copies to score the test clips through")
-    ap.add_argument("--train-augment", default="noise,telephone", help="copies the second variant also trains on "
-                    "(train.finetune_augment); '' runs the shipped recipe alone")
+    ap.add_argument("--train-augment", default=None,
+                    help="copies further variants also train on (train.finetune_augment), one set per variant split "
+                    f"by ';' (default {TRAIN_AUGMENT!r}, --quick {QUICK_TRAIN_AUGMENT!r}); '' runs the shipped recipe alone")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--jobs", type=int, default=2, help="runs trained at once (train.jobs)")
     ap.add_argument("--quick", action="store_true", help="a few speakers, one fold, few epochs: the harness only")
     args = ap.parse_args()
+    if args.train_augment is None:
+        args.train_augment = QUICK_TRAIN_AUGMENT if args.quick else TRAIN_AUGMENT
     tag = "-quick" if args.quick else ""
     cfg = SeraConfig.preset("reproduce").updated({"data.corpus": "ravdess", "train.seeds": args.seeds,
                                                   "train.jobs": args.jobs})
@@ -64,8 +72,8 @@ def main() -> None:
     views = {"clean": fs.subset([i for i, u in enumerate(fs.utts) if in_test_set(u) and u.id in {t.id for t in tested.utterances}]),
              **{a.name: features(tested, cfg, augment=a)[0] for a in parse_augmentations(args.views)}}
     variants = {"shipped recipe": cfg}
-    if args.train_augment:
-        variants[f"+ stage 2 on {args.train_augment} copies"] = cfg.updated({"train.finetune_augment": args.train_augment})
+    for copies in filter(None, args.train_augment.split(";")):
+        variants[f"+ stage 2 on {copies} copies"] = cfg.updated({"train.finetune_augment": copies})
     out = {"upstream": upstream(cfg.encoder.name), "seeds": cfg.train.seeds, "folds": [f.name for f in folds],
            "settings": {"normalise": cfg.data.normalise, "probe_weight": cfg.model.probe_weight}, "variants": {}}
     runs = {}
@@ -76,11 +84,11 @@ def main() -> None:
         runs[name] = res["runs"]
         out["variants"][name] = {"clean": res["protocols"]["clip"]["ua"], "views": res.get("views", {}),
                                  "train_augment": vcfg.train.finetune_augment}
-    if len(variants) == 2:  # the augmented variant against the shipped one, paired by seed and fold
-        base, aug = (runs[n] for n in variants)
-        key = lambda r: (r["seed"], r["fold"])  # noqa: E731
-        pairs = {key(r): r for r in base}
-        out["paired"] = {v: paired_gains([r["views"][v]["ua"] - pairs[key(r)]["views"][v]["ua"] for r in aug]) for v in views}
+    key = lambda r: (r["seed"], r["fold"])  # noqa: E731
+    base = {key(r): r for r in runs["shipped recipe"]}
+    out["paired"] = {  # each augmented variant against the shipped one, paired by seed and fold
+        name: {v: paired_gains([r["views"][v]["ua"] - base[key(r)]["views"][v]["ua"] for r in rs]) for v in views}
+        for name, rs in runs.items() if name != "shipped recipe"}
     for v in out["variants"].values():  # each view against the same clips recorded clean, paired by seed and fold
         v["vs_clean"] = {name: w["ua"]["mean"] - v["views"]["clean"]["ua"]["mean"] for name, w in v["views"].items()
                          if name != "clean"}
