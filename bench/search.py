@@ -12,9 +12,11 @@ The space, define-by-run:
   ones, so what a trial measures is what the recipe would train;
 - stage 1 off: the head's size (width, layers), learning rate, weight decay and dropout are searched too;
 - always: frame masking, label smoothing, mixup, an average of the weights (``train.finetune_ema``),
+  stochastic depth (``model.drop_path``), a speaker-adversarial branch (``train.speaker_adversary``),
   and the backbone's share of the learning rate (with stage 1).
 
-Trial 0 is the shipped recipe, on the same folds and seed. The TPE sampler (seeded) runs a fixed budget
+Trial 0 is the shipped recipe, on the same folds and seed; the next trials are it with a speaker adversary
+and with stochastic depth (``starts``). The TPE sampler (seeded) runs a fixed budget
 of trials. A median pruner stops a trial once its running mean after a fold is below the median of
 earlier trials at that fold. Workers (``--workers``, one process and core each) share one Optuna
 journal file, so a killed search resumes where it stopped.
@@ -23,7 +25,7 @@ Then, once, the test folds: ``--confirm N`` cross-validates the shipped recipe a
 objective) for N seeds each, clip protocol, paired over seeds x folds (what a changed default would be
 claimed on). The search never sees these figures.
 
-    python bench/search.py [--trials 16] [--workers 2] [--confirm 3] [--jobs 2] [--quick]
+    python bench/search.py [--trials 24] [--workers 2] [--confirm 3] [--jobs 2] [--quick]
 
 Writes bench/results/search[-quick].json and search[-quick].png; the journal lives in bench/runs/search*/.
 """
@@ -87,6 +89,8 @@ def suggest(trial: optuna.Trial) -> dict:
     s["train.label_smoothing"] = trial.suggest_float("train.label_smoothing", 0.0, 0.2)
     s["train.mixup"] = trial.suggest_categorical("train.mixup", [0.0, 0.2, 0.4])
     s["train.finetune_ema"] = trial.suggest_categorical("train.finetune_ema", [0.0, 0.99, 0.995])
+    s["model.drop_path"] = trial.suggest_categorical("model.drop_path", [0.0, 0.1, 0.2])
+    s["train.speaker_adversary"] = trial.suggest_categorical("train.speaker_adversary", [0.0, 0.3, 1.0])
     return s
 
 
@@ -95,7 +99,15 @@ def shipped(base: SeraConfig) -> dict:
     t = base.train
     return {"train.stage1": True, "train.finetune_backbone_lr": t.finetune_backbone_lr,
             "train.finetune_mask_prob": t.finetune_mask_prob, "train.label_smoothing": t.label_smoothing,
-            "train.mixup": t.mixup, "train.finetune_ema": t.finetune_ema}
+            "train.mixup": t.mixup, "train.finetune_ema": t.finetune_ema, "model.drop_path": base.model.drop_path,
+            "train.speaker_adversary": t.speaker_adversary}
+
+
+def starts(base: SeraConfig) -> list[dict]:
+    """The trials run first: the shipped recipe, then it with each regulariser the space gained on 2026-12-06
+    (a speaker adversary, stochastic depth), so that each is measured against trial 0 whatever TPE picks."""
+    ship = shipped(base)
+    return [ship, {**ship, "train.speaker_adversary": 1.0}, {**ship, "model.drop_path": 0.1}]
 
 
 def adapter_folder(base: SeraConfig, fold: str, quick: bool) -> Path:
@@ -217,7 +229,7 @@ def confirm(best: dict, seeds: int, jobs: int, quick: bool) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--trials", type=int, default=16, help="the fixed budget: trials that end (complete or pruned)")
+    ap.add_argument("--trials", type=int, default=24, help="the fixed budget: trials that end (complete or pruned)")
     ap.add_argument("--workers", type=int, default=2, help="trials run at once, one process and core each")
     ap.add_argument("--seed", type=int, default=0, help="the TPE sampler's (each worker adds its index)")
     ap.add_argument("--confirm", type=int, default=3, help="seeds of the test-fold check afterwards (0: none)")
@@ -239,8 +251,11 @@ def main() -> None:
         journal.unlink(missing_ok=True)
     study = optuna.create_study(study_name="stage2", storage=storage(str(journal)), direction="maximize",
                                 load_if_exists=True)
-    if not study.trials:
-        study.enqueue_trial(shipped(base))
+    ship = shipped(base)  # a setting a trial lacks (it ran before the setting existed) had the shipped value
+    queued = [{**ship, **t.system_attrs.get("fixed_params", t.params)} for t in study.trials]
+    for params in starts(base):  # a search resumed after the space grew runs the new starts first
+        if params not in queued:
+            study.enqueue_trial(params)
     fork = multiprocessing.get_context("fork")
     with fork.Pool(min(workers, len(folds)), initializer=torch.set_num_threads, initargs=(1,)) as pool:
         pool.map(_stage1_worker, range(len(folds)))  # the shipped stage 1 of every fold, once, before any trial

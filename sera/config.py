@@ -94,6 +94,8 @@ class ModelConfig:
     heads: int = 4  # attention heads
     ffn_mult: int = 2  # feed-forward width = ffn_mult * width
     dropout: float = 0.1  # in attention, feed-forward and before the classifier
+    drop_path: float = 0.0  # stochastic depth: in training the last block's residual branches are skipped for this
+    #                         share of the clips, earlier blocks' for less (linear in depth); 0: off
     frame_stride: int = 4  # average this many encoder frames (50 -> 12.5 per s): a quarter of the compute,
     #                        and no worse than 25 per s on RAVDESS validation speakers
     max_frames: int = 250  # training crops longer clips to this many frames (20 s at 12.5 per s)
@@ -113,6 +115,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         _choice("model.layer_pooling", self.layer_pooling, ("wap", "last"))
         _choice("model.pooling", self.pooling, ("sap", "mean"))
+        if not 0.0 <= self.drop_path < 1.0:
+            raise SeraError(f"model.drop_path: {self.drop_path}; a share at least 0 (off) and below 1")
         if not 0.0 <= self.probe_weight <= 1.0:
             raise SeraError(f"model.probe_weight: {self.probe_weight}; a share between 0 and 1")
 
@@ -152,6 +156,9 @@ class TrainConfig:
     label_smoothing: float = 0.1  # stage 2 cross-entropy label smoothing
     mixup: float = 0.0  # stage 2: > 0 blends each clip with another of its batch, targets alike, in Beta(a, a) shares
     finetune_ema: float = 0.0  # stage 2: > 0 validates and keeps a moving average of the weights (this decay per step)
+    speaker_adversary: float = 0.0  # stage 2: > 0 adds a speaker head behind a gradient reversal on the pooled clip
+    #                                 (DANN): the backbone learns to hide the training speakers, the reversal ramping
+    #                                 up to this weight; 0: off
     class_weighting: bool = False  # weight classes by inverse frequency
     balance: str = ""  # stage 2's loss weighs each "corpus" alike (a joint corpus's small part counts as much as its
     #                    large one), or each "speaker" alike; "" weighs every clip alike
@@ -169,6 +176,8 @@ class TrainConfig:
             raise SeraError(f"train.finetune_ema: {self.finetune_ema}; a decay at least 0 (off) and below 1")
         if self.mixup < 0:
             raise SeraError(f"train.mixup: {self.mixup}; Beta's parameter, above 0 (0: off)")
+        if self.speaker_adversary < 0:
+            raise SeraError(f"train.speaker_adversary: {self.speaker_adversary}; a weight, at least 0 (off)")
         if self.jobs < 1:
             raise SeraError(f"train.jobs: {self.jobs}; at least 1 fold runs at a time")
 

@@ -25,6 +25,7 @@ from .inference import predict_proba
 from .io import atomic_write
 from .metrics import unweighted_accuracy
 from .model import EmotionClassifier, LocalAttributes, TeacherStudent, span_mask
+from .model.adversary import SpeakerAdversarial, reversal_scale
 
 
 def _schedule(step: int, total: int, warmup: float) -> float:
@@ -269,9 +270,16 @@ def finetune(
     if tc.class_weighting:
         counts = torch.bincount(train.labels, minlength=num_classes).float()
         weight = (counts.sum() / counts.clamp_min(1) / num_classes).to(device)
+    net: torch.nn.Module = model  # what trains: the classifier, or it with a speaker adversary
+    speakers = None  # (N,) each clip's training speaker, for the adversary
+    if tc.speaker_adversary > 0:
+        names = [f"{u.corpus}/{u.speaker}" for u in train.utts]  # a copy keeps its clip's speaker
+        index = {n: i for i, n in enumerate(sorted(set(names)))}
+        speakers = torch.tensor([index[n] for n in names], device=device)
+        net = SpeakerAdversarial(model, len(index)).to(device)
     backbone_lr = tc.finetune_backbone_lr if init is not None else 1.0  # gentler on what stage 1 learned
-    backbone = [p for n, p in model.named_parameters() if n.startswith("backbone.")]
-    rest = [p for n, p in model.named_parameters() if not n.startswith("backbone.")]
+    backbone = list(model.backbone.parameters())
+    rest = [p for p in net.parameters() if id(p) not in set(map(id, backbone))]
     opt = torch.optim.AdamW([{"params": backbone, "scale": backbone_lr}, {"params": rest, "scale": 1.0}],
                             lr=tc.lr, weight_decay=tc.weight_decay)
     best = (-1.0, 0, None)  # (val UA, epoch, state)
@@ -279,12 +287,12 @@ def finetune(
     # An exponential moving average of the weights is what validation scores and what is kept, when asked for
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(tc.finetune_ema), use_buffers=True) \
         if tc.finetune_ema > 0 else None
-    saved = EpochState(resume, acc, model, opt, (shared, local))
+    saved = EpochState(resume, acc, net, opt, (shared, local))
     if (state := saved.load()) is not None:
         best, history = tuple(state["best"]), state["history"]
         if ema is not None:
             ema.load_state_dict(state["ema"])
-    wrapped, opt = acc.prepare(model, opt)
+    wrapped, opt = acc.prepare(net, opt)
     epochs = epochs or tc.finetune_epochs
     n_batches = len(rank_batches(length_batches(train.lengths, tc.batch_size), acc))
     total = max(1, epochs * n_batches)
@@ -305,7 +313,7 @@ def finetune(
         if val is not None and epoch - best[1] >= tc.patience:  # early stopping
             break
         model.train()
-        total_loss = torch.zeros((), device=device)
+        total_loss, speaker_sum = torch.zeros((), device=device), torch.zeros((), device=device)
         for idx in rank_batches(length_batches(train.lengths, tc.batch_size, shared), acc):
             feats, mask, y, speech = collate(train, idx, mc.max_frames, local)
             feats, mask, y = feats.to(device), mask.to(device), y.to(device)
@@ -319,9 +327,20 @@ def finetune(
                 mask = mask | mask[other]
                 speech = None if speech is None else speech | speech[other]
             time_mask = span_mask(mask.cpu(), tc.finetune_mask_prob, mc.mask_span, local).to(device)
-            logits, frames = wrapped(feats, mask, time_mask if tc.finetune_mask_prob > 0 else None, speech)
+            masked = time_mask if tc.finetune_mask_prob > 0 else None
+            if speakers is None:
+                logits, frames = wrapped(feats, mask, masked, speech)
+            else:
+                logits, frames, by_speaker = wrapped(feats, mask, masked, speech,
+                                                     reversal_scale(step / total, tc.speaker_adversary))
             loss = ce(logits, y, w) if other is None else \
                 lam * ce(logits, y, w) + (1 - lam) * ce(logits, y[other], None if w is None else w[other])
+            if speakers is not None:  # the speaker head learns the training speakers; the backbone, reversed, to hide them
+                s = speakers[torch.as_tensor(idx, device=device)]
+                speaker_loss = F.cross_entropy(by_speaker, s) if other is None else \
+                    lam * F.cross_entropy(by_speaker, s) + (1 - lam) * F.cross_entropy(by_speaker, s[other])
+                loss = loss + speaker_loss
+                speaker_sum += speaker_loss.detach()
             if use_attr:
                 sel = time_mask & mask
                 ids = attrs.assign(frames.detach()[sel])
@@ -330,13 +349,15 @@ def finetune(
                 g["lr"] = tc.lr * g["scale"] * _schedule(step, total, tc.warmup)
             opt.zero_grad(set_to_none=True)
             acc.backward(loss)
-            acc.clip_grad_norm_(model.parameters(), 1.0)
+            acc.clip_grad_norm_(net.parameters(), 1.0)
             opt.step()
             if ema is not None:
                 ema.update_parameters(model)
             total_loss += loss.detach()
             step += 1
         record = {"epoch": epoch + 1, "loss": float(acc.reduce(total_loss, "mean")) / n_batches}
+        if speakers is not None:  # about log(speakers) while the voices stay hidden from the speaker head
+            record["speaker_loss"] = float(acc.reduce(speaker_sum, "mean")) / n_batches
         kept = model if ema is None else ema.module  # the weights validation scores and training keeps
         if val is not None and len(val):  # every rank scores the same model on all of val: same decision
             pred = predict_proba(kept, val).argmax(1).numpy()

@@ -49,6 +49,21 @@ def test_backbone_shapes_and_padding_does_not_leak():
     torch.testing.assert_close(net(noisy, mask)[0][mask], out[mask], atol=1e-4, rtol=1e-4)
 
 
+def test_stochastic_depth_skips_whole_branches_for_some_clips_in_training_only():
+    from dataclasses import replace
+
+    net = WAPTransformer(replace(CFG, layers=3, drop_path=0.3), num_layers=4, dim=24)
+    assert [b.drop_path for b in net.blocks] == pytest.approx([0.1, 0.2, 0.3])  # deeper blocks more often
+    block, branch = net.blocks[2], torch.ones(4000, 2, 3)
+    torch.manual_seed(0)
+    out = block.skip(branch)
+    per_clip = out[:, 0, 0]
+    assert torch.equal(out, per_clip[:, None, None].expand_as(out))  # a clip's whole branch, or none of it
+    assert per_clip.unique().tolist() == pytest.approx([0.0, 1 / 0.7])  # the kept ones scaled up
+    assert (per_clip == 0).float().mean().item() == pytest.approx(0.3, abs=0.03) and out.mean() == pytest.approx(1, abs=0.05)
+    assert torch.equal(block.eval().skip(branch), branch)  # no effect outside training
+
+
 def test_sap_equals_mean_and_std_under_uniform_attention():
     x = torch.randn(2, 10, 6)
     w = torch.full((2, 10), 0.1)

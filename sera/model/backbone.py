@@ -17,9 +17,9 @@ from .wap import WeightedAveragePooling
 class Block(nn.Module):
     """Pre-norm Transformer block with a padding mask (nanoGPT style, not causal)."""
 
-    def __init__(self, width: int, heads: int, ffn_mult: int, dropout: float):
+    def __init__(self, width: int, heads: int, ffn_mult: int, dropout: float, drop_path: float = 0.0):
         super().__init__()
-        self.heads, self.dropout = heads, dropout
+        self.heads, self.dropout, self.drop_path = heads, dropout, drop_path
         self.ln1, self.ln2 = nn.LayerNorm(width), nn.LayerNorm(width)
         self.qkv = nn.Linear(width, 3 * width)
         self.proj = nn.Linear(width, width)
@@ -33,8 +33,16 @@ class Block(nn.Module):
         q, k, v = (t.view(B, T, self.heads, H // self.heads).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hd)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None, None, :],
                                            dropout_p=self.dropout if self.training else 0.0)
-        x = x + self.drop(self.proj(y.transpose(1, 2).reshape(B, T, H)))
-        return x + self.drop(self.ffn(self.ln2(x)))
+        x = x + self.skip(self.drop(self.proj(y.transpose(1, 2).reshape(B, T, H))))
+        return x + self.skip(self.drop(self.ffn(self.ln2(x))))
+
+    def skip(self, branch: torch.Tensor) -> torch.Tensor:
+        """Stochastic depth (Huang et al. 2016): in training, a residual branch (B, T, H) is dropped for a random
+        share ``drop_path`` of the clips, the others' scaled up to keep its expectation; shallower nets for free."""
+        if not self.training or self.drop_path == 0.0:
+            return branch
+        keep = torch.rand(branch.shape[0], 1, 1, device=branch.device) >= self.drop_path  # (B, 1, 1)
+        return branch * keep / (1.0 - self.drop_path)
 
 
 class WAPTransformer(nn.Module):
@@ -47,7 +55,9 @@ class WAPTransformer(nn.Module):
         # A depthwise convolution gives relative position at any length (long audio, windows).
         self.pos_conv = nn.Conv1d(cfg.width, cfg.width, kernel_size=15, padding=7, groups=cfg.width)
         n = cfg.layers if cfg.transformer else 0
-        self.blocks = nn.ModuleList(Block(cfg.width, cfg.heads, cfg.ffn_mult, cfg.dropout) for _ in range(n))
+        # deeper blocks are dropped more often (the linear rule), the last at cfg.drop_path
+        self.blocks = nn.ModuleList(Block(cfg.width, cfg.heads, cfg.ffn_mult, cfg.dropout, cfg.drop_path * (i + 1) / n)
+                                    for i in range(n))
         self.norm_out = nn.LayerNorm(cfg.width)
 
     def forward(

@@ -30,13 +30,22 @@ class EmotionClassifier(nn.Module):
         """feats (B, L, T, D), mask (B, T) -> logits (B, C) and frames (B, T, H). ``speech`` (B, T): pool
         these frames only (``VadConfig.pool_speech``); the backbone still sees every real frame. Once the
         probe is fitted the logits are the log of the two parts' averaged probabilities."""
-        frames, _ = self.backbone(feats, mask, time_mask)
-        logits = self.head(self.pool(frames, pool_mask(mask, speech)))
+        pooled, frames = self.embed(feats, mask, time_mask, speech)
+        logits = self.head(pooled)
         if self.probe is not None and self.probe.is_fitted:
             w = self.probe_weight
             p = (1 - w) * logits.softmax(-1) + w * self.probe(feats, mask).softmax(-1)
             logits = p.clamp_min(1e-12).log()
         return logits, frames
+
+    def embed(
+        self, feats: torch.Tensor, mask: torch.Tensor, time_mask: torch.Tensor | None = None,
+        speech: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, P) the pooled clip the head reads and (B, T, H) its frames: what a training-only branch (the
+        speaker adversary) reads too."""
+        frames, _ = self.backbone(feats, mask, time_mask)
+        return self.pool(frames, pool_mask(mask, speech)), frames
 
 
 def pool_mask(mask: torch.Tensor, speech: torch.Tensor | None) -> torch.Tensor:
