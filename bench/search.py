@@ -172,12 +172,15 @@ def summary(study: optuna.Study, folds: list[str]) -> dict:
                      "val_shipped": t.user_attrs.get("val_shipped"),
                      "val_probe": t.user_attrs.get("val_probe"), "folds_run": len(done), "folds": done,
                      "minutes": t.user_attrs.get("minutes")})
-    ended = [t for t in study.trials if t.datetime_complete is not None]
-    span = max(t.datetime_complete for t in ended) - min(t.datetime_start for t in ended)
+    busy, end = 0.0, None  # minutes in which some trial ran: a resumed search's pause is left out
+    for start, done in sorted((t.datetime_start, t.datetime_complete) for t in study.trials if t.datetime_complete):
+        if end is None or done > end:
+            busy += (done - max(start, end or start)).total_seconds() / 60
+            end = done
     complete = [r for r in rows if r["state"] == "complete"]
     best = max(complete, key=lambda r: r["val_head"])
     best_shipped = max(complete, key=lambda r: r["val_shipped"])
-    out = {"wall_minutes": span.total_seconds() / 60, "trials": rows, "best_head": best, "best_shipped": best_shipped,
+    out = {"wall_minutes": busy, "trials": rows, "best_head": best, "best_shipped": best_shipped,
            "shipped_recipe": next(r for r in rows if r["number"] == 0), "folds": folds}
     if len(complete) >= 3:
         try:  # which settings moved the head's validation UA (fANOVA over the completed trials)
