@@ -31,6 +31,7 @@ from .errors import SeraError
 from .io import atomic_write_text
 from .features import FeatureSet
 from .metrics import corpus_metrics, metrics, reliability, unweighted_accuracy
+from .model import EmotionClassifier
 from .inference import classify_clip, predict_proba
 from .normalise import clip_stats, normalise, reference_stats, speaker_stats
 from .provenance import code_version
@@ -79,10 +80,18 @@ def protocol_probabilities(model, raw: FeatureSet, train_idx: list[int], test_id
     test = raw.subset(test_idx)
     if protocol == "speaker":
         return predict_proba(model, normalise(test, mode))
-    reference = reference_stats(speaker_stats(raw.subset(train_idx))) if mode == "speaker" else None
-    speech = test.speech if test.speech is not None else [None] * len(test)  # each clip's own speech frames
+    return each_alone(model, test.feats, raw.subset(train_idx), mode, test.speech)
+
+
+def each_alone(model, feats: list[torch.Tensor], train: FeatureSet, mode: str,
+               speech: list[torch.Tensor] | None = None) -> torch.Tensor:
+    """(N, C) probabilities of clips (each (L, T, D), unnormalised) scored one at a time, as ``sera predict``
+    scores a clip: a speaker-normalised model standardises each with the reference statistics of the
+    ``train`` clips' speakers; ``speech``: each clip's speech frames."""
+    reference = reference_stats(speaker_stats(train)) if mode == "speaker" else None
+    speech = speech if speech is not None else [None] * len(feats)
     return torch.cat([classify_clip(model, f, clip_stats(mode, f, reference), s)[0].softmax(-1).float().cpu()
-                      for f, s in zip(test.feats, speech)])
+                      for f, s in zip(feats, speech)])
 
 
 FUSION_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -119,9 +128,7 @@ def score_view(model, view: FeatureSet, raw: FeatureSet, train_idx: list[int], t
     recorded otherwise: through a laptop's microphone, a telephone line), each scored alone as ``sera predict``
     scores it; a speaker-normalised model standardises them with the training speakers' reference statistics."""
     idx = [i for i, u in enumerate(view.utts) if u.id in test_ids]
-    reference = reference_stats(speaker_stats(raw.subset(train_idx))) if mode == "speaker" else None
-    probs = torch.cat([classify_clip(model, view.feats[i], clip_stats(mode, view.feats[i], reference))[0]
-                       .softmax(-1).float().cpu() for i in idx])
+    probs = each_alone(model, [view.feats[i] for i in idx], raw.subset(train_idx), mode)
     y = view.labels[idx].numpy()
     out = {k: v for k, v in metrics(y, probs.argmax(1).numpy(), num_classes).items() if k != "confusion"}
     return {**out, "clips": len(idx), "ece_calibrated": reliability(y, temper(probs.numpy(), temperature))["ece"]}
@@ -131,7 +138,7 @@ def score_view(model, view: FeatureSet, raw: FeatureSet, train_idx: list[int], t
 class Fitted:
     """A fold's model after stage 1 and stage 2 on its training speakers, as ``fit_fold`` leaves it."""
 
-    model: torch.nn.Module  # EmotionClassifier, early-stopped on the validation speakers
+    model: EmotionClassifier  # early-stopped on the validation speakers
     history: list[dict]  # stage 2's epochs
     train_idx: list[int]  # every training clip of the fold (fitting and validation speakers)
     val_idx: list[int]  # the validation speakers' clips (carved from the training speakers)

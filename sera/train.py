@@ -335,7 +335,7 @@ def finetune(
                                                      reversal_scale(step / total, tc.speaker_adversary))
             loss = ce(logits, y, w) if other is None else \
                 lam * ce(logits, y, w) + (1 - lam) * ce(logits, y[other], None if w is None else w[other])
-            if speakers is not None:  # the speaker head learns the training speakers; the backbone, reversed, to hide them
+            if speakers is not None:  # the speaker head learns the speakers; the backbone, reversed, hides them
                 s = speakers[torch.as_tensor(idx, device=device)]
                 speaker_loss = F.cross_entropy(by_speaker, s) if other is None else \
                     lam * F.cross_entropy(by_speaker, s) + (1 - lam) * F.cross_entropy(by_speaker, s[other])

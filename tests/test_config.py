@@ -40,5 +40,9 @@ def test_settings_and_presets():
         SeraConfig().updated({"model.probe_weight": 1.5})
     paper = SeraConfig.preset("paper-iemocap")
     assert paper.encoder.name == PAPER_ENCODER and paper.data.corpus == "iemocap" and paper.model.layers == 3
+    travel, ship = SeraConfig.preset("travel").to_dict(), SeraConfig.preset("reproduce").to_dict()
+    assert travel["train"].pop("finetune_augment") == "noise,telephone,room"
+    assert ship["train"].pop("finetune_augment") == ""
+    assert travel == ship  # make reproduce's recipe, with stage 2 on copies
     with pytest.raises(SeraError, match="unknown preset"):
         SeraConfig.preset("nope")
