@@ -279,7 +279,7 @@ def finetune(
         net = SpeakerAdversarial(model, len(index)).to(device)
     backbone_lr = tc.finetune_backbone_lr if init is not None else 1.0  # gentler on what stage 1 learned
     backbone = list(model.backbone.parameters())
-    rest = [p for p in net.parameters() if id(p) not in set(map(id, backbone))]
+    rest = [p for p in net.parameters() if all(p is not b for b in backbone)]  # the heads (and the adversary's)
     opt = torch.optim.AdamW([{"params": backbone, "scale": backbone_lr}, {"params": rest, "scale": 1.0}],
                             lr=tc.lr, weight_decay=tc.weight_decay)
     best = (-1.0, 0, None)  # (val UA, epoch, state)
@@ -312,7 +312,7 @@ def finetune(
     for epoch in range(start, epochs):
         if val is not None and epoch - best[1] >= tc.patience:  # early stopping
             break
-        model.train()
+        net.train()
         total_loss, speaker_sum = torch.zeros((), device=device), torch.zeros((), device=device)
         for idx in rank_batches(length_batches(train.lengths, tc.batch_size, shared), acc):
             feats, mask, y, speech = collate(train, idx, mc.max_frames, local)

@@ -1,7 +1,7 @@
 """A speaker-adversarial branch for stage 2 (gradient reversal, Ganin & Lempitsky 2015): a small speaker
 classifier reads the pooled clip, and the backbone below it is pushed the other way, towards clips whose
-speaker cannot be told. Raw features carry the voice, and 18 training actors are few enough for a head to
-learn them as a shortcut; one clip of an unknown speaker is what a user brings. Training only: the
+speaker cannot be told. Raw features carry the voice, and a few dozen training speakers are few enough for
+a head to learn them as a shortcut; one clip of an unknown speaker is what a user brings. Training only: the
 checkpoint keeps the ``EmotionClassifier`` alone."""
 
 from __future__ import annotations
