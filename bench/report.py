@@ -431,6 +431,8 @@ def search_table(run: dict | None) -> list[str]:
             out.append(f"| {arm} | {pct(v['head_alone'], seeds)} | {gain_cell(gain.get('head_alone'))} | "
                        f"{pct(v['shipped_mix'], seeds)} | {gain_cell(gain.get('shipped_mix'))} | "
                        f"{pct(v['probe_alone'], seeds)} |")
+        if note := run.get("confirm_note"):  # a check kept from an earlier run of the search
+            out += ["", f"Note: {note}."]
     return out
 
 
