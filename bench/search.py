@@ -25,7 +25,7 @@ Then, once, the test folds: ``--confirm N`` cross-validates the shipped recipe a
 objective) for N seeds each, clip protocol, paired over seeds x folds (what a changed default would be
 claimed on). The search never sees these figures.
 
-    python bench/search.py [--trials 24] [--workers 2] [--confirm 3] [--jobs 2] [--quick]
+    python bench/search.py [--trials 21] [--workers 2] [--confirm 3] [--jobs 2] [--quick]
 
 Writes bench/results/search[-quick].json and search[-quick].png; the journal lives in bench/runs/search*/.
 """
@@ -232,7 +232,7 @@ def confirm(best: dict, seeds: int, jobs: int, quick: bool) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--trials", type=int, default=24, help="the fixed budget: trials that end (complete or pruned)")
+    ap.add_argument("--trials", type=int, default=21, help="the fixed budget: trials that end (complete or pruned)")
     ap.add_argument("--workers", type=int, default=2, help="trials run at once, one process and core each")
     ap.add_argument("--seed", type=int, default=0, help="the TPE sampler's (each worker adds its index)")
     ap.add_argument("--confirm", type=int, default=3, help="seeds of the test-fold check afterwards (0: none)")
