@@ -68,7 +68,8 @@ def main() -> None:
     # the clips some fold trains on: only they need copies (every clip, but with --quick's one fold)
     trained = corpus.subset(u for u in corpus.utterances if any(u.id not in f.test_ids for f in folds))
     fs, _ = features(corpus, cfg)
-    views = {"clean": fs.subset([i for i, u in enumerate(fs.utts) if in_test_set(u) and u.id in {t.id for t in tested.utterances}]),
+    tested_ids = {u.id for u in tested.utterances}
+    views = {"clean": fs.subset([i for i, u in enumerate(fs.utts) if u.id in tested_ids]),
              **{a.name: features(tested, cfg, augment=a)[0] for a in parse_augmentations(args.views)}}
     variants = {"shipped recipe": cfg}
     for copies in filter(None, args.train_augment.split(";")):

@@ -307,6 +307,14 @@ def finetune(
         per_clip = F.cross_entropy(logits, target, weight=weight, label_smoothing=tc.label_smoothing, reduction="none")
         return (per_clip * w).sum() / w.sum()
 
+    def blended(loss_of: Callable, target: torch.Tensor, w: torch.Tensor | None, lam: float,
+                other: torch.Tensor | None) -> torch.Tensor:
+        """``loss_of(target, w)`` over a batch; with mixup (``other``: each clip's partner) the two clips'
+        targets' losses in the blend's shares."""
+        if other is None:
+            return loss_of(target, w)
+        return lam * loss_of(target, w) + (1 - lam) * loss_of(target[other], None if w is None else w[other])
+
     bar = tqdm(total=epochs, initial=start, desc="stage 2", unit="epoch",
                disable=not (progress and acc.is_main_process), dynamic_ncols=True)
     for epoch in range(start, epochs):
@@ -318,7 +326,8 @@ def finetune(
             feats, mask, y, speech = collate(train, idx, mc.max_frames, local)
             feats, mask, y = feats.to(device), mask.to(device), y.to(device)
             speech = None if speech is None else speech.to(device)
-            w = share[torch.as_tensor(idx, device=device)] if share is not None else None  # (B,) clips' shares
+            rows = torch.as_tensor(idx, device=device)  # (B,) the batch's clips
+            w = share[rows] if share is not None else None  # (B,) clips' shares
             lam, other = 1.0, None
             if mixing is not None:  # mixup: each clip blended with another of the batch (similar lengths), and so
                 lam = float(mixing.sample())  # are their targets; padding is the union of both clips' frames
@@ -333,12 +342,9 @@ def finetune(
             else:
                 logits, frames, by_speaker = wrapped(feats, mask, masked, speech,
                                                      reversal_scale(step / total, tc.speaker_adversary))
-            loss = ce(logits, y, w) if other is None else \
-                lam * ce(logits, y, w) + (1 - lam) * ce(logits, y[other], None if w is None else w[other])
+            loss = blended(lambda t, s: ce(logits, t, s), y, w, lam, other)
             if speakers is not None:  # the speaker head learns the speakers; the backbone, reversed, hides them
-                s = speakers[torch.as_tensor(idx, device=device)]
-                speaker_loss = F.cross_entropy(by_speaker, s) if other is None else \
-                    lam * F.cross_entropy(by_speaker, s) + (1 - lam) * F.cross_entropy(by_speaker, s[other])
+                speaker_loss = blended(lambda t, _: F.cross_entropy(by_speaker, t), speakers[rows], None, lam, other)
                 loss = loss + speaker_loss
                 speaker_sum += speaker_loss.detach()
             if use_attr:
