@@ -11,6 +11,7 @@ it (``choose`` says why it is not used). Gains are paired over seeds x folds (me
 gained, two-sided sign test).
 
     python bench/probe_fusion.py [--parts ravdess,emodb,cross,ablations,emobox] [--normalise none|speaker] [--seeds 3] [--jobs 2] [--quick]
+    python bench/probe_fusion.py --parts ravdess,emodb --residual   # the head as a correction of the probe
     python bench/probe_fusion.py --summarise   # recompute every part's figures from its fold curves
 
 Writes bench/results/probe_fusion[-quick].json (each part merged in as it ends) and, for the
@@ -112,8 +113,13 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=1, help="folds trained at once (train.jobs)")
     ap.add_argument("--quick", action="store_true", help="a few speakers, few epochs: checks the harness only")
     ap.add_argument("--summarise", action="store_true", help="recompute the figures of the parts already saved")
+    ap.add_argument("--residual", action="store_true",
+                    help="model.residual_probe: the head learns a correction of a fixed probe (weight 0 is then both)")
     args = ap.parse_args()
     settings = {**WEIGHT, "data.normalise": args.normalise, "train.jobs": args.jobs}
+    tag = args.normalise
+    if args.residual:
+        settings, tag = {**settings, "model.residual_probe": True}, f"{args.normalise}-residual"
     path = RESULTS / f"probe_fusion{'-quick' if args.quick else ''}.json"
     if args.summarise:
         saved = json.loads(path.read_text())
@@ -125,22 +131,21 @@ def main() -> None:
         return
     for name in args.parts.split(","):
         if name == "ablations":
-            ablations(settings, args.seeds, args.quick, args.normalise,
-                      f"ablations-{args.normalise}{'-quick' if args.quick else ''}")
+            ablations(settings, args.seeds, args.quick, tag, f"ablations-{tag}{'-quick' if args.quick else ''}")
             continue
         if name == "emobox":  # RAVDESS on EmoBox's own 6 actor-disjoint folds, as the baselines' table has them
             folds = Path(SeraConfig().data.root).parent / "folds" / "emobox-ravdess.json"
             if args.quick or not folds.is_file():  # they need every RAVDESS actor (baselines.py skips them alike)
                 continue
             done = {"ravdess, EmoBox folds": part(*cross_validated("ravdess", {**settings, "data.folds": str(folds)},
-                                                                   args.seeds, args.quick, f"probe-emobox-{args.normalise}"))}
+                                                                   args.seeds, args.quick, f"probe-emobox-{tag}"))}
         elif name == "cross":
-            done = {f"{a} -> {b}": across(a, b, settings, args.seeds, args.quick, args.normalise)
+            done = {f"{a} -> {b}": across(a, b, settings, args.seeds, args.quick, tag)
                     for a, b in (("ravdess", "emodb"), ("emodb", "ravdess"))}
         else:
-            done = {name: within(name, settings, args.seeds, args.quick, args.normalise)}
+            done = {name: within(name, settings, args.seeds, args.quick, tag)}
         old = json.loads(path.read_text()) if path.is_file() else {}
-        parts = {**old.get("parts", {}), **{f"{k} ({args.normalise})": v for k, v in done.items()}}
+        parts = {**old.get("parts", {}), **{f"{k} ({tag.replace('-', ', ')})": v for k, v in done.items()}}
         print(save(path.stem, {"parts": parts}), flush=True)
         for k, v in done.items():
             print(f"{k}: test clip UA at weight {v['weight']:g} {100 * v['ua']['mean']:.1f} ± {100 * v['ua']['std']:.1f}, "

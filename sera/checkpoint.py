@@ -34,10 +34,10 @@ def _write(path: Path, state: dict[str, torch.Tensor], meta: dict) -> Path:
     return path
 
 
-FORMAT = 3  # 1: sera 0.1 before content identity (no "format" field); 2: content identity, encoder.layers;
-#            3: model.probe_weight
+FORMAT = 4  # 1: sera 0.1 before content identity (no "format" field); 2: content identity, encoder.layers;
+#            3: model.probe_weight; 4: model.drop_path, model.residual_probe
 # Model settings each format added: an older checkpoint lacks them and was trained with these values.
-ADDED_IN = {2: {"layer_norm": False}, 3: {"probe_weight": 0.0}}
+ADDED_IN = {2: {"layer_norm": False}, 3: {"probe_weight": 0.0}, 4: {"drop_path": 0.0, "residual_probe": False}}
 
 
 def _fingerprint(cfg: SeraConfig, encoder_key: str) -> dict | None:

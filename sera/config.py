@@ -111,6 +111,8 @@ class ModelConfig:
     probe_weight: float = 0.0  # > 0: a linear probe on every layer's time mean, fitted after stage 2, joins the SAP
     #                            head: probabilities (1 - w) * head + w * probe. 0 is the method alone; make reproduce
     #                            ships 0.5, set beforehand (validation speakers cannot tell it from 0.25; bench/probe_fusion.py)
+    residual_probe: bool = False  # the head learns a correction of a linear probe: logits = probe + head (zero at the
+    #                               start), the probe fitted before stage 2 and held fixed (sera/model/probe.py)
 
     def __post_init__(self) -> None:
         _choice("model.layer_pooling", self.layer_pooling, ("wap", "last"))

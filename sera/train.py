@@ -265,6 +265,10 @@ def finetune(
     use_attr = attrs is not None and attrs.centroids is not None and tc.finetune_attribute_weight > 0
     if use_attr:
         model.attribute_head.load_state_dict(init.attribute_head.state_dict())
+    prior = None  # (N, C) with a residual probe: each clip's log-probabilities from a probe without its speaker
+    if model.prior is not None:
+        groups = [f"{u.corpus}/{u.speaker}" for u in train.utts]  # a copy keeps its clip's speaker
+        prior = model.prior.fit_prior(train.feats, train.labels.numpy(), groups, cfg.seed).to(device)
     share = balance_weights(train, tc.balance).to(device) if tc.balance else None  # (N,) each clip's share of the loss
     weight = None
     if tc.class_weighting:
@@ -328,6 +332,7 @@ def finetune(
             speech = None if speech is None else speech.to(device)
             rows = torch.as_tensor(idx, device=device)  # (B,) the batch's clips
             w = share[rows] if share is not None else None  # (B,) clips' shares
+            prior_b = prior[rows] if prior is not None else None  # (B, C)
             lam, other = 1.0, None
             if mixing is not None:  # mixup: each clip blended with another of the batch (similar lengths), and so
                 lam = float(mixing.sample())  # are their targets; padding is the union of both clips' frames
@@ -335,13 +340,14 @@ def finetune(
                 feats = lam * feats + (1 - lam) * feats[other]
                 mask = mask | mask[other]
                 speech = None if speech is None else speech | speech[other]
+                prior_b = None if prior_b is None else lam * prior_b + (1 - lam) * prior_b[other]
             time_mask = span_mask(mask.cpu(), tc.finetune_mask_prob, mc.mask_span, local).to(device)
             masked = time_mask if tc.finetune_mask_prob > 0 else None
             if speakers is None:
-                logits, frames = wrapped(feats, mask, masked, speech)
+                logits, frames = wrapped(feats, mask, masked, speech, prior=prior_b)
             else:
                 logits, frames, by_speaker = wrapped(feats, mask, masked, speech,
-                                                     reversal_scale(step / total, tc.speaker_adversary))
+                                                     reversal_scale(step / total, tc.speaker_adversary), prior=prior_b)
             loss = blended(lambda t, s: ce(logits, t, s), y, w, lam, other)
             if speakers is not None:  # the speaker head learns the speakers; the backbone, reversed, hides them
                 speaker_loss = blended(lambda t, _: F.cross_entropy(by_speaker, t), speakers[rows], None, lam, other)

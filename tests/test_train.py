@@ -625,3 +625,52 @@ def test_speaker_adversary_hides_the_training_speakers_and_still_learns(tmp_path
     assert plain[-1]["speaker_loss"] < 0.6 * chance
     with pytest.raises(SeraError, match="speaker_adversary"):
         SeraConfig().updated({"train.speaker_adversary": -1.0})
+
+
+def test_a_residual_head_starts_at_the_probe_and_learns_what_the_probe_cannot_see(tmp_path):
+    """``model.residual_probe``: the classifier begins as the probe, the head learns against each clip's
+    out-of-fold probe (never the probe's view of its own clip), and what the head adds is the part a time
+    mean cannot see: here the class is in how a feature swings over time, its mean the same for both."""
+    from sera.data import Utterance
+    from sera.features import FeatureSet, collate
+    from sera.model import EmotionClassifier
+    from sera.model.probe import LayerMeanProbe, log_prior
+
+    g = torch.Generator().manual_seed(0)
+    feats, labels = [], []
+    for i in range(64):
+        h = torch.randn(3, 32 + 16 * (i % 3), 16, generator=g)
+        if i % 2:  # class 1: feature 0 swings +-2 in blocks of 8 frames; its time mean stays 0
+            h[:, :, 0] += 2.0 * torch.tensor([1.0, -1.0]).repeat_interleave(8).repeat(h.shape[1] // 16)
+        feats.append(h.half())
+        labels.append(i % 2)
+    utts = [Utterance(f"u{i}", None, str(labels[i]), f"s{i // 2 % 8}", "toy", 1.0) for i in range(64)]
+    fs = FeatureSet(utts, feats, torch.tensor(labels))
+    train = fs.subset([i for i, u in enumerate(utts) if u.speaker < "s6"])
+    test = fs.subset([i for i, u in enumerate(utts) if u.speaker >= "s6"])
+    cfg = small_cfg().updated({"model.residual_probe": True, "train.finetune_epochs": 12, "model.frame_stride": 1})
+
+    model = EmotionClassifier(cfg.model, 3, 16, 2)
+    groups = [u.speaker for u in train.utts]
+    oof = model.prior.fit_prior(train.feats, train.labels.numpy(), groups, cfg.seed)
+    held = [i for i, s in enumerate(groups) if s in ("s0", "s5")]  # GroupKFold(5) over six speakers: s0 and s5 share a fold
+    without = LayerMeanProbe(3, 16, 2).fit([train.feats[i] for i in range(len(groups)) if i not in held],
+                                           train.labels.numpy()[[i for i in range(len(groups)) if i not in held]])
+    x, mask, *_ = collate(train, held)
+    expected = without(x, mask)
+    ratio = (oof[held].diff(dim=1) / log_prior(expected).diff(dim=1)).flatten()  # the same scores, tempered
+    assert torch.allclose(ratio, ratio[0].expand_as(ratio), rtol=1e-3) and 0 < float(ratio[0]) <= 1 / 0.5
+    x, mask, *_ = collate(train, list(range(len(train))))
+    model.eval()
+    torch.testing.assert_close(model(x, mask)[0], log_prior(model.prior(x, mask)))  # the head adds nothing yet
+
+    probe = LayerMeanProbe(3, 16, 2).fit(train.feats, train.labels.numpy())
+    x, mask, y, _ = collate(test, list(range(len(test))))
+    probe_ua = metrics(y.numpy(), probe(x, mask).argmax(1).numpy(), 2)["ua"]
+    trained, history = finetune(train, None, cfg, 3, 16, 2, progress=False)
+    ua = metrics(y.numpy(), predict_proba(trained, test).argmax(1).numpy(), 2)["ua"]
+    assert probe_ua <= 0.75 and ua >= 0.9, (probe_ua, ua)  # the probe near chance (0.5), the corrected head not
+    again, _ = finetune(train, None, cfg, 3, 16, 2, progress=False)
+    assert model_state_equal(trained, again)  # the out-of-fold fits repeat with the seed
+    loaded, _ = load_checkpoint(save_checkpoint(tmp_path / "ckpt", trained, cfg, ["0", "1"], "toy", 3, 16), "toy")
+    torch.testing.assert_close(predict_proba(loaded, test), predict_proba(trained, test))  # the probe travels with it

@@ -39,12 +39,13 @@ class SpeakerAdversarial(nn.Module):
 
     def forward(
         self, feats: torch.Tensor, mask: torch.Tensor, time_mask: torch.Tensor | None = None,
-        speech: torch.Tensor | None = None, scale: float = 1.0,
+        speech: torch.Tensor | None = None, scale: float = 1.0, prior: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """As ``EmotionClassifier.forward`` (an unfitted probe), plus speaker logits (B, S); the backbone
         gets the speaker loss's gradient reversed and times ``scale``."""
         pooled, frames = self.classifier.embed(feats, mask, time_mask, speech)  # (B, P), (B, T, H)
-        return self.classifier.head(pooled), frames, self.speaker_head(GradientReversal.apply(pooled, scale))
+        logits = self.classifier.corrected(self.classifier.head(pooled), feats, mask, prior)
+        return logits, frames, self.speaker_head(GradientReversal.apply(pooled, scale))
 
 
 def reversal_scale(progress: float, weight: float) -> float:

@@ -1,5 +1,6 @@
-"""Stage 2: the adapter's backbone + SAP (or mean pooling) + a linear emotion classifier, and, with
-``model.probe_weight``, a linear probe on the layers' time means averaged into its probabilities."""
+"""Stage 2: the adapter's backbone + SAP (or mean pooling) + a linear emotion classifier; with
+``model.residual_probe`` the classifier's logits are a correction added to a fixed linear probe's, and with
+``model.probe_weight`` a linear probe on the layers' time means is averaged into its probabilities."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import torch.nn as nn
 
 from ..config import ModelConfig
 from .backbone import WAPTransformer
-from .probe import LayerMeanProbe
+from .probe import LayerMeanProbe, log_prior
 from .sap import MeanPooling, StatisticalAttentivePooling
 
 
@@ -22,21 +23,34 @@ class EmotionClassifier(nn.Module):
         self.attribute_head = nn.Linear(cfg.width, cfg.num_attributes)  # optional stage 2 auxiliary loss
         self.probe_weight = cfg.probe_weight
         self.probe = LayerMeanProbe(num_layers, dim, num_classes) if cfg.probe_weight > 0 else None
+        # The probe the head corrects (fitted by stage 2 before it trains, then fixed), and a head that adds
+        # nothing at the start: training begins at the probe and moves off it only where that pays
+        self.prior = LayerMeanProbe(num_layers, dim, num_classes) if cfg.residual_probe else None
+        if self.prior is not None:
+            nn.init.zeros_(self.head[-1].weight), nn.init.zeros_(self.head[-1].bias)
 
     def forward(
         self, feats: torch.Tensor, mask: torch.Tensor, time_mask: torch.Tensor | None = None,
-        speech: torch.Tensor | None = None,
+        speech: torch.Tensor | None = None, prior: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """feats (B, L, T, D), mask (B, T) -> logits (B, C) and frames (B, T, H). ``speech`` (B, T): pool
-        these frames only (``VadConfig.pool_speech``); the backbone still sees every real frame. Once the
-        probe is fitted the logits are the log of the two parts' averaged probabilities."""
+        these frames only (``VadConfig.pool_speech``); the backbone still sees every real frame. ``prior``
+        (B, C): in training, the residual probe's out-of-fold log-probabilities of these clips, in place of
+        its own. Once the probe is fitted the logits are the log of the two parts' averaged probabilities."""
         pooled, frames = self.embed(feats, mask, time_mask, speech)
-        logits = self.head(pooled)
+        logits = self.corrected(self.head(pooled), feats, mask, prior)
         if self.probe is not None and self.probe.is_fitted:
             w = self.probe_weight
             p = (1 - w) * logits.softmax(-1) + w * self.probe(feats, mask).softmax(-1)
             logits = p.clamp_min(1e-12).log()
         return logits, frames
+
+    def corrected(self, logits: torch.Tensor, feats: torch.Tensor, mask: torch.Tensor,
+                  prior: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, C) the head's logits, added to the residual probe's log-probabilities where there is one."""
+        if self.prior is None:
+            return logits
+        return logits + (prior if prior is not None else log_prior(self.prior(feats, mask)))
 
     def embed(
         self, feats: torch.Tensor, mask: torch.Tensor, time_mask: torch.Tensor | None = None,

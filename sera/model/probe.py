@@ -17,6 +17,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from ..calibrate import fit_temperature
+
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
 
@@ -61,26 +63,74 @@ class LayerMeanProbe(nn.Module):
         ``feats`` (each (L, T, D)), written into the buffers. A class absent from ``labels`` gets no
         probability."""
         X = layer_means(feats).reshape(len(feats), -1).astype(np.float64)  # (N, L * D)
-        classes = np.unique(labels)
-        pipe = logistic_probe(seed)
-        if len(classes) == 1:  # nothing to tell apart (a tiny training set): the one class seen
-            scaler = pipe[0].fit(X)
-            coef, intercept = np.zeros((1, X.shape[1])), np.zeros(1)
-        else:
-            pipe.fit(X, labels)
-            scaler, coef, intercept = pipe[0], pipe[-1].coef_, pipe[-1].intercept_
-        if len(classes) == 2:  # scikit-learn keeps one row for two classes: logits (0, z) give sigmoid(z)
-            coef, intercept = np.vstack([np.zeros_like(coef), coef]), np.concatenate([[0.0], intercept])
-        weight = torch.zeros_like(self.weight)
-        bias = torch.full_like(self.bias, -1e4)
-        rows = torch.as_tensor(classes, dtype=torch.long)
-        weight[rows] = torch.as_tensor(coef, dtype=weight.dtype)
-        bias[rows] = torch.as_tensor(intercept, dtype=bias.dtype)
-        self.mean.copy_(torch.as_tensor(scaler.mean_)), self.scale.copy_(torch.as_tensor(scaler.scale_))
-        self.weight.copy_(weight), self.bias.copy_(bias)
+        self._load(*_fit(X, labels, self.weight.shape[0], seed))
+        return self
+
+    @torch.no_grad()
+    def fit_prior(self, feats: list[torch.Tensor], labels: np.ndarray, groups: Sequence[str], seed: int = 0,
+                  folds: int = 5) -> torch.Tensor:
+        """Fit as ``fit``, for the head of ``model.residual_probe`` to correct, and return (N, C) each
+        training clip's log-probabilities from a probe fitted without its speaker (``groups``).
+
+        The head learns against these, not against this probe's own view of its training clips: that
+        view is near certain (a linear model on thousands of dimensions separates a thousand clips) and
+        would leave the head nothing to learn. Out of fold, the probe is as wrong as it is on a speaker
+        it never heard. The temperature that calibrates those out-of-fold scores is folded into the
+        weights, so that the head corrects a probe that is as sure as it is right."""
+        X = layer_means(feats).reshape(len(feats), -1).astype(np.float64)  # (N, L * D)
+        C = self.weight.shape[0]
+        names = np.unique(np.asarray(groups), return_inverse=True)[1]
+        oof = np.zeros((len(X), C))
+        if names.max(initial=0) >= 1:  # two speakers at least: each clip scored by a probe without its speaker
+            from sklearn.model_selection import GroupKFold
+
+            for fit_rows, held in GroupKFold(min(folds, names.max() + 1)).split(X, labels, names):
+                mean, scale, weight, bias = _fit(X[fit_rows], labels[fit_rows], C, seed)
+                oof[held] = ((X[held] - mean) / scale) @ weight.T + bias
+        else:  # one speaker: nothing to hold out
+            mean, scale, weight, bias = _fit(X, labels, C, seed)
+            oof = ((X - mean) / scale) @ weight.T + bias
+        mean, scale, weight, bias = _fit(X, labels, C, seed)
+        t = fit_temperature(_softmax(oof), labels)
+        self._load(mean, scale, weight / t, bias / t)
+        return log_prior(torch.as_tensor(oof / t, dtype=torch.float32))
+
+    def _load(self, mean: np.ndarray, scale: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> None:
+        self.mean.copy_(torch.as_tensor(mean)), self.scale.copy_(torch.as_tensor(scale))
+        self.weight.copy_(torch.as_tensor(weight)), self.bias.copy_(torch.as_tensor(bias))
         self.fitted.fill_(True)
         self.is_fitted = True
-        return self
+
+
+def log_prior(logits: torch.Tensor) -> torch.Tensor:
+    """(B, C) a probe's logits as the log-probabilities a residual head adds to, floored: a class the probe
+    never saw (-1e4) stays within a head's reach."""
+    return logits.log_softmax(-1).clamp_min(-30.0)
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def _fit(X: np.ndarray, labels: np.ndarray, num_classes: int, seed: int
+         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Standardisation (L * D,) x 2 and logistic regression (C, L * D), (C,) of (N, L * D) time means; a class
+    absent from ``labels`` gets a bias of -1e4 (no probability)."""
+    classes = np.unique(labels)
+    pipe = logistic_probe(seed)
+    if len(classes) == 1:  # nothing to tell apart (a tiny training set): the one class seen
+        scaler = pipe[0].fit(X)
+        coef, intercept = np.zeros((1, X.shape[1])), np.zeros(1)
+    else:
+        pipe.fit(X, labels)
+        scaler, coef, intercept = pipe[0], pipe[-1].coef_, pipe[-1].intercept_
+    if len(classes) == 2:  # scikit-learn keeps one row for two classes: logits (0, z) give sigmoid(z)
+        coef, intercept = np.vstack([np.zeros_like(coef), coef]), np.concatenate([[0.0], intercept])
+    weight = np.zeros((num_classes, X.shape[1]))
+    bias = np.full(num_classes, -1e4)
+    weight[classes], bias[classes] = coef, intercept
+    return scaler.mean_, scaler.scale_, weight, bias
 
 
 def _read_fitted(module: LayerMeanProbe, incompatible_keys: object) -> None:
