@@ -33,7 +33,7 @@ from sera.encoders import Encoder
 from sera.evaluate import cross_validate
 from sera.model import EmotionClassifier, TeacherStudent
 from sera.normalise import normalise
-from sera.pipeline import apply_quick, corpus_and_folds, cross_corpus, features, unlabelled_features
+from sera.pipeline import apply_quick, corpus_and_folds, cross_corpus, features, labelled_copies, unlabelled_features
 
 ABLATIONS = {"full method": {}, **{name: settings for name, (_, settings) in config_ablations.items()}}
 
@@ -75,7 +75,7 @@ def cross_validated(corpus_name: str, settings: dict, seeds: int, quick: bool, s
     fs, _ = features(corpus, cfg)
     t = time.perf_counter()
     res = cross_validate(fs, corpus, folds, cfg, unlabelled=unlabelled_features(cfg, True, corpus),
-                         state=state_dir(state, quick))
+                         state=state_dir(state, quick), copies=labelled_copies(cfg, corpus))
     return res, settings, cfg, t
 
 
@@ -87,7 +87,7 @@ def transferred(source: str, target: str, settings: dict, seeds: int, quick: boo
     cfg = config(source, settings, seeds, quick)
     corpus, folds, fs = cross_corpus(cfg)
     t = time.perf_counter()
-    res = cross_validate(fs, corpus, folds, cfg, state=state_dir(state, quick))
+    res = cross_validate(fs, corpus, folds, cfg, state=state_dir(state, quick), copies=labelled_copies(cfg, corpus))
     return res, settings, cfg, t
 
 

@@ -74,6 +74,11 @@ def paired_runs(base: dict, other: dict) -> dict:
     return paired_gains([other[k] - base[k] for k in sorted(base.keys() & other.keys())])
 
 
+def clip_runs(part: dict, weights: tuple[str, ...] = ("0", "0.5")) -> dict[str, dict[str, float]]:
+    """Probe weight -> {"seed/fold": clip-protocol test UA} of a probe_fusion ``part``: what ``paired_runs`` pairs."""
+    return {at: {f"{c['seed']}/{c['fold']}": c["test"]["clip"][at] for c in part["fold_curves"]} for at in weights}
+
+
 def measure_extraction(cfg, utts: list) -> dict:
     """The whole extraction pipeline (decode, encoder, frame-rate reduction, write) into a fresh cache,
     then the bare encoder forward on the same audio already in memory, in the same process."""

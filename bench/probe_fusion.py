@@ -12,6 +12,7 @@ gained, two-sided sign test).
 
     python bench/probe_fusion.py [--parts ravdess,emodb,cross,ablations,emobox] [--normalise none|speaker] [--seeds 3] [--jobs 2] [--quick]
     python bench/probe_fusion.py --parts ravdess,emodb --residual   # the head as a correction of the probe
+    python bench/probe_fusion.py --parts cross --train-augment noise,telephone,room   # the travel preset's copies
     python bench/probe_fusion.py --summarise   # recompute every part's figures from its fold curves
 
 Writes bench/results/probe_fusion[-quick].json (each part merged in as it ends) and, for the
@@ -71,11 +72,6 @@ def part(res: dict, settings: dict, cfg, start: float) -> dict:
     return {**summarise(res, settings, cfg, start), "fold_curves": curves, **choose(curves, cfg.model.probe_weight)}
 
 
-def clip_runs(part: dict, weights: tuple[str, ...] = ("0", "0.5")) -> dict[str, dict[str, float]]:
-    """Probe weight -> {"seed/fold": clip-protocol test UA} of a ``part``: what ``paired_runs`` pairs."""
-    return {at: {f"{c['seed']}/{c['fold']}": c["test"]["clip"][at] for c in part["fold_curves"]} for at in weights}
-
-
 def within(corpus_name: str, settings: dict, seeds: int, quick: bool, tag: str) -> dict:
     return part(*cross_validated(corpus_name, settings, seeds, quick, f"probe-{corpus_name}-{tag}"))
 
@@ -115,11 +111,15 @@ def main() -> None:
     ap.add_argument("--summarise", action="store_true", help="recompute the figures of the parts already saved")
     ap.add_argument("--residual", action="store_true",
                     help="model.residual_probe: the head learns a correction of a fixed probe (weight 0 is then both)")
+    ap.add_argument("--train-augment", default="", help="train.finetune_augment: stage 2 and the probe also learn "
+                    "from these augmented copies of the training clips (the travel preset's: noise,telephone,room)")
     args = ap.parse_args()
     settings = {**WEIGHT, "data.normalise": args.normalise, "train.jobs": args.jobs}
-    tag = args.normalise
+    tag = args.normalise  # names the parts' runs and rows: "ravdess (none, residual)"
     if args.residual:
-        settings, tag = {**settings, "model.residual_probe": True}, f"{args.normalise}-residual"
+        settings, tag = {**settings, "model.residual_probe": True}, f"{tag}-residual"
+    if args.train_augment:
+        settings, tag = {**settings, "train.finetune_augment": args.train_augment}, f"{tag}-{args.train_augment.replace(',', '+')}"
     path = RESULTS / f"probe_fusion{'-quick' if args.quick else ''}.json"
     if args.summarise:
         saved = json.loads(path.read_text())

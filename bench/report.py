@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import RESULTS  # noqa: E402
+from common import RESULTS, clip_runs, paired_runs  # noqa: E402
 
 ROOT = RESULTS.parent.parent
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
@@ -406,6 +406,28 @@ def stage1_audio_table(run: dict | None) -> list[str]:
     return out
 
 
+def residual_table(fusion: dict | None) -> list[str]:
+    """The head as a correction of a fixed probe (``model.residual_probe``, bench/probe_fusion.py --residual)
+    beside the probe and the shipped recipe's runs on the same seeds and folds, clip protocol."""
+    parts = (fusion or {}).get("parts", {})
+    pairs = [(c, parts[f"{c} (none)"], parts[f"{c} (none, residual)"]) for c in CORPORA
+             if f"{c} (none)" in parts and f"{c} (none, residual)" in parts]
+    if not pairs:
+        return []
+    out = ["", "The head as a correction of a fixed probe (`model.residual_probe`, `bench/probe_fusion.py --residual`), "
+           "clip protocol, UA in %, mean ± std over seeds; gains paired over seeds × folds with the runs named:", "",
+           "| corpus | probe alone | head alone | head correcting the probe | gain over the probe | shipped (head + probe) "
+           "| corrected head + probe | gain over shipped |", "|---|---|---|---|---|---|---|---|"]
+    for corpus, plain, residual in pairs:
+        seeds = residual["seeds"]
+        ua = lambda run, at: pct(run["test_fusion"]["clip"][at], seeds)  # noqa: E731
+        mine, theirs = clip_runs(residual, ("0", "0.5", "1")), clip_runs(plain)
+        out.append(f"| {CORPORA[corpus]} | {ua(residual, '1')} | {ua(plain, '0')} | {ua(residual, '0')} | "
+                   f"{gain_cell(paired_runs(mine['1'], mine['0']))} | {ua(plain, '0.5')} | "
+                   f"{ua(residual, '0.5')} | {gain_cell(paired_runs(theirs['0.5'], mine['0.5']))} |")
+    return out
+
+
 def search_table(run: dict | None) -> list[str]:
     """The stage 2 search (bench/search.py): the shipped recipe against the best trials, validation speakers only."""
     if not run:
@@ -479,6 +501,7 @@ def main() -> None:
     text += "\n".join(scaling_data_table(load("scaling_data", q))) + "\n"
     text += "\n".join(stage1_audio_table(load("stage1_audio", q))) + "\n"
     text += "\n".join(search_table(load("search", q))) + "\n"
+    text += "\n".join(residual_table(fusion)) + "\n"
     suffix = "-quick" if q else ""
     (RESULTS / f"summary{suffix}.md").write_text(text)
     chart(table, RESULTS / f"ua_by_method{suffix}.png")

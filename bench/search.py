@@ -46,8 +46,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from adapter import cross_validated  # noqa: E402
-from common import RESULTS, RUNS, paired_runs, save  # noqa: E402
-from probe_fusion import clip_runs, part  # noqa: E402
+from common import RESULTS, RUNS, clip_runs, paired_runs, save  # noqa: E402
+from probe_fusion import part  # noqa: E402
 
 import matplotlib  # noqa: E402
 

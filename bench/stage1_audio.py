@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from adapter import cross_validated  # noqa: E402
-from common import paired_runs, save  # noqa: E402
-from probe_fusion import clip_runs, part  # noqa: E402
+from common import clip_runs, paired_runs, save  # noqa: E402
+from probe_fusion import part  # noqa: E402
 
 from sera.config import SeraConfig  # noqa: E402
 from sera.pipeline import apply_quick, corpus_and_folds, features, unlabelled_features  # noqa: E402

@@ -214,9 +214,11 @@ def run_fold(fs: FeatureSet, fold: Fold, cfg: SeraConfig, num_classes: int, prog
     test_idx = [i for i, u in enumerate(fs.utts) if u.id in test_ids]
     test_fusion = None
     t1 = time.perf_counter()
+    train = f.labelled(train_idx) if model.probe is not None or model.prior is not None else None
     if model.probe is not None:
-        train = f.labelled(train_idx)
         model.probe.fit(train.feats, train.labels.numpy(), cfg.seed)
+    if model.prior is not None:  # the probe the head corrects, refitted on every training speaker as the other is
+        model.prior.fit_prior(train.feats, train.labels.numpy(), train.speakers, cfg.seed)
     temperature = 1.0  # the validation speakers' probabilities, as the model gives them, tell how far to trust them
     if cfg.calibration.temperature and val_probs is not None:
         temperature = fit_temperature(val_probs.numpy(), fs.labels[val_idx].numpy())

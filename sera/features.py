@@ -71,6 +71,12 @@ class FeatureSet:
     def lengths(self) -> np.ndarray:
         return np.array([f.shape[1] for f in self.feats])
 
+    @property
+    def speakers(self) -> list[str]:
+        """Each clip's speaker as "corpus/speaker" (two corpora may both have a speaker "03"); an augmented copy
+        keeps its clip's."""
+        return [f"{u.corpus}/{u.speaker}" for u in self.utts]
+
     def subset(self, idx: list[int] | np.ndarray) -> "FeatureSet":
         return FeatureSet([self.utts[i] for i in idx], [self.feats[i] for i in idx], self.labels[list(idx)],
                           key=self.key, reference=self.reference, normalised=self.normalised,

@@ -50,7 +50,7 @@ def prepare(cfg: SeraConfig, progress: bool = True) -> Prepared:
 def domain_check(fs: FeatureSet, cfg: SeraConfig) -> DomainCheck:
     """The training clips' domain check (``fs`` as the cache holds them, as a user's clip arrives), for the
     checkpoint: speakers are told apart by corpus too, so that two corpora's "03" stay two voices."""
-    return DomainCheck.fit(fs.feats, [f"{u.corpus}/{u.speaker}" for u in fs.utts], cfg.calibration.domain_quantile)
+    return DomainCheck.fit(fs.feats, fs.speakers, cfg.calibration.domain_quantile)
 
 
 def _one_corpus(cfg: SeraConfig, what: str) -> None:

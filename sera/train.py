@@ -238,7 +238,7 @@ def stage1(fs: FeatureSet, cfg: SeraConfig, progress: bool = True, saved: Path |
 def balance_weights(fs: FeatureSet, by: str) -> torch.Tensor:
     """(N,) weights under which each corpus (``by`` "corpus") or each speaker ("speaker") weighs the same in a
     loss, mean 1: RAVDESS's 1,440 clips and EmoDB's 535 then count alike, and so do a talkative and a terse actor."""
-    groups = [u.corpus if by == "corpus" else f"{u.corpus}/{u.speaker}" for u in fs.utts]
+    groups = [u.corpus for u in fs.utts] if by == "corpus" else fs.speakers
     counts = Counter(groups)
     w = torch.tensor([1.0 / counts[g] for g in groups])
     return w * len(w) / w.sum()
@@ -267,8 +267,7 @@ def finetune(
         model.attribute_head.load_state_dict(init.attribute_head.state_dict())
     prior = None  # (N, C) with a residual probe: each clip's log-probabilities from a probe without its speaker
     if model.prior is not None:
-        groups = [f"{u.corpus}/{u.speaker}" for u in train.utts]  # a copy keeps its clip's speaker
-        prior = model.prior.fit_prior(train.feats, train.labels.numpy(), groups, cfg.seed).to(device)
+        prior = model.prior.fit_prior(train.feats, train.labels.numpy(), train.speakers, cfg.seed).to(device)
     share = balance_weights(train, tc.balance).to(device) if tc.balance else None  # (N,) each clip's share of the loss
     weight = None
     if tc.class_weighting:
@@ -277,7 +276,7 @@ def finetune(
     net: torch.nn.Module = model  # what trains: the classifier, or it with a speaker adversary
     speakers = None  # (N,) each clip's training speaker, for the adversary
     if tc.speaker_adversary > 0:
-        names = [f"{u.corpus}/{u.speaker}" for u in train.utts]  # a copy keeps its clip's speaker
+        names = train.speakers
         index = {n: i for i, n in enumerate(sorted(set(names)))}
         speakers = torch.tensor([index[n] for n in names], device=device)
         net = SpeakerAdversarial(model, len(index)).to(device)
