@@ -428,6 +428,32 @@ def residual_table(fusion: dict | None) -> list[str]:
     return out
 
 
+TRAVEL_COPIES = "noise+telephone+room"  # the travel preset's copies, as probe_fusion --train-augment names its parts
+
+
+def travel_cross_table(fusion: dict | None) -> list[str]:
+    """Across corpora with and without stage 2 on the travel preset's copies (bench/probe_fusion.py --parts cross
+    --train-augment noise,telephone,room), clip protocol, paired over seeds with the shipped recipe's runs."""
+    parts = (fusion or {}).get("parts", {})
+    pairs = [(d, parts[f"{d} (none)"], parts[f"{d} (none, {TRAVEL_COPIES})"]) for d in ("ravdess -> emodb", "emodb -> ravdess")
+             if f"{d} (none)" in parts and f"{d} (none, {TRAVEL_COPIES})" in parts]
+    if not pairs:
+        return []
+    out = ["", "Across corpora with stage 2 and the probe also on noise, telephone and room copies of the training "
+           "clips (the `travel` preset; `bench/probe_fusion.py --parts cross --train-augment noise,telephone,room`), "
+           "6 shared emotions, clip protocol, UA in % (ECE after the temperature), gains paired over seeds:", "",
+           "| direction | shipped recipe | with the copies | gain | head alone, shipped / with copies | probe alone, "
+           "shipped / with copies |", "|---|---|---|---|---|---|"]
+    for direction, plain, copies in pairs:
+        seeds = copies["seeds"]
+        cell = lambda run: f"{pct(run['ua'], seeds)} ({run['protocols']['clip']['ece_calibrated']['mean']:.3f})"  # noqa: E731
+        at = lambda run, w: pct(run["test_fusion"]["clip"][w], seeds)  # noqa: E731
+        out.append(f"| {direction} | {cell(plain)} | {cell(copies)} | "
+                   f"{gain_cell(paired_runs(clip_runs(plain)['0.5'], clip_runs(copies)['0.5']))} | "
+                   f"{at(plain, '0')} / {at(copies, '0')} | {at(plain, '1')} / {at(copies, '1')} |")
+    return out
+
+
 def search_table(run: dict | None) -> list[str]:
     """The stage 2 search (bench/search.py): the shipped recipe against the best trials, validation speakers only."""
     if not run:
@@ -502,6 +528,7 @@ def main() -> None:
     text += "\n".join(stage1_audio_table(load("stage1_audio", q))) + "\n"
     text += "\n".join(search_table(load("search", q))) + "\n"
     text += "\n".join(residual_table(fusion)) + "\n"
+    text += "\n".join(travel_cross_table(fusion)) + "\n"
     suffix = "-quick" if q else ""
     (RESULTS / f"summary{suffix}.md").write_text(text)
     chart(table, RESULTS / f"ua_by_method{suffix}.png")

@@ -13,10 +13,11 @@ The space, define-by-run:
 - stage 1 off: the head's size (width, layers), learning rate, weight decay and dropout are searched too;
 - always: frame masking, label smoothing, mixup, an average of the weights (``train.finetune_ema``),
   stochastic depth (``model.drop_path``), a speaker-adversarial branch (``train.speaker_adversary``),
-  and the backbone's share of the learning rate (with stage 1).
+  the head as a correction of a fixed probe (``model.residual_probe``), and the backbone's share of the
+  learning rate (with stage 1).
 
-Trial 0 is the shipped recipe, on the same folds and seed; the next trials are it with a speaker adversary
-and with stochastic depth (``starts``). The TPE sampler (seeded) runs a fixed budget
+Trial 0 is the shipped recipe, on the same folds and seed; the next trials are it with a speaker adversary,
+with stochastic depth and with the residual probe (``starts``). The TPE sampler (seeded) runs a fixed budget
 of trials. A median pruner stops a trial once its running mean after a fold is below the median of
 earlier trials at that fold. Workers (``--workers``, one process and core each) share one Optuna
 journal file, so a killed search resumes where it stopped.
@@ -91,6 +92,7 @@ def suggest(trial: optuna.Trial) -> dict:
     s["train.finetune_ema"] = trial.suggest_categorical("train.finetune_ema", [0.0, 0.99, 0.995])
     s["model.drop_path"] = trial.suggest_categorical("model.drop_path", [0.0, 0.1, 0.2])
     s["train.speaker_adversary"] = trial.suggest_categorical("train.speaker_adversary", [0.0, 0.3, 1.0])
+    s["model.residual_probe"] = trial.suggest_categorical("model.residual_probe", [False, True])
     return s
 
 
@@ -100,14 +102,16 @@ def shipped(base: SeraConfig) -> dict:
     return {"train.stage1": True, "train.finetune_backbone_lr": t.finetune_backbone_lr,
             "train.finetune_mask_prob": t.finetune_mask_prob, "train.label_smoothing": t.label_smoothing,
             "train.mixup": t.mixup, "train.finetune_ema": t.finetune_ema, "model.drop_path": base.model.drop_path,
-            "train.speaker_adversary": t.speaker_adversary}
+            "train.speaker_adversary": t.speaker_adversary, "model.residual_probe": base.model.residual_probe}
 
 
 def starts(base: SeraConfig) -> list[dict]:
-    """The trials run first: the shipped recipe, then it with each regulariser the space gained on 2026-12-06
-    (a speaker adversary, stochastic depth), so that each is measured against trial 0 whatever TPE picks."""
+    """The trials run first: the shipped recipe, then it with each setting the space gained later (a speaker
+    adversary and stochastic depth on 2026-12-06, the residual probe on 2026-12-07), so that each is measured
+    against trial 0 whatever TPE picks."""
     ship = shipped(base)
-    return [ship, {**ship, "train.speaker_adversary": 1.0}, {**ship, "model.drop_path": 0.1}]
+    return [ship, {**ship, "train.speaker_adversary": 1.0}, {**ship, "model.drop_path": 0.1},
+            {**ship, "model.residual_probe": True}]
 
 
 def adapter_folder(base: SeraConfig, fold: str, quick: bool) -> Path:

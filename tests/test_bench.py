@@ -87,7 +87,8 @@ def test_quick_bench_runs_every_script_and_reports(data_root, whisper_path, feat
         for protocol, c in pair.items():  # paired over seeds x folds
             assert c["pairs"] >= 1 and 0.0 <= c["sign_test_p"] <= 1.0 and -1.0 <= c["mean_gain"] <= 1.0, protocol
     fusion = load("probe_fusion")["parts"]
-    assert set(fusion) == {"ravdess (none)", "emodb (none)", "ravdess -> emodb (none)", "emodb -> ravdess (none)"}
+    assert set(fusion) == {"ravdess (none)", "emodb (none)", "ravdess -> emodb (none)", "emodb -> ravdess (none)",
+                           "ravdess (none, residual)"}  # and the head as a correction of the probe
     for part in fusion.values():  # every weight scored from the same models, on validation and test speakers
         assert list(part["val_fusion"]) == list(part["test_fusion"]["clip"]) == ["0", "0.25", "0.5", "0.75", "1"]
         assert f"{part['validation_pick']['weight']:g}" in part["val_fusion"] and part["vs_head"]["clip"]["pairs"] >= 1
@@ -111,7 +112,7 @@ def test_quick_bench_runs_every_script_and_reports(data_root, whisper_path, feat
     for method in ("eGeMAPS + SVM", "linear probe", "EmoBox recipe", "sera, full method (clip protocol)",
                    "sera, full method (speaker protocol)", "clip protocol: sera", "no stage 1", "predict 30 s",
                    "padded to 30 s", "training on all RAVDESS", "sera + probe, trained unnormalised",
-                   "Ablations in the clip protocol"):
+                   "Ablations in the clip protocol", "head correcting the probe"):
         assert method in summary, method
     assert (RESULTS / "ua_by_method-quick.png").stat().st_size > 10_000
 

@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+import torch.nn as nn
 
 from conftest import tone
 from sera.audio import load_audio
@@ -83,11 +84,14 @@ def test_a_wav2vec_family_checkpoint_exports_from_the_wave(tiny_hubert, tmp_path
     normalised checkpoint's graph standardises each window with its own statistics, as ``Predictor`` does."""
     cfg = SeraConfig()
     cfg.encoder.name, cfg.data.normalise, cfg.vad.enabled = str(tiny_hubert), normalise, False  # tones: no speech
-    cfg.model.width, cfg.model.heads, cfg.model.probe_weight = 32, 4, 0.5
+    cfg.model.width, cfg.model.heads, cfg.model.probe_weight, cfg.model.residual_probe = 32, 4, 0.5, True
     key, _ = encoder_identity(EncoderConfig(name=str(tiny_hubert)))
     model = EmotionClassifier(cfg.model, 3, 32, 2)
     g = torch.Generator().manual_seed(0)
-    model.probe.fit([torch.randn(3, 5 + i, 32, generator=g) for i in range(8)], np.arange(8) % 2)  # the probe too
+    feats = [torch.randn(3, 5 + i, 32, generator=g) for i in range(8)]
+    model.probe.fit(feats, np.arange(8) % 2)  # both probes in the graph: the one averaged in, the one corrected
+    model.prior.fit_prior(feats, np.arange(8) % 2, [f"s{i // 2}" for i in range(8)])
+    nn.init.normal_(model.head[-1].weight, generator=g)  # a head that adds something to the corrected probe
     ckpt = save_checkpoint(tmp_path / "ckpt", model, cfg, ["a", "b"], key, 3, 32)
     torch_path, onnx_path = Predictor(ckpt, device="cpu"), OnnxPredictor(export_onnx(ckpt, tmp_path / "onnx"))
     assert not (tmp_path / "onnx" / "mel_filters.npy").exists()  # no log-mel front end for this family

@@ -6,6 +6,9 @@ the two look at different things, the head at how frames unfold, the probe at th
 average of every layer. ``EmotionClassifier`` averages their probabilities once the probe is
 fitted. It is fitted in closed form after stage 2 (logistic regression, as the baseline is),
 not trained with the network: trained jointly it gained nothing (2026-11-30, before commit 665a18d; bench/results).
+
+The same probe can also be what the head corrects (``model.residual_probe``, ``fit_prior``): fitted
+before stage 2 and held fixed, its log-probabilities plus the head's logits are the model's logits.
 """
 
 from __future__ import annotations
