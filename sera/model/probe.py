@@ -82,21 +82,19 @@ class LayerMeanProbe(nn.Module):
         weights, so that the head corrects a probe that is as sure as it is right."""
         X = layer_means(feats).reshape(len(feats), -1).astype(np.float64)  # (N, L * D)
         C = self.weight.shape[0]
+        mean, scale, weight, bias = _fit(X, labels, C, seed)
+        oof = ((X - mean) / scale) @ weight.T + bias  # (N, C) as fitted: what stays with one speaker only
         names = np.unique(np.asarray(groups), return_inverse=True)[1]
-        oof = np.zeros((len(X), C))
         if names.max(initial=0) >= 1:  # two speakers at least: each clip scored by a probe without its speaker
             from sklearn.model_selection import GroupKFold
 
             for fit_rows, held in GroupKFold(min(folds, names.max() + 1)).split(X, labels, names):
-                mean, scale, weight, bias = _fit(X[fit_rows], labels[fit_rows], C, seed)
-                oof[held] = ((X[held] - mean) / scale) @ weight.T + bias
-        else:  # one speaker: nothing to hold out
-            mean, scale, weight, bias = _fit(X, labels, C, seed)
-            oof = ((X - mean) / scale) @ weight.T + bias
-        mean, scale, weight, bias = _fit(X, labels, C, seed)
-        t = fit_temperature(_softmax(oof), labels)
+                m, s, w, b = _fit(X[fit_rows], labels[fit_rows], C, seed)
+                oof[held] = ((X[held] - m) / s) @ w.T + b
+        oof = torch.as_tensor(oof)  # float64, as fitted
+        t = fit_temperature(oof.softmax(-1).numpy(), labels)
         self._load(mean, scale, weight / t, bias / t)
-        return log_prior(torch.as_tensor(oof / t, dtype=torch.float32))
+        return log_prior((oof / t).float())
 
     def _load(self, mean: np.ndarray, scale: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> None:
         self.mean.copy_(torch.as_tensor(mean)), self.scale.copy_(torch.as_tensor(scale))
@@ -109,11 +107,6 @@ def log_prior(logits: torch.Tensor) -> torch.Tensor:
     """(B, C) a probe's logits as the log-probabilities a residual head adds to, floored: a class the probe
     never saw (-1e4) stays within a head's reach."""
     return logits.log_softmax(-1).clamp_min(-30.0)
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(1, keepdims=True))
-    return e / e.sum(1, keepdims=True)
 
 
 def _fit(X: np.ndarray, labels: np.ndarray, num_classes: int, seed: int
