@@ -13,6 +13,7 @@ gained, two-sided sign test).
     python bench/probe_fusion.py [--parts ravdess,emodb,cross,ablations,emobox] [--normalise none|speaker] [--seeds 3] [--jobs 2] [--quick]
     python bench/probe_fusion.py --parts ravdess,emodb --residual   # the head as a correction of the probe
     python bench/probe_fusion.py --parts cross --train-augment noise,telephone,room   # the travel preset's copies
+    python bench/probe_fusion.py --parts ravdess+emodb --balance corpus   # make reproduce's corpus, balanced
     python bench/probe_fusion.py --summarise   # recompute every part's figures from its fold curves
 
 Writes bench/results/probe_fusion[-quick].json (each part merged in as it ends) and, for the
@@ -113,13 +114,19 @@ def main() -> None:
                     help="model.residual_probe: the head learns a correction of a fixed probe (weight 0 is then both)")
     ap.add_argument("--train-augment", default="", help="train.finetune_augment: stage 2 and the probe also learn "
                     "from these augmented copies of the training clips (the travel preset's: noise,telephone,room)")
+    ap.add_argument("--balance", choices=("corpus", "speaker"), help="train.balance: each corpus (or speaker) "
+                    "weighs the same in stage 2's loss")
     args = ap.parse_args()
     settings = {**WEIGHT, "data.normalise": args.normalise, "train.jobs": args.jobs}
-    tag = args.normalise  # names the parts' runs and rows: "ravdess (none, residual)"
+    labels = [args.normalise]  # name the parts' rows, "ravdess (none, residual)", and their runs, "...-none-residual"
     if args.residual:
-        settings, tag = {**settings, "model.residual_probe": True}, f"{tag}-residual"
+        settings, labels = {**settings, "model.residual_probe": True}, labels + ["residual"]
     if args.train_augment:
-        settings, tag = {**settings, "train.finetune_augment": args.train_augment}, f"{tag}-{args.train_augment.replace(',', '+')}"
+        settings = {**settings, "train.finetune_augment": args.train_augment}
+        labels.append(args.train_augment.replace(",", "+"))
+    if args.balance:
+        settings, labels = {**settings, "train.balance": args.balance}, labels + [f"balanced by {args.balance}"]
+    tag = "-".join(labels).replace(" ", "-")
     path = RESULTS / f"probe_fusion{'-quick' if args.quick else ''}.json"
     if args.summarise:
         saved = json.loads(path.read_text())
@@ -145,7 +152,7 @@ def main() -> None:
         else:
             done = {name: within(name, settings, args.seeds, args.quick, tag)}
         old = json.loads(path.read_text()) if path.is_file() else {}
-        parts = {**old.get("parts", {}), **{f"{k} ({tag.replace('-', ', ')})": v for k, v in done.items()}}
+        parts = {**old.get("parts", {}), **{f"{k} ({', '.join(labels)})": v for k, v in done.items()}}
         print(save(path.stem, {"parts": parts}), flush=True)
         for k, v in done.items():
             print(f"{k}: test clip UA at weight {v['weight']:g} {100 * v['ua']['mean']:.1f} ± {100 * v['ua']['std']:.1f}, "
