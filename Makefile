@@ -53,7 +53,7 @@ reproduce: install
 # make bench: every figure of bench/results (hours on the 2-core CPU; each script resumes or caches).
 # make bench BENCH_ARGS=--quick: the same harness on a few speakers and epochs (minutes; CI runs it).
 QUICK_BENCH := $(findstring --quick,$(BENCH_ARGS))
-, := ,
+comma := ,
 BENCH_CHECKPOINT ?= $(if $(QUICK_BENCH),runs/quick/checkpoint,runs/ravdess+emodb/checkpoint)
 bench: install
 	$(BIN)/python bench/extract_speed.py $(BENCH_ARGS)
@@ -65,7 +65,7 @@ bench: install
 	$(BIN)/python bench/vad_pooling.py $(BENCH_ARGS)
 	$(BIN)/python bench/speech_only.py $(BENCH_ARGS)
 	$(BIN)/python bench/probe_fusion.py $(BENCH_ARGS)
-	$(BIN)/python bench/probe_fusion.py --parts $(if $(QUICK_BENCH),ravdess,ravdess$(,)emodb) --residual $(BENCH_ARGS)
+	$(BIN)/python bench/probe_fusion.py --parts ravdess$(if $(QUICK_BENCH),,$(comma)emodb) --residual $(BENCH_ARGS)
 	@if [ -z "$(QUICK_BENCH)" ]; then $(BIN)/python bench/probe_fusion.py --parts cross --train-augment noise,telephone,room; fi
 	$(BIN)/python bench/scaling_data.py $(BENCH_ARGS)
 	$(BIN)/python bench/microphone.py $(BENCH_ARGS)
