@@ -406,12 +406,18 @@ def stage1_audio_table(run: dict | None) -> list[str]:
     return out
 
 
+def beside(fusion: dict | None, names, label: str) -> list[tuple[str, dict, dict]]:
+    """(name, the shipped recipe's probe_fusion part, the part run with ``label``) for each of ``names`` (corpora
+    or cross-corpus directions) that has both, unnormalised: "ravdess (none)" beside "ravdess (none, residual)"."""
+    parts = (fusion or {}).get("parts", {})
+    return [(n, parts[f"{n} (none)"], parts[f"{n} (none, {label})"]) for n in names
+            if f"{n} (none)" in parts and f"{n} (none, {label})" in parts]
+
+
 def residual_table(fusion: dict | None) -> list[str]:
     """The head as a correction of a fixed probe (``model.residual_probe``, bench/probe_fusion.py --residual)
     beside the probe and the shipped recipe's runs on the same seeds and folds, clip protocol."""
-    parts = (fusion or {}).get("parts", {})
-    pairs = [(c, parts[f"{c} (none)"], parts[f"{c} (none, residual)"]) for c in CORPORA
-             if f"{c} (none)" in parts and f"{c} (none, residual)" in parts]
+    pairs = beside(fusion, CORPORA, "residual")
     if not pairs:
         return []
     out = ["", "The head as a correction of a fixed probe (`model.residual_probe`, `bench/probe_fusion.py --residual`), "
@@ -434,9 +440,7 @@ TRAVEL_COPIES = "noise+telephone+room"  # the travel preset's copies, as probe_f
 def travel_cross_table(fusion: dict | None) -> list[str]:
     """Across corpora with and without stage 2 on the travel preset's copies (bench/probe_fusion.py --parts cross
     --train-augment noise,telephone,room), clip protocol, paired over seeds with the shipped recipe's runs."""
-    parts = (fusion or {}).get("parts", {})
-    pairs = [(d, parts[f"{d} (none)"], parts[f"{d} (none, {TRAVEL_COPIES})"]) for d in ("ravdess -> emodb", "emodb -> ravdess")
-             if f"{d} (none)" in parts and f"{d} (none, {TRAVEL_COPIES})" in parts]
+    pairs = beside(fusion, ("ravdess -> emodb", "emodb -> ravdess"), TRAVEL_COPIES)
     if not pairs:
         return []
     out = ["", "Across corpora with stage 2 and the probe also on noise, telephone and room copies of the training "
