@@ -12,7 +12,8 @@ copies of the training clips too (``train.finetune_augment``, ``--train-augment`
 variant, sets split by ``;``; by default noise, a telephone band and a simulated room, never the laptop
 chain it is tested on), each paired with the first by seed and fold.
 
-    python bench/microphone.py [--views laptop] [--train-augment noise,telephone,room] [--seeds 3] [--jobs 2] [--quick]
+    python bench/microphone.py [--views laptop] [--train-augment noise,telephone,room] [--train-copies add|swap]
+                               [--seeds 3] [--jobs 2] [--quick]
 
 Writes bench/results/microphone[-quick].json; runs resume under bench/runs/microphone*/.
 """
@@ -51,6 +52,8 @@ def main() -> None:
                     help="copies further variants also train on (train.finetune_augment), one set per variant split "
                     "by ';' (default noise,telephone,room; with --quick room, the costliest, alone); '' runs the "
                     "shipped recipe alone")
+    ap.add_argument("--train-copies", choices=("add", "swap"), default="add", help="train.finetune_copies of the "
+                    "variants: copies added to the clips, or each epoch reading each clip as itself or one of its copies")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--jobs", type=int, default=2, help="runs trained at once (train.jobs)")
     ap.add_argument("--quick", action="store_true", help="a few speakers, one fold, few epochs: the harness only")
@@ -73,13 +76,16 @@ def main() -> None:
              **{a.name: features(tested, cfg, augment=a)[0] for a in parse_augmentations(args.views)}}
     variants = {"shipped recipe": cfg}
     for copies in filter(None, args.train_augment.split(";")):
-        variants[f"+ stage 2 on {copies} copies"] = cfg.updated({"train.finetune_augment": copies})
+        swapped = ", swapped" if args.train_copies == "swap" else ""
+        variants[f"+ stage 2 on {copies} copies{swapped}"] = cfg.updated(
+            {"train.finetune_augment": copies, "train.finetune_copies": args.train_copies})
     out = {"upstream": upstream(cfg.encoder.name), "seeds": cfg.train.seeds, "folds": [f.name for f in folds],
            "settings": {"normalise": cfg.data.normalise, "probe_weight": cfg.model.probe_weight}, "variants": {}}
     runs = {}
     for name, vcfg in variants.items():
+        where = name.replace(" ", "-").replace(",", "+").replace("|", "-or-")
         res = cross_validate(fs, corpus, folds, vcfg, progress=False, report=True, views=views,
-                             state=RUNS / f"microphone{tag}" / name.replace(" ", "-").replace(",", "+"),
+                             state=RUNS / f"microphone{tag}" / where,
                              copies=labelled_copies(vcfg, trained, progress=False))
         runs[name] = res["runs"]
         out["variants"][name] = {"clean": res["protocols"]["clip"]["ua"], "views": res.get("views", {}),

@@ -13,6 +13,7 @@ gained, two-sided sign test).
     python bench/probe_fusion.py [--parts ravdess,emodb,cross,ablations,emobox] [--normalise none|speaker] [--seeds 3] [--jobs 2] [--quick]
     python bench/probe_fusion.py --parts ravdess,emodb --residual   # the head as a correction of the probe
     python bench/probe_fusion.py --parts cross --train-augment noise,telephone,room   # the travel preset's copies
+    python bench/probe_fusion.py --parts cross --train-augment "noise|telephone" --train-copies swap   # one copy each
     python bench/probe_fusion.py --parts ravdess+emodb --balance corpus   # make reproduce's corpus, balanced
     python bench/probe_fusion.py --summarise   # recompute every part's figures from its fold curves
 
@@ -114,6 +115,8 @@ def main() -> None:
                     help="model.residual_probe: the head learns a correction of a fixed probe (weight 0 is then both)")
     ap.add_argument("--train-augment", default="", help="train.finetune_augment: stage 2 and the probe also learn "
                     "from these augmented copies of the training clips (the travel preset's: noise,telephone,room)")
+    ap.add_argument("--train-copies", choices=("add", "swap"), default="add", help="train.finetune_copies: the "
+                    "copies added to the clips, or each epoch reading each clip as itself or one of its copies")
     ap.add_argument("--balance", choices=("corpus", "speaker"), help="train.balance: each corpus (or speaker) "
                     "weighs the same in stage 2's loss")
     args = ap.parse_args()
@@ -123,7 +126,9 @@ def main() -> None:
         settings, labels = {**settings, "model.residual_probe": True}, labels + ["residual"]
     if args.train_augment:
         settings = {**settings, "train.finetune_augment": args.train_augment}
-        labels.append(args.train_augment.replace(",", "+"))
+        labels.append(args.train_augment.replace(",", "+").replace("|", " or "))
+    if args.train_copies != "add":
+        settings, labels = {**settings, "train.finetune_copies": args.train_copies}, labels + ["swapped"]
     if args.balance:
         settings, labels = {**settings, "train.balance": args.balance}, labels + [f"balanced by {args.balance}"]
     tag = "-".join(labels).replace(" ", "-")

@@ -144,3 +144,33 @@ def parse_augmentations(text: str) -> list[Augmentation]:
     if unknown:
         raise SeraError(f"unknown augmentation(s) {', '.join(unknown)}; known: {', '.join(AUGMENTATIONS)}")
     return [AUGMENTATIONS[n] for n in names]
+
+
+@dataclass(frozen=True)
+class CopySet:
+    """One copy of every clip, by one augmentation, or by one of several (``noise|telephone``): each clip gets
+    the one its id picks, so a mixed set costs one copy's extraction, not one per kind, and is the same set on
+    every machine. A picked copy is the kind's own cached copy, shared with sets that name the kind alone."""
+
+    kinds: tuple[Augmentation, ...]
+
+    @property
+    def name(self) -> str:
+        return "|".join(a.name for a in self.kinds)
+
+    def pick(self, clip_id: str) -> Augmentation:
+        if len(self.kinds) == 1:
+            return self.kinds[0]
+        h = hashlib.blake2b(f"{self.name}:{clip_id}".encode(), digest_size=8).digest()
+        return self.kinds[int.from_bytes(h, "little") % len(self.kinds)]
+
+    def split(self, utterances: list) -> list[tuple[Augmentation, list]]:
+        """``utterances`` (anything with an ``id``) grouped by the augmentation each gets; kinds none got left out."""
+        parts = [(a, [u for u in utterances if self.pick(u.id) == a]) for a in self.kinds]
+        return [(a, us) for a, us in parts if us]
+
+
+def parse_copies(text: str) -> list[CopySet]:
+    """``"noise|telephone,room"`` -> two copies of each clip: one with noise or a telephone channel (picked
+    per clip), one in a simulated room; "" -> none."""
+    return [CopySet(tuple(parse_augmentations(item.replace("|", ",")))) for item in name_list(text)]

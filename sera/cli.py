@@ -245,7 +245,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
-    from .augment import parse_augmentations
+    from .augment import parse_copies
     from .cache import extract, process_share
     from .data import load_corpus
     from .encoders import Encoder
@@ -257,9 +257,11 @@ def cmd_extract(args: argparse.Namespace) -> int:
     if main_process:
         print(corpus.summary(), file=sys.stderr)
     encoder = Encoder(cfg.encoder)
-    for augment in [None, *parse_augmentations(args.augment or "")]:  # the clips themselves, then each copy
+    parts = [(None, corpus.utterances)]  # the clips themselves, then each copy (of a mixed set, the clips it picks)
+    parts += [part for copy_set in parse_copies(args.augment or "") for part in copy_set.split(corpus.utterances)]
+    for augment, utterances in parts:
         cache = feature_cache(cfg, encoder.key, augment)
-        report = extract(corpus.utterances, encoder, cache, cfg.audio, progress=not args.no_progress)
+        report = extract(utterances, encoder, cache, cfg.audio, progress=not args.no_progress)
         if main_process:
             print(f"{augment.name} copies: " if augment else "", end="")
             print(report.summary())
@@ -316,7 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("extract", cmd_extract, "cache every layer's encoder features for a corpus (resumes if interrupted)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--augment", metavar="NAMES", help="also cache augmented copies of every clip, each its own cache "
-                   "entry (sera/augment.py): speed0.9,speed1.1,pitch,noise,room,telephone,laptop")
+                   "entry (sera/augment.py): speed0.9,speed1.1,pitch,noise,room,telephone,laptop; a|b: one copy of "
+                   "each clip, a or b as the clip's id picks")
     _set_flag(p, "a config field, e.g. --set encoder.layers=::2 --set model.frame_stride=2 (what the cache keeps)")
     p = add("train", cmd_train, "cross-validate both stages on a corpus's speaker-independent folds, then save "
             "a final checkpoint trained on every speaker")

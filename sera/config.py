@@ -134,7 +134,11 @@ class TrainConfig:
     #                             that stage 1 also sees, a fold's test clips' copies never; cached on first use
     finetune_augment: str = ""  # augmented copies stage 2 (and the probe) also learn from, labels kept, e.g.
     #                             "room,noise,telephone": a voice or channel a model should not mind; only the training
-    #                             speakers' copies (never a validation or test clip's); cached on first use
+    #                             speakers' copies (never a validation or test clip's); cached on first use. "a|b": one
+    #                             copy of each clip, a or b as its id picks (one extraction instead of two)
+    finetune_copies: str = "add"  # how stage 2 reads those copies: "add" them to the clips (an epoch reads every clip
+    #                               and every copy), or "swap": an epoch reads each clip once, as itself or as one of
+    #                               its copies at random (an epoch costs what it costs without copies)
     pretrain_epochs: int = 3  # stage 1 epochs over the training folds' audio. 3 epochs, 12 and patience 3 (until
     #                           commit 50a66e3: 10, 30, 6) score as well on the validation speakers of make reproduce's
     #                           RAVDESS + EmoDB folds in half the time (docs/bench-notes.md, Model selection)
@@ -174,6 +178,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _choice("train.finetune_from", self.finetune_from, ("student", "teacher"))
         _choice("train.balance", self.balance, ("", "corpus", "speaker"))
+        _choice("train.finetune_copies", self.finetune_copies, ("add", "swap"))
         if not 0.0 <= self.finetune_ema < 1.0:
             raise SeraError(f"train.finetune_ema: {self.finetune_ema}; a decay at least 0 (off) and below 1")
         if self.mixup < 0:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from .augment import Augmentation, parse_augmentations
+from .augment import Augmentation, parse_copies
 from .cache import FeatureCache, extract
 from .config import SeraConfig, name_list
 from .data import Corpus, Fold, load_corpus, make_folds, read_unlabelled, shared_labels
@@ -146,8 +146,13 @@ def labelled_copies(cfg: SeraConfig, corpus: Corpus, progress: bool = True) -> F
 
 
 def _copies(corpus: Corpus, cfg: SeraConfig, names: str, progress: bool) -> list[FeatureSet]:
-    """``corpus``'s augmented copies ``names`` lists, each a FeatureSet normalised as training features are."""
-    return [normalise(features(corpus, cfg, progress, a)[0], cfg.data.normalise) for a in parse_augmentations(names)]
+    """``corpus``'s augmented copies ``names`` lists (``augment.parse_copies``), each set a FeatureSet normalised
+    as training features are."""
+    sets = []
+    for copy_set in parse_copies(names):
+        parts = [features(corpus.subset(utts), cfg, progress, a)[0] for a, utts in copy_set.split(corpus.utterances)]
+        sets.append(normalise(sum(parts[1:], parts[0]), cfg.data.normalise))
+    return sets
 
 
 def train_final(fs: FeatureSet, cfg: SeraConfig, num_classes: int, epochs: int, progress: bool = True,

@@ -52,6 +52,14 @@ def rank_batches(batches: list[list[int]], acc) -> list[list[int]]:
     return batches[acc.process_index : n : acc.num_processes]
 
 
+def copy_groups(fs: FeatureSet) -> list[list[int]] | None:
+    """Rows of ``fs`` by clip: a clip's augmented copies keep its utterance id. None where no clip has a copy."""
+    by_id: dict[str, list[int]] = {}
+    for i, u in enumerate(fs.utts):
+        by_id.setdefault(u.id, []).append(i)
+    return list(by_id.values()) if len(by_id) < len(fs.utts) else None
+
+
 def _generators(seed: int, acc) -> tuple[torch.Generator, torch.Generator]:
     """A generator shared by every rank (batch order, k-means samples) and one of this rank's own
     (crops, masks), so that ranks see different batches but agree on everything else."""
@@ -297,7 +305,9 @@ def finetune(
             ema.load_state_dict(state["ema"])
     wrapped, opt = acc.prepare(net, opt)
     epochs = epochs or tc.finetune_epochs
-    n_batches = len(rank_batches(length_batches(train.lengths, tc.batch_size), acc))
+    groups = copy_groups(train) if tc.finetune_copies == "swap" else None  # (N clips) rows of each clip and its copies
+    lengths = train.lengths if groups is None else train.lengths[[g[0] for g in groups]]  # what an epoch reads
+    n_batches = len(rank_batches(length_batches(lengths, tc.batch_size), acc))
     total = max(1, epochs * n_batches)
     start = len(history)  # epochs done (a resumed stage)
     step = start * n_batches
@@ -325,7 +335,10 @@ def finetune(
             break
         net.train()
         total_loss, speaker_sum = torch.zeros((), device=device), torch.zeros((), device=device)
-        for idx in rank_batches(length_batches(train.lengths, tc.batch_size, shared), acc):
+        for idx in rank_batches(length_batches(lengths, tc.batch_size, shared), acc):
+            if groups is not None:  # each clip as itself or as one of its copies
+                idx = [g[int(torch.randint(len(g), (1,), generator=local))] if len(g) > 1 else g[0]
+                       for g in (groups[i] for i in idx)]
             feats, mask, y, speech = collate(train, idx, mc.max_frames, local)
             feats, mask, y = feats.to(device), mask.to(device), y.to(device)
             speech = None if speech is None else speech.to(device)

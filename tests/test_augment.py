@@ -199,3 +199,33 @@ def test_stage_2_learns_from_the_copies_of_its_training_clips_only(monkeypatch):
     assert seen["train"][clips:] == seen["train"][:clips]  # each fitting clip, then its copy
     assert seen["labels"][clips:] == seen["labels"][:clips] == [int(u.label) for u in fs.utts if u.id in seen["train"]]
     assert not set(seen["train"]) & (seen["val"] | fold.test_ids) and seen["val"]
+
+
+def test_a_mixed_copy_set_gives_each_clip_one_copy_of_the_kind_its_id_picks(tmp_path, tiny_hubert):
+    """train.finetune_augment="a|b": one copy of each clip (one extraction, not one per kind), a or b as the clip's
+    id picks, the same on every machine; a picked copy is the kind's own cached copy."""
+    from sera.augment import parse_copies
+    from sera.config import SeraConfig
+    from sera.pipeline import features, labelled_copies
+
+    mixed, room = parse_copies(" noise|telephone, room")
+    assert (mixed.name, room.name) == ("noise|telephone", "room")
+    ids = [f"clip{i}" for i in range(200)]
+    picks = [mixed.pick(i).name for i in ids]
+    assert picks == [parse_copies("noise|telephone")[0].pick(i).name for i in ids] and 70 < picks.count("noise") < 130
+    assert {room.pick(i).name for i in ids} == {"room"}
+    with pytest.raises(SeraError, match="unknown augmentation.*warp"):
+        parse_copies("noise|warp")
+    cfg = SeraConfig()
+    cfg.data.corpus, cfg.encoder.name, cfg.cache_dir = _manifest(tmp_path / "data", 8, 2), str(tiny_hubert), str(tmp_path / "c")
+    cfg.train.finetune_augment = "speed0.9|speed1.1"
+    corpus = load_corpus(cfg.data)
+    copies = labelled_copies(cfg, corpus, False)
+    assert sorted(u.id for u in copies.utts) == sorted(u.id for u in corpus.utterances)  # each clip once
+    assert len(list((tmp_path / "c").rglob("*.safetensors"))) == 8  # one copy extracted per clip
+    set_ = parse_copies(cfg.train.finetune_augment)[0]
+    assert [u.id for u in copies.utts] == [u.id for a, us in set_.split(corpus.utterances) for u in us]
+    clean = {u.id: f for u, f in zip(*(lambda fs: (fs.utts, fs.feats))(features(corpus, cfg, False)[0]))}
+    for u, f in zip(copies.utts, copies.feats):  # slowed copies are longer than their clip, sped-up ones shorter
+        longer = f.shape[1] > clean[u.id].shape[1]
+        assert longer == (set_.pick(u.id).name == "speed0.9"), u.id

@@ -16,6 +16,7 @@ from sera.data import load_corpus
 from sera.errors import EncoderError, SeraError
 from sera.metrics import metrics
 from sera.normalise import normalise
+from sera.features import collate
 from sera.pipeline import features
 from sera.inference import predict_proba
 from sera.train import final_attributes, finetune, pretrain
@@ -683,3 +684,34 @@ def test_a_residual_head_starts_at_the_probe_and_learns_what_the_probe_cannot_se
         progress=False)
     for r in res["runs"]:  # the cross-validation route: the head's correction on the test fold, the probe alone
         assert r["test_fusion"]["clip"]["0"] >= 0.8 and r["test_fusion"]["clip"]["1"] <= 0.75, r["test_fusion"]
+
+
+def test_swapped_copies_read_each_clip_once_an_epoch(monkeypatch):
+    """train.finetune_copies="swap": an epoch reads every clip once, as itself or as one of its copies, so copies
+    cost no time per epoch; "add" reads every clip and every copy; without copies, swap is add."""
+    import sera.train as train
+
+    fs, cfg = toy_features(n=24), small_cfg()
+    both = fs + toy_features(n=24, seed=1)  # each clip and a copy of it: the same ids, other features
+    read: list[list[int]] = []
+
+    def spy(data, idx, *args):
+        read.append(list(idx))
+        return collate(data, idx, *args)
+
+    monkeypatch.setattr(train, "collate", spy)
+    cfg.train.finetune_copies = "swap"
+    finetune(both, None, cfg, 3, 16, 2, epochs=2, progress=False)
+    epochs = [sum(read[:3], []), sum(read[3:], [])]  # 24 clips in batches of 8
+    assert len(read) == 6 and all(sorted(i % 24 for i in rows) == list(range(24)) for rows in epochs)
+    rows = epochs[0] + epochs[1]
+    assert 12 < sum(i >= 24 for i in rows) < 36  # copies and clips both read, about half each
+    read.clear()
+    cfg.train.finetune_copies = "add"
+    finetune(both, None, cfg, 3, 16, 2, epochs=1, progress=False)
+    assert sorted(sum(read, [])) == list(range(48))
+    plain, _ = finetune(fs, None, cfg, 3, 16, 2, epochs=2, progress=False)
+    cfg.train.finetune_copies = "swap"
+    assert model_state_equal(finetune(fs, None, cfg, 3, 16, 2, epochs=2, progress=False)[0], plain)
+    with pytest.raises(SeraError, match="finetune_copies"):
+        SeraConfig().updated({"train.finetune_copies": "mix"})
