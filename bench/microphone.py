@@ -5,15 +5,16 @@ The laptop chain is ``sera.augment``'s ``laptop`` copy (a small simulated room, 
 fan-like noise), drawn once per clip from its content, so the test set is fixed: the same copies on every
 machine and run, cached as their own entries. The set is a quarter of RAVDESS (statement 1, repetition 1:
 every actor, emotion and intensity; 360 clips), since a simulated room costs about 4x a clip's encoding.
-Each fold's model (the ``reproduce`` recipe on RAVDESS alone: raw features, probe 0.5; 3 seeds) scores
-every test clip twice, clean and through the chain, each alone as ``sera predict`` sees it; the linear
+Each fold's model (the ``reproduce`` recipe on RAVDESS's clean clips alone: raw features, probe 0.5; 3 seeds)
+scores every test clip twice, clean and through the chain, each alone as ``sera predict`` sees it; the linear
 probe baseline, fitted on the same clean clips, likewise. Further variants train stage 2 and the probe on
 copies of the training clips too (``train.finetune_augment``, ``--train-augment``, one set of copies per
-variant, sets split by ``;``; by default noise, a telephone band and a simulated room, never the laptop
-chain it is tested on), each paired with the first by seed and fold.
+variant, sets split by ``;``; by default the ``reproduce`` preset's one copy of each clip, then noise, a
+telephone band and a simulated room for each; never the laptop chain it is tested on), each paired with the
+first by seed and fold.
 
-    python bench/microphone.py [--views laptop] [--train-augment noise,telephone,room] [--train-copies add|swap]
-                               [--seeds 3] [--jobs 2] [--quick]
+    python bench/microphone.py [--views laptop] [--train-augment "noise|telephone|room;noise,telephone,room"]
+                               [--train-copies swap|add] [--seeds 3] [--jobs 2] [--quick]
 
 Writes bench/results/microphone[-quick].json; runs resume under bench/runs/microphone*/.
 """
@@ -32,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common import RUNS, paired_gains, save, upstream  # noqa: E402
 
 from sera.augment import parse_augmentations  # noqa: E402
-from sera.config import SeraConfig  # noqa: E402
+from sera.config import CLEAN_CLIPS, REPRODUCE, SeraConfig  # noqa: E402
 from sera.evaluate import cross_validate  # noqa: E402
 from sera.metrics import metrics  # noqa: E402
 from sera.pipeline import apply_quick, corpus_and_folds, features, labelled_copies  # noqa: E402
@@ -50,19 +51,19 @@ def main() -> None:
     ap.add_argument("--views", default="laptop", help="sera.augment copies to score the test clips through")
     ap.add_argument("--train-augment", default=None,
                     help="copies further variants also train on (train.finetune_augment), one set per variant split "
-                    "by ';' (default noise,telephone,room; with --quick room, the costliest, alone); '' runs the "
-                    "shipped recipe alone")
-    ap.add_argument("--train-copies", choices=("add", "swap"), default="add", help="train.finetune_copies of the "
+                    "by ';' (default: the reproduce preset's, then the travel preset's three; with --quick room, the "
+                    "costliest, alone); '' runs the recipe on clean clips alone")
+    ap.add_argument("--train-copies", choices=("add", "swap"), default="swap", help="train.finetune_copies of the "
                     "variants: copies added to the clips, or each epoch reading each clip as itself or one of its copies")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--jobs", type=int, default=2, help="runs trained at once (train.jobs)")
     ap.add_argument("--quick", action="store_true", help="a few speakers, one fold, few epochs: the harness only")
     args = ap.parse_args()
     if args.train_augment is None:
-        args.train_augment = "room" if args.quick else "noise,telephone,room"
+        args.train_augment = "room" if args.quick else f"{REPRODUCE['train.finetune_augment']};noise,telephone,room"
     tag = "-quick" if args.quick else ""
-    cfg = SeraConfig.preset("reproduce").updated({"data.corpus": "ravdess", "train.seeds": args.seeds,
-                                                  "train.jobs": args.jobs})
+    cfg = SeraConfig.preset("reproduce").updated({**CLEAN_CLIPS, "data.corpus": "ravdess", "train.seeds": args.seeds,
+                                                  "train.jobs": args.jobs})  # on clean clips; the variants add copies
     if args.quick:
         cfg = apply_quick(cfg).updated({"train.pretrain_epochs": 1, "train.finetune_epochs": 3})
     corpus, folds = corpus_and_folds(cfg)
@@ -74,7 +75,7 @@ def main() -> None:
     tested_ids = {u.id for u in tested.utterances}
     views = {"clean": fs.subset([i for i, u in enumerate(fs.utts) if u.id in tested_ids]),
              **{a.name: features(tested, cfg, augment=a)[0] for a in parse_augmentations(args.views)}}
-    variants = {"shipped recipe": cfg}
+    variants = {"clean clips": cfg}
     for copies in filter(None, args.train_augment.split(";")):
         swapped = ", swapped" if args.train_copies == "swap" else ""
         variants[f"+ stage 2 on {copies} copies{swapped}"] = cfg.updated(
@@ -91,10 +92,10 @@ def main() -> None:
         out["variants"][name] = {"clean": res["protocols"]["clip"]["ua"], "views": res.get("views", {}),
                                  "train_augment": vcfg.train.finetune_augment}
     key = lambda r: (r["seed"], r["fold"])  # noqa: E731
-    base = {key(r): r for r in runs["shipped recipe"]}
+    base = {key(r): r for r in runs["clean clips"]}
     out["paired"] = {  # each augmented variant against the shipped one, paired by seed and fold
         name: {v: paired_gains([r["views"][v]["ua"] - base[key(r)]["views"][v]["ua"] for r in rs]) for v in views}
-        for name, rs in runs.items() if name != "shipped recipe"}
+        for name, rs in runs.items() if name != "clean clips"}
     for v in out["variants"].values():  # each view against the same clips recorded clean, paired by seed and fold
         v["vs_clean"] = {name: w["ua"]["mean"] - v["views"]["clean"]["ua"]["mean"] for name, w in v["views"].items()
                          if name != "clean"}

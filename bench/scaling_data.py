@@ -34,7 +34,7 @@ import matplotlib.ticker  # noqa: E402
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from sera.config import SeraConfig  # noqa: E402
+from sera.config import CLEAN_CLIPS, SeraConfig  # noqa: E402
 from sera.data import Corpus, Fold  # noqa: E402
 from sera.evaluate import cross_validate  # noqa: E402
 from sera.pipeline import apply_quick, corpus_and_folds, features  # noqa: E402
@@ -43,7 +43,8 @@ PARTS = {"head alone": "0", "probe alone": "1", "head + probe (shipped)": "0.5"}
 
 
 def config(corpus: str, seeds: int, jobs: int, quick: bool) -> SeraConfig:
-    cfg = SeraConfig.preset("reproduce").updated({"data.corpus": corpus, "train.seeds": seeds, "train.jobs": jobs})
+    cfg = SeraConfig.preset("reproduce").updated({**CLEAN_CLIPS, "data.corpus": corpus, "train.seeds": seeds,
+                                                  "train.jobs": jobs})  # the method's curve, on the clips alone
     if quick:  # a check of the harness: few speakers and epochs
         cfg = apply_quick(cfg).updated({"train.pretrain_epochs": 1, "train.finetune_epochs": 3, "train.seeds": 1})
     return cfg

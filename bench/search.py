@@ -59,7 +59,7 @@ import torch  # noqa: E402
 from optuna.storages import JournalStorage  # noqa: E402
 from optuna.storages.journal import JournalFileBackend  # noqa: E402
 
-from sera.config import SeraConfig  # noqa: E402
+from sera.config import CLEAN_CLIPS, SeraConfig  # noqa: E402
 from sera.evaluate import fit_fold  # noqa: E402
 from sera.normalise import normalise  # noqa: E402
 from sera.pipeline import apply_quick, corpus_and_folds, features  # noqa: E402
@@ -69,7 +69,7 @@ SHARED: dict = {}  # what forked workers read: the features, folds and base conf
 
 
 def base_config(quick: bool) -> SeraConfig:
-    cfg = SeraConfig.preset("reproduce")
+    cfg = SeraConfig.preset("reproduce").updated(CLEAN_CLIPS)  # stage 2 searched on the clips alone
     if quick:  # the harness on a few speakers and epochs
         cfg = apply_quick(cfg).updated({"train.pretrain_epochs": 1, "train.finetune_epochs": 2})
     return cfg
