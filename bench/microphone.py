@@ -51,7 +51,7 @@ def main() -> None:
     ap.add_argument("--views", default="laptop", help="sera.augment copies to score the test clips through")
     ap.add_argument("--train-augment", default=None,
                     help="copies further variants also train on (train.finetune_augment), one set per variant split "
-                    "by ';' (default: the reproduce preset's, then the travel preset's three; with --quick room, the "
+                    "by ';' (default: the reproduce preset's one, then noise, telephone and room; with --quick room, the "
                     "costliest, alone); '' runs the recipe on clean clips alone")
     ap.add_argument("--train-copies", choices=("add", "swap"), default="swap", help="train.finetune_copies of the "
                     "variants: copies added to the clips, or each epoch reading each clip as itself or one of its copies")
@@ -93,7 +93,7 @@ def main() -> None:
                                  "train_augment": vcfg.train.finetune_augment}
     key = lambda r: (r["seed"], r["fold"])  # noqa: E731
     base = {key(r): r for r in runs["clean clips"]}
-    out["paired"] = {  # each augmented variant against the shipped one, paired by seed and fold
+    out["paired"] = {  # each variant with copies against the clean clips' one, paired by seed and fold
         name: {v: paired_gains([r["views"][v]["ua"] - base[key(r)]["views"][v]["ua"] for r in rs]) for v in views}
         for name, rs in runs.items() if name != "clean clips"}
     for v in out["variants"].values():  # each view against the same clips recorded clean, paired by seed and fold

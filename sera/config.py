@@ -278,7 +278,7 @@ class SeraConfig:
 # per epoch). The copies are for clips from other microphones and corpora (docs/bench-notes.md, the microphone check).
 REPRODUCE: dict[str, Any] = {"data.corpus": "ravdess+emodb", "data.normalise": "none", "model.probe_weight": 0.5,
                              "train.finetune_augment": "noise|telephone|room", "train.finetune_copies": "swap"}
-# The recipe on the clips alone (REPRODUCE until commit dbd3b55): what the method's benchmarks build on
+# The recipe on the clips alone (REPRODUCE before commit fa572a2): what the method's benchmarks build on
 CLEAN_CLIPS: dict[str, Any] = {"train.finetune_augment": "", "train.finetune_copies": "add"}
 
 PRESETS: dict[str, dict[str, Any]] = {
