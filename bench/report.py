@@ -219,11 +219,13 @@ def markdown(table: dict, baselines: dict, adapter: dict, scaling: dict, extract
         out += ["", f"RAVDESS on EmoBox's own 6 actor-disjoint folds (`--folds {emobox['folds']}`), raw features, clip "
                     f"protocol, UA: " + ", ".join(f"{m} {pct(r['ua'])}" for m, r in emobox["within"].items())
                 + f". EmoBox publishes, with its recipe on these folds: {published}."]
-        sera_run = (fusion or {}).get("parts", {}).get("ravdess, EmoBox folds (none)")
-        if sera_run:
-            out[-1] += (f" sera's shipped recipe on the same folds ({sera_run['seeds']} seed"
-                        f"{'s' * (sera_run['seeds'] > 1)}): {pct(sera_run['ua'], sera_run['seeds'])}, its head alone "
-                        f"{pct(sera_run['test_fusion']['clip']['0'], sera_run['seeds'])}.")
+        parts = (fusion or {}).get("parts", {})
+        for what, key in (("sera's shipped recipe (one copy of each clip, read in turns)", "none, noise or telephone or "
+                           "room, swapped"), ("sera on clean clips alone", "none")):
+            if run := parts.get(f"ravdess, EmoBox folds ({key})"):
+                n = run["seeds"]
+                out[-1] += (f" {what} on the same folds ({n} seed{'s' * (n > 1)}): {pct(run['ua'], n)}, its head "
+                            f"alone {pct(run['test_fusion']['clip']['0'], n)}.")
     padding = whisper.get("modes", {})
     if padding:
         out += ["", "Whisper at the clip's real length (sera's default) against padded to 30 s (transformers' "
