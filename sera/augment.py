@@ -166,8 +166,10 @@ class CopySet:
 
     def split(self, utterances: list) -> list[tuple[Augmentation, list]]:
         """``utterances`` (anything with an ``id``) grouped by the augmentation each gets; kinds none got left out."""
-        parts = [(a, [u for u in utterances if self.pick(u.id) == a]) for a in self.kinds]
-        return [(a, us) for a, us in parts if us]
+        parts: dict[str, tuple[Augmentation, list]] = {a.name: (a, []) for a in self.kinds}
+        for u in utterances:  # one pick (a hash) per clip
+            parts[self.pick(u.id).name][1].append(u)
+        return [(a, us) for a, us in parts.values() if us]
 
 
 def parse_copies(text: str) -> list[CopySet]:
