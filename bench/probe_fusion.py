@@ -15,6 +15,7 @@ gained, two-sided sign test).
     python bench/probe_fusion.py --parts cross --train-augment noise,telephone,room   # the travel preset's copies
     python bench/probe_fusion.py --parts cross --train-augment "noise|telephone" --train-copies swap   # one copy each
     python bench/probe_fusion.py --parts ravdess+emodb --balance corpus   # make reproduce's corpus, balanced
+    python bench/probe_fusion.py --parts emodb,cross --normalise speaker --stats-dropout 0.5   # statistics of any size
     python bench/probe_fusion.py --summarise   # recompute every part's figures from its fold curves
 
 Writes bench/results/probe_fusion[-quick].json (each part merged in as it ends) and, for the
@@ -119,6 +120,9 @@ def main() -> None:
                     "copies added to the clips, or each epoch reading each clip as itself or one of its copies")
     ap.add_argument("--balance", choices=("corpus", "speaker"), help="train.balance: each corpus (or speaker) "
                     "weighs the same in stage 2's loss")
+    ap.add_argument("--stats-dropout", type=float, default=0.0, help="train.stats_dropout (with --normalise "
+                    "speaker): each training clip standardised with the reference in this share of draws, else with "
+                    "a random subset of its speaker's clips")
     args = ap.parse_args()
     settings = {**WEIGHT, "data.normalise": args.normalise, "train.jobs": args.jobs}
     labels = [args.normalise]  # name the parts' rows, "ravdess (none, residual)", and their runs, "...-none-residual"
@@ -129,6 +133,9 @@ def main() -> None:
         labels.append(args.train_augment.replace(",", "+").replace("|", " or "))
     if args.train_copies != "add":
         settings, labels = {**settings, "train.finetune_copies": args.train_copies}, labels + ["swapped"]
+    if args.stats_dropout:
+        settings = {**settings, "train.stats_dropout": args.stats_dropout}
+        labels.append(f"stats dropout {args.stats_dropout:g}")
     if args.balance:
         settings, labels = {**settings, "train.balance": args.balance}, labels + [f"balanced by {args.balance}"]
     tag = "-".join(labels).replace(" ", "-")

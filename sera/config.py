@@ -165,6 +165,10 @@ class TrainConfig:
     speaker_adversary: float = 0.0  # stage 2: > 0 adds a speaker head behind a gradient reversal on the pooled clip
     #                                 (DANN): the backbone learns to hide the training speakers, the reversal ramping
     #                                 up to this weight; 0: off
+    stats_dropout: float = 0.0  # stage 2 with data.normalise=speaker: > 0 standardises each clip, drawn anew per batch,
+    #                             with the training speakers' reference statistics in this share of draws (a clip
+    #                             alone, as the clip protocol scores it) and otherwise with a random subset of its
+    #                             speaker's clips, down to one (sera/normalise.py, StatsDropout); 0: all of them, always
     class_weighting: bool = False  # weight classes by inverse frequency
     balance: str = ""  # stage 2's loss weighs each "corpus" alike (a joint corpus's small part counts as much as its
     #                    large one), or each "speaker" alike; "" weighs every clip alike
@@ -185,6 +189,8 @@ class TrainConfig:
             raise SeraError(f"train.mixup: {self.mixup}; Beta's parameter, above 0 (0: off)")
         if self.speaker_adversary < 0:
             raise SeraError(f"train.speaker_adversary: {self.speaker_adversary}; a weight, at least 0 (off)")
+        if not 0.0 <= self.stats_dropout <= 1.0:
+            raise SeraError(f"train.stats_dropout: {self.stats_dropout}; a share of draws, from 0 (off) to 1")
         if self.jobs < 1:
             raise SeraError(f"train.jobs: {self.jobs}; at least 1 fold runs at a time")
 

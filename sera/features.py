@@ -7,7 +7,7 @@ training stages, the probe and the checkpoints all take a ``FeatureSet``.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -63,6 +63,7 @@ class FeatureSet:
     reference: Stats | None = None  # speaker-normalised: statistics for a clip of an unknown speaker
     normalised: str = "none"  # what sera.normalise did to the features ("none": as the cache holds them)
     speech: list[torch.Tensor] | None = None  # each (T_i,) True on speech frames (``vad.pool_speech``; ``speech_masks``)
+    stats: list[Stats] | None = None  # speaker-normalised: each clip's speaker statistics (``train.stats_dropout``)
 
     def __len__(self) -> int:
         return len(self.utts)
@@ -80,7 +81,8 @@ class FeatureSet:
     def subset(self, idx: list[int] | np.ndarray) -> "FeatureSet":
         return FeatureSet([self.utts[i] for i in idx], [self.feats[i] for i in idx], self.labels[list(idx)],
                           key=self.key, reference=self.reference, normalised=self.normalised,
-                          speech=None if self.speech is None else [self.speech[i] for i in idx])
+                          speech=None if self.speech is None else [self.speech[i] for i in idx],
+                          stats=None if self.stats is None else [self.stats[i] for i in idx])
 
     def __add__(self, other: "FeatureSet") -> "FeatureSet":
         """Pool two sets (stage 1 on several corpora; their labels are not used there)."""
@@ -89,8 +91,9 @@ class FeatureSet:
         if self.normalised != other.normalised:
             raise ValueError(f"features normalised two ways ({self.normalised}, {other.normalised}) cannot be pooled")
         speech = self.speech + other.speech if self.speech is not None and other.speech is not None else None
+        stats = self.stats + other.stats if self.stats is not None and other.stats is not None else None
         return FeatureSet(self.utts + other.utts, self.feats + other.feats, torch.cat([self.labels, other.labels]),
-                          self.skipped + other.skipped, self.key, self.reference, self.normalised, speech)
+                          self.skipped + other.skipped, self.key, self.reference, self.normalised, speech, stats)
 
 
 def load_feature_set(corpus: Corpus, cache: FeatureCache, progress: bool = False) -> FeatureSet:
@@ -120,7 +123,7 @@ def speech_masks(fs: FeatureSet, cache: FeatureCache, vad: VadConfig, audio: Aud
             atomic_write_text(path, json.dumps(saved))
         n = h.shape[1]  # frames span the encoded audio: their rate follows from its length
         masks.append(speech_frames(n, n / max(saved["seconds"], 1e-6), [Region(a, b) for a, b in saved["speech"]]))
-    return FeatureSet(fs.utts, fs.feats, fs.labels, fs.skipped, fs.key, fs.reference, fs.normalised, masks)
+    return replace(fs, speech=masks)
 
 
 def collate(fs: FeatureSet, idx: list[int], max_frames: int | None = None, generator: torch.Generator | None = None):

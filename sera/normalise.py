@@ -19,11 +19,14 @@ average says of the emotion; which of the two weighs more is measured (docs/benc
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import replace
+
 import torch
 
 from .config import NORMALISATIONS
+from .errors import SeraError
 from .features import FeatureSet, Stats
 
 
@@ -69,5 +72,57 @@ def normalise(fs: FeatureSet, mode: str) -> FeatureSet:
     if mode == "utterance":
         return replace(fs, feats=[Stats.of([f]).apply(f) for f in fs.feats], reference=None, normalised=mode)
     per_speaker = speaker_stats(fs)
-    feats = [per_speaker[speaker_of(u)].apply(f) for u, f in zip(fs.utts, fs.feats)]
-    return replace(fs, feats=feats, reference=reference_stats(per_speaker), normalised=mode)
+    stats = [per_speaker[speaker_of(u)] for u in fs.utts]
+    return replace(fs, feats=[s.apply(f) for s, f in zip(stats, fs.feats)], reference=reference_stats(per_speaker),
+                   normalised=mode, stats=stats)
+
+
+class StatsDropout:
+    """Training on speaker statistics of every size (``train.stats_dropout``).
+
+    A speaker-normalised model is trained on features standardised with all of a speaker's clips, then
+    used on one clip alone, standardised with the training speakers' reference statistics: the clip
+    protocol is a view of the features it never saw in training. Here each training clip, drawn anew
+    for every batch, is standardised with the reference in a ``share`` of draws (a clip of an unknown
+    speaker, as ``sera predict`` sees one), and otherwise with a random subset of its speaker's clips,
+    down to one (a few enrolled clips). The subset's size is drawn log-uniformly, so small subsets are
+    common. Statistics are recomputed from each clip's sums, in the speaker-normalised features' own
+    space: standardising those with a subset's statistics equals standardising the raw features with it.
+    """
+
+    def __init__(self, fs: FeatureSet, share: float):
+        if fs.stats is None or fs.reference is None:
+            raise SeraError("train.stats_dropout: the training features are not standardised per speaker; "
+                            "set data.normalise=speaker")
+        self.share, self.stats, ref = share, fs.stats, fs.reference
+        self.sums = torch.stack([f.double().sum(1) for f in fs.feats])  # (N, L, D) of the normalised frames
+        self.squares = torch.stack([f.double().pow(2).sum(1) for f in fs.feats])  # (N, L, D)
+        self.frames = torch.tensor([f.shape[1] for f in fs.feats], dtype=torch.float64)  # (N,)
+        groups: dict[int, list[int]] = defaultdict(list)  # rows standardised with the same statistics: a speaker
+        for i, s in enumerate(fs.stats):  # (its augmented copies, normalised apart, are a speaker of their own)
+            groups[id(s)].append(i)
+        self.group = {i: rows for rows in groups.values() for i in rows}
+        # the reference as an affine map of each speaker's standardised features: (z * std + mean - ref.mean) / ref.std
+        self.to_reference = {key: (s.std / ref.std, (s.mean - ref.mean) / ref.std)
+                             for key, s in ((id(s), s) for s in fs.stats)}
+
+    def __call__(self, feats: torch.Tensor, mask: torch.Tensor, rows: list[int], generator: torch.Generator
+                 ) -> torch.Tensor:
+        """feats (B, L, T, D) of ``rows``, standardised per speaker, restandardised as drawn; padding stays 0."""
+        scale, shift = [], []
+        for i in rows:
+            if float(torch.rand((), generator=generator)) < self.share:  # a clip of an unknown speaker
+                a, b = self.to_reference[id(self.stats[i])]
+            else:  # a random subset of the speaker's clips (the clip itself may be among them)
+                group = self.group[i]
+                size = int(math.exp(float(torch.rand((), generator=generator)) * math.log(len(group) + 1)))
+                picked = torch.tensor(group)[torch.randperm(len(group), generator=generator)[: max(1, size)]]
+                n = self.frames[picked].sum()
+                mean = self.sums[picked].sum(0) / n  # (L, D)
+                std = (self.squares[picked].sum(0) / n - mean.pow(2)).clamp_min(1e-6).sqrt()
+                a, b = (1 / std).float(), (-mean / std).float()
+            scale.append(a)
+            shift.append(b)
+        scale, shift = torch.stack(scale).to(feats.device), torch.stack(shift).to(feats.device)  # (B, L, D)
+        out = feats * scale[:, :, None] + shift[:, :, None]
+        return out * mask[:, None, :, None].to(out.dtype)

@@ -75,6 +75,8 @@ def train(cfg: SeraConfig, out: str | Path, final: bool = True, progress: bool =
     if cfg.data.normalise == "utterance" and cfg.model.probe_weight > 0:
         raise SeraError("model.probe_weight: the probe reads each layer's time mean, which data.normalise=utterance "
                         "sets to zero in every clip; train it with --probe 0")
+    if cfg.train.stats_dropout > 0 and cfg.data.normalise != "speaker":
+        raise SeraError("train.stats_dropout redraws speaker statistics: set data.normalise=speaker")
     out = Path(out)
     p = prepare(cfg, progress)
     corpus, fs = p.corpus, p.fs

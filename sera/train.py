@@ -26,6 +26,7 @@ from .io import atomic_write
 from .metrics import unweighted_accuracy
 from .model import EmotionClassifier, LocalAttributes, TeacherStudent, span_mask
 from .model.adversary import SpeakerAdversarial, reversal_scale
+from .normalise import StatsDropout
 
 
 def _schedule(step: int, total: int, warmup: float) -> float:
@@ -312,6 +313,7 @@ def finetune(
     start = len(history)  # epochs done (a resumed stage)
     step = start * n_batches
     mixing = torch.distributions.Beta(tc.mixup, tc.mixup) if tc.mixup > 0 else None
+    restandardise = StatsDropout(train, tc.stats_dropout) if tc.stats_dropout > 0 else None
 
     def ce(logits: torch.Tensor, target: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
         """Cross-entropy over a batch; ``w`` (B,): each clip's share of it (``train.balance``)."""
@@ -340,6 +342,8 @@ def finetune(
                 idx = [g[int(torch.randint(len(g), (1,), generator=local))] if len(g) > 1 else g[0]
                        for g in (groups[i] for i in idx)]
             feats, mask, y, speech = collate(train, idx, mc.max_frames, local)
+            if restandardise is not None:  # each clip with a speaker's statistics of any size, or none
+                feats = restandardise(feats, mask, idx, local)
             feats, mask, y = feats.to(device), mask.to(device), y.to(device)
             speech = None if speech is None else speech.to(device)
             rows = torch.as_tensor(idx, device=device)  # (B,) the batch's clips

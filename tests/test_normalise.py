@@ -53,3 +53,45 @@ def test_each_clip_alone_is_standardised_and_its_channel_removed():
     one = fs.feats[0].float()
     torch.testing.assert_close(clip_stats("utterance", one, None).apply(one), out.feats[0].float(), atol=0.01, rtol=0.01)
     assert clip_stats("none", one, Stats.of([one])) is None
+
+
+def test_stats_dropout_redraws_reference_or_subset_statistics_of_the_raw_clips():
+    """train.stats_dropout: a drawn clip comes out as the raw clip standardised with the training speakers'
+    reference (as the clip protocol scores it) or with the statistics of some of its own speaker's clips, of
+    any size down to one; padding stays zero; a seed repeats the draws."""
+    from sera.errors import SeraError
+    from sera.features import collate
+    from sera.normalise import StatsDropout
+
+    fs = toy_features(n=24, D=8)
+    fs.utts = [replace(u, speaker=f"s{i % 4}") for i, u in enumerate(fs.utts)]
+    fs.feats = [(f.float() * (1 + i % 4) + 3 * (i % 4)).half() for i, f in enumerate(fs.feats)]  # four voices
+    fs.utts[21], fs.utts[22] = replace(fs.utts[21], speaker="pair"), replace(fs.utts[22], speaker="pair")
+    fs.utts[23] = replace(fs.utts[23], speaker="alone")
+    normalised = normalise(fs, "speaker")
+    feats, mask, *_ = collate(normalised, list(range(24)))
+    raw = [f.float() for f in fs.feats]
+    close = lambda a, b: torch.allclose(a, b, atol=0.03, rtol=0.01)  # noqa: E731 (float16 features)
+
+    out = StatsDropout(normalised, 1.0)(feats, mask, list(range(24)), torch.Generator().manual_seed(0))
+    for i in (0, 5, 23):  # every draw is the reference
+        t = raw[i].shape[1]
+        assert close(out[i, :, :t], normalised.reference.apply(raw[i])) and out[i, :, t:].abs().max() == 0
+    dropout = StatsDropout(normalised, 0.0)
+    out = dropout(feats, mask, list(range(24)), torch.Generator().manual_seed(0))
+    t = raw[23].shape[1]
+    assert close(out[23, :, :t], Stats.of([raw[23]]).apply(raw[23]))  # alone: its only subset is itself
+    subsets = {"itself": [21], "the other": [22], "both": [21, 22]}  # the pair's clip 21 in every draw
+    seen = set()
+    for seed in range(40):
+        x = dropout(feats[21:22], mask[21:22], [21], torch.Generator().manual_seed(seed))[0, :, : raw[21].shape[1]]
+        [name] = [k for k, rows in subsets.items() if close(x, Stats.of([raw[j] for j in rows]).apply(raw[21]))]
+        seen.add(name)
+    assert seen == set(subsets)
+    mixed = StatsDropout(normalised, 0.5)(feats, mask, list(range(24)), torch.Generator().manual_seed(1))
+    referenced = [i for i in range(24) if close(mixed[i, :, : raw[i].shape[1]], normalised.reference.apply(raw[i]))]
+    assert 4 <= len(referenced) <= 20  # about half the draws
+    again = dropout(feats, mask, list(range(24)), torch.Generator().manual_seed(0))
+    torch.testing.assert_close(again, out)
+    with pytest.raises(SeraError, match="data.normalise=speaker"):
+        StatsDropout(normalise(fs, "none"), 0.5)

@@ -715,3 +715,29 @@ def test_swapped_copies_read_each_clip_once_an_epoch(monkeypatch):
     assert model_state_equal(finetune(fs, None, cfg, 3, 16, 2, epochs=2, progress=False)[0], plain)
     with pytest.raises(SeraError, match="finetune_copies"):
         SeraConfig().updated({"train.finetune_copies": "mix"})
+
+
+def test_stats_dropout_trains_on_redrawn_speaker_statistics(tmp_path):
+    """train.stats_dropout on speaker-normalised features: a seed repeats it, it changes what stage 2 learns, the
+    cue is still learned, and a setting it cannot act on is an error before any work."""
+    from sera import recipe
+
+    fs = toy_features(n=48)
+    fs.utts = [replace(u, speaker=f"s{i // 2 % 6}") for i, u in enumerate(fs.utts)]  # both classes per speaker
+    fs.feats = [(f.float() * (1 + i // 2 % 3) + i // 2 % 6).half() for i, f in enumerate(fs.feats)]  # six voices
+    normalised = normalise(fs, "speaker")
+    train, val = normalised.subset(range(16, 48)), normalised.subset(range(16))
+    cfg = small_cfg()
+    cfg.train.finetune_epochs, cfg.train.patience, cfg.train.lr = 6, 99, 3e-3
+    plain, _ = finetune(train, val, cfg, 3, 16, 2, progress=False)
+    cfg.train.stats_dropout = 0.5
+    model, hist = finetune(train, val, cfg, 3, 16, 2, progress=False)
+    again, hist2 = finetune(train, val, cfg, 3, 16, 2, progress=False)
+    assert hist2 == hist and model_state_equal(again, model) and not model_state_equal(model, plain)
+    assert max(r["val_ua"] for r in hist) >= 0.9
+    with pytest.raises(SeraError, match="data.normalise=speaker"):
+        finetune(fs, None, cfg, 3, 16, 2, progress=False)
+    with pytest.raises(SeraError, match="data.normalise=speaker"):
+        recipe.train(SeraConfig().updated({"data.normalise": "none", "train.stats_dropout": 0.5}), tmp_path / "run")
+    with pytest.raises(SeraError, match="stats_dropout"):
+        SeraConfig().updated({"train.stats_dropout": 1.5})
