@@ -277,6 +277,10 @@ def main() -> None:
     result = {"corpus": base.data.corpus, "protocol": "validation speakers only (no test fold is read)",
               "objective": "head alone, mean validation UA over folds", "seed": base.seed, "budget": trials,
               "workers": workers, "optuna": optuna.__version__, **summary(study, [f.name for f in folds])}
+    saved = RESULTS / f"{name}.json"
+    before = json.loads(saved.read_text()) if saved.is_file() else {}
+    if not seeds and "confirm" in before and before["best_head"]["params"] == result["best_head"]["params"]:
+        result["confirm"] = before["confirm"]  # --confirm 0 keeps the test-fold check of the same best trial
     save(name, result)
     plot(result, RESULTS / f"{name}.png")
     if seeds:
