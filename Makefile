@@ -67,7 +67,7 @@ bench: install
 	$(BIN)/python bench/probe_fusion.py $(BENCH_ARGS)
 	$(BIN)/python bench/probe_fusion.py --parts ravdess$(if $(QUICK_BENCH),,$(comma)emodb) --residual $(BENCH_ARGS)
 	@if [ -z "$(QUICK_BENCH)" ]; then $(BIN)/python bench/probe_fusion.py --parts cross --train-augment noise,telephone,room \
-		&& $(BIN)/python bench/probe_fusion.py --parts emodb,cross,emobox --train-augment "noise|telephone|room" --train-copies swap; fi
+		&& $(BIN)/python bench/probe_fusion.py --parts ravdess,emodb,cross,emobox,ablations --train-augment "noise|telephone|room" --train-copies swap; fi
 	$(BIN)/python bench/scaling_data.py $(BENCH_ARGS)
 	$(BIN)/python bench/microphone.py $(BENCH_ARGS)
 	$(BIN)/python bench/stage1_audio.py $(BENCH_ARGS)
