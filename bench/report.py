@@ -474,8 +474,12 @@ def copies_table(fusion: dict | None) -> list[str]:
 
 
 # How training standardised the features, as probe_fusion --normalise [--stats-dropout] names its parts
-STATISTICS = {"none": "none (raw features, clips alone)", "speaker": "per speaker, all the speaker's clips",
-              "speaker, stats dropout 0.5": "per speaker, statistics of every size (stats dropout 0.5)"}
+STATISTICS = {"none": "none (raw features, clips alone)",
+              "none, noise or telephone or room, swapped": "none, and one copy of each clip (the `reproduce` recipe)",
+              "speaker": "per speaker, all the speaker's clips",
+              "speaker, stats dropout 0.5": "per speaker, statistics of every size (stats dropout 0.5)",
+              "speaker, noise or telephone or room, swapped, stats dropout 0.5":
+                  "per speaker, every size, and one copy of each clip"}
 
 
 def statistics_table(fusion: dict | None) -> list[str]:
@@ -488,10 +492,11 @@ def statistics_table(fusion: dict | None) -> list[str]:
         return []
     out = ["", "Speaker statistics of every size in stage 2 (`train.stats_dropout`, `bench/probe_fusion.py --normalise "
            "speaker --stats-dropout 0.5`): each training clip standardised with the training speakers' reference in "
-           "half the draws (as a clip alone is scored) and otherwise with a random subset of its speaker's clips. "
-           "UA in %; across corpora the 6 shared emotions:", "",
+           "half the draws (as a clip alone is scored) and otherwise with a random subset of its speaker's clips; "
+           "rows with a copy also train on one noise, telephone or room copy of each clip, read in turns. UA in %; "
+           "across corpora the 6 shared emotions:", "",
            "| test | features standardised | head alone, clip | head + probe, clip | head + probe, speaker protocol | "
-           "gain over all the speaker's clips, clip |", "|---|---|---|---|---|---|"]
+           "head alone's gain over all the speaker's clips, clip |", "|---|---|---|---|---|---|"]
     for name in names:
         base = parts.get(f"{name} (speaker)")
         for label, what in STATISTICS.items():
@@ -499,8 +504,8 @@ def statistics_table(fusion: dict | None) -> list[str]:
             if run is None:
                 continue
             seeds, at = run["seeds"], lambda p, w: pct(run["test_fusion"][p][w], run["seeds"])  # noqa: E731
-            gain = "" if base is None or label != "speaker, stats dropout 0.5" else \
-                gain_cell(paired_runs(clip_runs(base)["0.5"], clip_runs(run)["0.5"]))
+            gain = "" if base is None or "stats dropout" not in label else \
+                gain_cell(paired_runs(clip_runs(base)["0"], clip_runs(run)["0"]))
             out.append(f"| {CORPORA.get(name, name)} | {what} | {at('clip', '0')} | {pct(run['protocols']['clip']['ua'], seeds)}"
                        f" | {pct(run['protocols']['speaker']['ua'], seeds)} | {gain} |")
     return out
