@@ -103,8 +103,7 @@ class StatsDropout:
             groups[id(s)].append(i)
         self.group = {i: rows for rows in groups.values() for i in rows}
         # the reference as an affine map of each speaker's standardised features: (z * std + mean - ref.mean) / ref.std
-        self.to_reference = {key: (s.std / ref.std, (s.mean - ref.mean) / ref.std)
-                             for key, s in ((id(s), s) for s in fs.stats)}
+        self.to_reference = {id(s): (s.std / ref.std, (s.mean - ref.mean) / ref.std) for s in fs.stats}
 
     def __call__(self, feats: torch.Tensor, mask: torch.Tensor, rows: list[int], generator: torch.Generator
                  ) -> torch.Tensor:
