@@ -398,6 +398,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"sera {args.command}: unexpected error: {type(e).__name__}: {first} "
               "(run again with --debug for the full traceback)", file=sys.stderr)
         return 1
+    finally:
+        _leave_process_group()
+
+
+def _leave_process_group() -> None:
+    """Under torchrun, take the process group down before exit: left to the interpreter's teardown, gloo's
+    threads can abort a rank whose work is done ("terminate called without an active exception")."""
+    dist = sys.modules.get("torch.distributed")  # never imported: no group to leave
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":
