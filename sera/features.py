@@ -34,8 +34,11 @@ class Stats:
     def of(cls, feats: list[torch.Tensor]) -> "Stats":
         """Per layer and feature over every frame of ``feats`` (each (L, T, D)), in float64."""
         n = sum(f.shape[1] for f in feats)
-        total = sum(f.double().sum(1) for f in feats)  # (L, D)
-        squares = sum(f.double().pow(2).sum(1) for f in feats)
+        return cls.from_sums(sum(f.double().sum(1) for f in feats), sum(f.double().pow(2).sum(1) for f in feats), n)
+
+    @classmethod
+    def from_sums(cls, total: torch.Tensor, squares: torch.Tensor, n: float) -> "Stats":
+        """From (L, D) sums of frames and of their squares over ``n`` frames (float64 for accuracy)."""
         mean = total / n
         var = (squares / n - mean.pow(2)).clamp_min(0)
         return cls(mean.float(), var.sqrt().float().clamp_min(1e-3))

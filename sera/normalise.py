@@ -116,10 +116,8 @@ class StatsDropout:
                 group = self.group[i]
                 size = int(math.exp(float(torch.rand((), generator=generator)) * math.log(len(group) + 1)))
                 picked = torch.tensor(group)[torch.randperm(len(group), generator=generator)[: max(1, size)]]
-                n = self.frames[picked].sum()
-                mean = self.sums[picked].sum(0) / n  # (L, D)
-                std = (self.squares[picked].sum(0) / n - mean.pow(2)).clamp_min(1e-6).sqrt()
-                a, b = (1 / std).float(), (-mean / std).float()
+                sub = Stats.from_sums(self.sums[picked].sum(0), self.squares[picked].sum(0), self.frames[picked].sum())
+                a, b = 1 / sub.std, -sub.mean / sub.std
             scale.append(a)
             shift.append(b)
         scale, shift = torch.stack(scale).to(feats.device), torch.stack(shift).to(feats.device)  # (B, L, D)
