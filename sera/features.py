@@ -43,6 +43,11 @@ class Stats:
         var = (squares / n - mean.pow(2)).clamp_min(0)
         return cls(mean.float(), var.sqrt().float().clamp_min(1e-3))
 
+    @classmethod
+    def reference(cls, speakers: list["Stats"]) -> "Stats":
+        """For a clip without a speaker: the mean of the speakers' means and of their stds."""
+        return cls(torch.stack([s.mean for s in speakers]).mean(0), torch.stack([s.std for s in speakers]).mean(0))
+
     def apply(self, h: torch.Tensor) -> torch.Tensor:
         """(…, L, T, D) standardised; float16 input stays float16 (it is how the cache stores features)."""
         mean, std = self.mean.to(h.device).unsqueeze(-2), self.std.to(h.device).unsqueeze(-2)
@@ -82,10 +87,15 @@ class FeatureSet:
         return [f"{u.corpus}/{u.speaker}" for u in self.utts]
 
     def subset(self, idx: list[int] | np.ndarray) -> "FeatureSet":
+        """The clips ``idx``. Per-speaker statistics known (``stats``), the reference becomes that of the
+        speakers kept: a fold's training clips must not carry a reference made with its test speakers."""
+        stats = None if self.stats is None else [self.stats[i] for i in idx]
+        reference = self.reference
+        if stats:
+            reference = Stats.reference(list({id(s): s for s in stats}.values()))
         return FeatureSet([self.utts[i] for i in idx], [self.feats[i] for i in idx], self.labels[list(idx)],
-                          key=self.key, reference=self.reference, normalised=self.normalised,
-                          speech=None if self.speech is None else [self.speech[i] for i in idx],
-                          stats=None if self.stats is None else [self.stats[i] for i in idx])
+                          key=self.key, reference=reference, normalised=self.normalised,
+                          speech=None if self.speech is None else [self.speech[i] for i in idx], stats=stats)
 
     def __add__(self, other: "FeatureSet") -> "FeatureSet":
         """Pool two sets (stage 1 on several corpora; their labels are not used there)."""

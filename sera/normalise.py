@@ -45,8 +45,7 @@ def speaker_stats(fs: FeatureSet) -> dict[tuple[str, str], Stats]:
 
 def reference_stats(per_speaker: dict[tuple[str, str], Stats]) -> Stats:
     """For clips without a speaker: the mean of the speakers' means and of their stds."""
-    stats = list(per_speaker.values())
-    return Stats(torch.stack([s.mean for s in stats]).mean(0), torch.stack([s.std for s in stats]).mean(0))
+    return Stats.reference(list(per_speaker.values()))
 
 
 def clip_stats(mode: str, feats: torch.Tensor, reference: Stats | None) -> Stats | None:

@@ -95,3 +95,27 @@ def test_stats_dropout_redraws_reference_or_subset_statistics_of_the_raw_clips()
     torch.testing.assert_close(again, out)
     with pytest.raises(SeraError, match="data.normalise=speaker"):
         StatsDropout(normalise(fs, "none"), 0.5)
+
+
+def test_a_subset_carries_the_reference_of_its_own_speakers():
+    """A fold's training clips, cut from features normalised over the whole corpus, keep no trace of the test
+    speakers: their reference (what stats dropout's reference draws use) is their own speakers'."""
+    from sera.features import collate
+    from sera.normalise import StatsDropout, reference_stats, speaker_stats
+
+    fs = toy_features(n=24, D=8)
+    fs.utts = [replace(u, speaker=f"s{i % 4}") for i, u in enumerate(fs.utts)]
+    fs.feats = [(f.float() * (1 + i % 4) + 3 * (i % 4)).half() for i, f in enumerate(fs.feats)]  # four voices
+    normalised = normalise(fs, "speaker")
+    train = [i for i, u in enumerate(fs.utts) if u.speaker != "s3"]  # s3, the loudest voice, is tested
+    own = reference_stats(speaker_stats(fs.subset(train)))
+    sub = normalised.subset(train)
+    torch.testing.assert_close(sub.reference.mean, own.mean)
+    torch.testing.assert_close(sub.reference.std, own.std)
+    assert (normalised.reference.mean - own.mean).abs().max() > 0.5  # the whole corpus's is another
+    feats, mask, *_ = collate(sub, list(range(len(sub))))
+    out = StatsDropout(sub, 1.0)(feats, mask, list(range(len(sub))), torch.Generator().manual_seed(0))
+    raw = fs.feats[train[0]].float()
+    assert torch.allclose(out[0, :, : raw.shape[1]], own.apply(raw), atol=0.03, rtol=0.01)
+    both = sub + normalised.subset([i for i in range(24) if i not in train])  # pooled: the first set's reference
+    torch.testing.assert_close(both.reference.mean, own.mean)
