@@ -16,6 +16,7 @@ gained, two-sided sign test).
     python bench/probe_fusion.py --parts cross --train-augment "noise|telephone" --train-copies swap   # one copy each
     python bench/probe_fusion.py --parts ravdess+emodb --balance corpus   # make reproduce's corpus, balanced
     python bench/probe_fusion.py --parts emodb,cross --normalise speaker --stats-dropout 0.5   # statistics of any size
+    python bench/probe_fusion.py --parts cross --normalise speaker --stats-dropout 0.5 --probe-view reference
     python bench/probe_fusion.py --summarise   # recompute every part's figures from its fold curves
 
 Writes bench/results/probe_fusion[-quick].json (each part merged in as it ends) and, for the
@@ -123,6 +124,8 @@ def main() -> None:
     ap.add_argument("--stats-dropout", type=float, default=0.0, help="train.stats_dropout (with --normalise "
                     "speaker): each training clip standardised with the reference in this share of draws, else with "
                     "a random subset of its speaker's clips")
+    ap.add_argument("--probe-view", choices=("speaker", "reference"), default="speaker", help="model.probe_view (with "
+                    "--normalise speaker): the probe fitted on each speaker's statistics, or on the reference's")
     args = ap.parse_args()
     settings = {**WEIGHT, "data.normalise": args.normalise, "train.jobs": args.jobs}
     labels = [args.normalise]  # name the parts' rows, "ravdess (none, residual)", and their runs, "...-none-residual"
@@ -136,6 +139,8 @@ def main() -> None:
     if args.stats_dropout:
         settings = {**settings, "train.stats_dropout": args.stats_dropout}
         labels.append(f"stats dropout {args.stats_dropout:g}")
+    if args.probe_view != "speaker":
+        settings, labels = {**settings, "model.probe_view": args.probe_view}, labels + ["probe on the reference"]
     if args.balance:
         settings, labels = {**settings, "train.balance": args.balance}, labels + [f"balanced by {args.balance}"]
     tag = "-".join(labels).replace(" ", "-")

@@ -113,9 +113,13 @@ class ModelConfig:
     #                            ships 0.5, set beforehand (validation speakers cannot tell it from 0.25; bench/probe_fusion.py)
     residual_probe: bool = False  # the head learns a correction of a linear probe: logits = probe + head (zero at the
     #                               start), the probe fitted before stage 2 and held fixed (sera/model/probe.py)
+    probe_view: str = "speaker"  # data.normalise=speaker: the probe is fitted on the training clips standardised with
+    #                              their speaker's statistics ("speaker", as stage 2 reads them) or with the training
+    #                              speakers' reference ("reference", as the clip protocol and sera predict show a clip)
 
     def __post_init__(self) -> None:
         _choice("model.layer_pooling", self.layer_pooling, ("wap", "last"))
+        _choice("model.probe_view", self.probe_view, ("speaker", "reference"))
         _choice("model.pooling", self.pooling, ("sap", "mean"))
         if not 0.0 <= self.drop_path < 1.0:
             raise SeraError(f"model.drop_path: {self.drop_path}; a share at least 0 (off) and below 1")

@@ -33,7 +33,7 @@ from .features import FeatureSet
 from .metrics import corpus_metrics, metrics, reliability, unweighted_accuracy
 from .model import EmotionClassifier
 from .inference import classify_clip, predict_proba
-from .normalise import clip_stats, normalise, reference_stats, speaker_stats
+from .normalise import clip_stats, normalise, probe_view, reference_stats, speaker_stats
 from .provenance import code_version
 from .report import led
 from .runstate import check_state
@@ -186,8 +186,8 @@ def fit_fold(fs: FeatureSet, fold: Fold, cfg: SeraConfig, num_classes: int, prog
     if val_idx:
         val = normalised.subset(val_idx)
         if model.probe is not None:  # fitted beside the head on the fitting speakers, scored on the validation
-            model.probe.fit(fit.feats, fit.labels.numpy(), cfg.seed)  # speakers, then refitted on every training
-            #                                                           speaker for the test fold (run_fold)
+            #                          speakers, then refitted on every training speaker for the test fold (run_fold)
+            model.probe.fit(probe_view(fit, cfg.model.probe_view).feats, fit.labels.numpy(), cfg.seed)
             val_parts = part_probabilities(model, lambda: predict_proba(model, val))
             val_fusion = fusion_curve(val_parts, val.labels.numpy(), num_classes)
             val_probs = mix(val_parts, model.probe_weight)
@@ -216,7 +216,7 @@ def run_fold(fs: FeatureSet, fold: Fold, cfg: SeraConfig, num_classes: int, prog
     t1 = time.perf_counter()
     train = f.labelled(train_idx) if model.probe is not None or model.prior is not None else None
     if model.probe is not None:
-        model.probe.fit(train.feats, train.labels.numpy(), cfg.seed)
+        model.probe.fit(probe_view(train, cfg.model.probe_view).feats, train.labels.numpy(), cfg.seed)
     if model.prior is not None:  # the probe the head corrects, refitted on every training speaker as the other is
         model.prior.fit_prior(train.feats, train.labels.numpy(), train.speakers, cfg.seed)
     temperature = 1.0  # the validation speakers' probabilities, as the model gives them, tell how far to trust them

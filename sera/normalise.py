@@ -76,6 +76,18 @@ def normalise(fs: FeatureSet, mode: str) -> FeatureSet:
                    normalised=mode, stats=stats)
 
 
+def probe_view(fs: FeatureSet, view: str) -> FeatureSet:
+    """What the probe is fitted on (``model.probe_view``): ``fs`` as training reads it ("speaker"), or each
+    speaker-normalised clip restandardised with the reference, as a clip of an unknown speaker is ("reference").
+    A probe fitted on every speaker's own statistics meets another view in the clip protocol, and fails there."""
+    if view == "speaker":
+        return fs
+    if fs.stats is None or fs.reference is None:
+        raise SeraError("model.probe_view=reference restandardises speaker-normalised clips; set data.normalise=speaker")
+    ref = fs.reference
+    return replace(fs, feats=[ref.apply(s.restore(f.float())).to(f.dtype) for s, f in zip(fs.stats, fs.feats)])
+
+
 class StatsDropout:
     """Training on speaker statistics of every size (``train.stats_dropout``).
 

@@ -18,7 +18,7 @@ from .data import Corpus, Fold, load_corpus, make_folds, read_unlabelled, shared
 from .data.corpora import CORPUS_JOIN
 from .encoders import Encoder, encoder_identity
 from .errors import CacheError, SeraError
-from .normalise import normalise
+from .normalise import normalise, probe_view
 from .features import FeatureSet, load_feature_set, speech_masks
 from .train import final_attributes, finetune, stage1, uses_stage1
 
@@ -170,7 +170,7 @@ def train_final(fs: FeatureSet, cfg: SeraConfig, num_classes: int, epochs: int, 
     model, _ = finetune(labelled, None, cfg, L, D, num_classes, init=init, attrs=attrs, epochs=epochs,
                         progress=progress, log=log, resume=state / "final" / "stage2-progress.pt" if state else None)
     if model.probe is not None:
-        model.probe.fit(labelled.feats, labelled.labels.numpy(), cfg.seed)
+        model.probe.fit(probe_view(labelled, cfg.model.probe_view).feats, labelled.labels.numpy(), cfg.seed)
     return model, final_attributes(model, fs, cfg, attrs)
 
 

@@ -77,6 +77,9 @@ def train(cfg: SeraConfig, out: str | Path, final: bool = True, progress: bool =
                         "sets to zero in every clip; train it with --probe 0")
     if cfg.train.stats_dropout > 0 and cfg.data.normalise != "speaker":
         raise SeraError("train.stats_dropout redraws speaker statistics: set data.normalise=speaker")
+    if cfg.model.probe_view == "reference" and (cfg.data.normalise != "speaker" or cfg.model.probe_weight == 0):
+        raise SeraError("model.probe_view=reference fits the probe on speaker-normalised clips restandardised with the "
+                        "reference: set data.normalise=speaker and a model.probe_weight above 0")
     out = Path(out)
     p = prepare(cfg, progress)
     corpus, fs = p.corpus, p.fs

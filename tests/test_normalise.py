@@ -119,3 +119,36 @@ def test_a_subset_carries_the_reference_of_its_own_speakers():
     assert torch.allclose(out[0, :, : raw.shape[1]], own.apply(raw), atol=0.03, rtol=0.01)
     both = sub + normalised.subset([i for i in range(24) if i not in train])  # pooled: the first set's reference
     torch.testing.assert_close(both.reference.mean, own.mean)
+
+
+def test_probe_view_reference_shows_clips_as_the_clip_protocol_does():
+    """model.probe_view=reference: each speaker-normalised clip restandardised with the reference, which is the
+    raw clip standardised with it; a probe fitted there scores a clip of an unknown speaker as a probe fitted on
+    the raw clips does (its own standardisation absorbs any one affine map of the features)."""
+    from sera.errors import SeraError
+    from sera.features import collate
+    from sera.model.probe import LayerMeanProbe
+    from sera.normalise import probe_view
+
+    fs = toy_features(n=32, D=8)
+    fs.utts = [replace(u, speaker=f"s{i // 2 % 4}") for i, u in enumerate(fs.utts)]  # both classes per speaker
+    fs.feats = [(f.float() * (1 + i // 2 % 4) + 3 * (i // 2 % 4)).half() for i, f in enumerate(fs.feats)]  # voices
+    normalised = normalise(fs, "speaker")
+    assert probe_view(normalised, "speaker") is normalised
+    view = probe_view(normalised, "reference")
+    ref = normalised.reference
+    for i in (0, 9, 31):
+        torch.testing.assert_close(view.feats[i].float(), ref.apply(fs.feats[i].float()), atol=0.03, rtol=0.01)
+    assert view.labels is normalised.labels and view.stats is normalised.stats
+    labels = fs.labels.numpy()
+    on_view = LayerMeanProbe(3, 8, 2).fit(view.feats, labels)
+    on_raw = LayerMeanProbe(3, 8, 2).fit(fs.feats, labels)
+    test = toy_features(n=6, D=8, seed=1)  # clips of a speaker neither probe heard
+    raw, mask, *_ = collate(test, list(range(6)))
+    alone = on_view(ref.apply(raw.float()), mask).softmax(-1)  # (6, 2): each clip as sera predict standardises it
+    torch.testing.assert_close(alone, on_raw(raw.float(), mask).softmax(-1), atol=2e-3, rtol=0)
+    assert set(alone.argmax(-1).tolist()) == {0, 1}
+    on_speaker = LayerMeanProbe(3, 8, 2).fit(normalised.feats, labels)  # fitted on a view the clip never shows
+    assert (on_speaker(ref.apply(raw.float()), mask).softmax(-1) - alone).abs().max() > 0.2
+    with pytest.raises(SeraError, match="data.normalise=speaker"):
+        probe_view(normalise(fs, "none"), "reference")

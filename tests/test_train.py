@@ -741,3 +741,8 @@ def test_stats_dropout_trains_on_redrawn_speaker_statistics(tmp_path):
         recipe.train(SeraConfig().updated({"data.normalise": "none", "train.stats_dropout": 0.5}), tmp_path / "run")
     with pytest.raises(SeraError, match="stats_dropout"):
         SeraConfig().updated({"train.stats_dropout": 1.5})
+    with pytest.raises(SeraError, match="data.normalise=speaker"):  # model.probe_view=reference needs them too
+        recipe.train(SeraConfig().updated({"data.normalise": "none", "model.probe_weight": 0.5,
+                                           "model.probe_view": "reference"}), tmp_path / "run")
+    with pytest.raises(SeraError, match="probe_view"):
+        SeraConfig().updated({"model.probe_view": "utterance"})
