@@ -479,7 +479,10 @@ STATISTICS = {"none": "none (raw features, clips alone)",
               "speaker": "per speaker, all the speaker's clips",
               "speaker, stats dropout 0.5": "per speaker, statistics of every size (stats dropout 0.5)",
               "speaker, noise or telephone or room, swapped, stats dropout 0.5":
-                  "per speaker, every size, and one copy of each clip"}
+                  "per speaker, every size, and one copy of each clip",
+              "speaker, noise or telephone or room, swapped, stats dropout 0.5, probe on the reference":
+                  "the same, the probe fitted on the reference's view (`model.probe_view`)"}
+LEAKY_REFERENCE = "9a3f348"  # before it, a fold's training clips carried a reference made with the test speakers too
 
 
 def statistics_table(fusion: dict | None) -> list[str]:
@@ -494,9 +497,11 @@ def statistics_table(fusion: dict | None) -> list[str]:
            "speaker --stats-dropout 0.5`): each training clip standardised with the training speakers' reference in "
            "half the draws (as a clip alone is scored) and otherwise with a random subset of its speaker's clips; "
            "rows with a copy also train on one noise, telephone or room copy of each clip, read in turns. UA in %; "
-           "across corpora the 6 shared emotions:", "",
+           "across corpora the 6 shared emotions. Runs of a commit before "
+           f"{LEAKY_REFERENCE} drew their reference from every speaker's statistics, the test speakers' too "
+           "(across corpora, the test corpus's), not the training speakers' alone:", "",
            "| test | features standardised | head alone, clip | head + probe, clip | head + probe, speaker protocol | "
-           "head alone's gain over all the speaker's clips, clip |", "|---|---|---|---|---|---|"]
+           "head alone's gain over all the speaker's clips, clip | commit |", "|---|---|---|---|---|---|---|"]
     for name in names:
         base = parts.get(f"{name} (speaker)")
         for label, what in STATISTICS.items():
@@ -506,8 +511,9 @@ def statistics_table(fusion: dict | None) -> list[str]:
             seeds, at = run["seeds"], lambda p, w: pct(run["test_fusion"][p][w], run["seeds"])  # noqa: E731
             gain = "" if base is None or "stats dropout" not in label else \
                 gain_cell(paired_runs(clip_runs(base)["0"], clip_runs(run)["0"]))
+            commit = ", ".join(sorted({c["commit"][:7] for c in run.get("code", [])})) or "?"
             out.append(f"| {CORPORA.get(name, name)} | {what} | {at('clip', '0')} | {pct(run['protocols']['clip']['ua'], seeds)}"
-                       f" | {pct(run['protocols']['speaker']['ua'], seeds)} | {gain} |")
+                       f" | {pct(run['protocols']['speaker']['ua'], seeds)} | {gain} | {commit} |")
     return out
 
 
