@@ -10,18 +10,14 @@ of UA against log training clips is fitted per method; where the head's line cro
 is the data size at which the head alone would win, if the trend held.
 
     python bench/scaling_data.py [--fractions 0.25,0.5,1] [--no-joint] [--seeds 3] [--jobs 2] [--quick]
-    python bench/scaling_data.py --first-seed 2 --seeds 1 --keep-saved   # one more seed beside the saved ones
 
 Writes bench/results/scaling_data[-quick].json and scaling_data[-quick].png; runs resume under
-bench/runs/scaling-data*/. ``--keep-saved`` adds the saved file's points of other seeds (same settings
-required) to this run's, and records each seed's commit: a seed's runs take about 75 minutes on 2 CPU
-cores, so a third seed can follow two saved ones rather than rerun them.
+bench/runs/scaling-data*/.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -30,7 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import RESULTS, RUNS, git_commit, save, upstream  # noqa: E402
+from common import RESULTS, RUNS, save, upstream  # noqa: E402
 
 import matplotlib  # noqa: E402
 import matplotlib.ticker  # noqa: E402
@@ -46,9 +42,9 @@ from sera.pipeline import apply_quick, corpus_and_folds, features  # noqa: E402
 PARTS = {"head alone": "0", "probe alone": "1", "head + probe (shipped)": "0.5"}  # probe weight of each
 
 
-def config(corpus: str, seeds: int, jobs: int, quick: bool, first_seed: int = 0) -> SeraConfig:
+def config(corpus: str, seeds: int, jobs: int, quick: bool) -> SeraConfig:
     cfg = SeraConfig.preset("reproduce").updated({**CLEAN_CLIPS, "data.corpus": corpus, "train.seeds": seeds,
-                                                  "train.jobs": jobs, "seed": first_seed})  # on the clips alone
+                                                  "train.jobs": jobs})  # the method's curve, on the clips alone
     if quick:  # a check of the harness: few speakers and epochs
         cfg = apply_quick(cfg).updated({"train.pretrain_epochs": 1, "train.finetune_epochs": 3, "train.seeds": 1})
     return cfg
@@ -137,76 +133,47 @@ def main() -> None:
     ap.add_argument("--fractions", default="0.25,0.5,1", help="shares of each fold's training speakers")
     ap.add_argument("--no-joint", action="store_true", help="leave out RAVDESS + EmoDB joined")
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--first-seed", type=int, default=0, help="seeds run are first-seed .. first-seed + seeds - 1")
-    ap.add_argument("--keep-saved", action="store_true", help="add the saved results' points of the other seeds")
     ap.add_argument("--jobs", type=int, default=2, help="runs trained at once (train.jobs)")
     ap.add_argument("--quick", action="store_true", help="a few speakers, 1 seed, few epochs: the harness only")
     args = ap.parse_args()
     tag = "-quick" if args.quick else ""
-    cfg = config("ravdess", args.seeds, args.jobs, args.quick, args.first_seed)
+    cfg = config("ravdess", args.seeds, args.jobs, args.quick)
     corpus, folds = corpus_and_folds(cfg)
     fractions = [float(f) for f in args.fractions.split(",")]
     if args.quick:  # one fold, two sizes: the harness in about a minute
         folds, fractions = folds[:1], fractions[-2:]
-    settings = {"normalise": cfg.data.normalise, "probe_weight": cfg.model.probe_weight,
-                "pretrain_epochs": cfg.train.pretrain_epochs, "finetune_epochs": cfg.train.finetune_epochs}
-    saved = saved_points(RESULTS / f"scaling_data{tag}.json", settings) if args.keep_saved else None
     fs, _ = features(corpus, cfg)
-    runs = RUNS / (f"scaling-data{tag}" + (f"-from-seed{args.first_seed}" if args.first_seed else ""))  # its own state
     points = []
     for fraction in fractions:
         for k, fold in enumerate(folds):
             train = sorted({u.speaker for u in fs.utts if u.id not in fold.test_ids})
             keep = nested_speakers(train, fraction)
-            state = runs / f"ravdess-{fraction:g}" / f"fold{k}"
+            state = RUNS / f"scaling-data{tag}" / f"ravdess-{fraction:g}" / f"fold{k}"
             label = f"{100 * fraction:g}% of RAVDESS"
             points += [{**p, "label": label} for p in run_point(fs, corpus, fold, lambda u: u.speaker in keep, cfg, state)]
             print(f"{label}, fold {fold.name}: head {points[-1]['ua']['0']:.3f}, probe {points[-1]['ua']['1']:.3f}, "
                   f"both {points[-1]['ua']['0.5']:.3f} ({points[-1]['train_clips']} training clips)", flush=True)
     if not args.no_joint:  # every EmoDB speaker joins each RAVDESS fold's training speakers; only RAVDESS is tested
-        joint_cfg = config("ravdess+emodb", args.seeds, args.jobs, args.quick, args.first_seed)
+        joint_cfg = config("ravdess+emodb", args.seeds, args.jobs, args.quick)
         joint, _ = corpus_and_folds(joint_cfg)
         jfs, _ = features(joint, joint_cfg)
         for k, fold in enumerate(folds):
             jfold = Fold(fold.name, frozenset(f"ravdess:{i}" for i in fold.test_ids))  # combine() prefixes ids
-            state = runs / "ravdess+emodb" / f"fold{k}"
+            state = RUNS / f"scaling-data{tag}" / "ravdess+emodb" / f"fold{k}"
             label = "RAVDESS + EmoDB"
             points += [{**p, "label": label} for p in run_point(jfs, joint, jfold, lambda u: True, joint_cfg, state)]
             print(f"{label}, fold {fold.name}: head {points[-1]['ua']['0']:.3f}, probe {points[-1]['ua']['1']:.3f}, "
                   f"both {points[-1]['ua']['0.5']:.3f} ({points[-1]['train_clips']} training clips)", flush=True)
-    commits = {str(s): git_commit() for s in sorted({p["seed"] for p in points})}
-    if saved is not None:
-        points, commits = with_saved(points, commits, saved)
     summary = summarise(points)
-    seeds = len(commits)
-    title = (f"RAVDESS test folds, {upstream(cfg.encoder.name)}, {seeds} seed(s): UA against training clips"
+    title = (f"RAVDESS test folds, {upstream(cfg.encoder.name)}, {cfg.train.seeds} seed(s): UA against training clips"
              + (" (quick)" if args.quick else ""))
     picture(summary, RESULTS / f"scaling_data{tag}.png", title)
-    print(save(f"scaling_data{tag}", {**summary, "runs": points, "seeds": seeds, "commits": commits,
-                                      "upstream": upstream(cfg.encoder.name), "settings": settings}), flush=True)
+    print(save(f"scaling_data{tag}", {**summary, "runs": points, "seeds": cfg.train.seeds,
+                                      "upstream": upstream(cfg.encoder.name), "settings": {
+                                          "normalise": cfg.data.normalise, "probe_weight": cfg.model.probe_weight,
+                                          "pretrain_epochs": cfg.train.pretrain_epochs,
+                                          "finetune_epochs": cfg.train.finetune_epochs}}), flush=True)
     print(f"head alone meets the probe at {meeting(summary['head_meets_probe_at_clips'], sizes_of(summary))}", flush=True)
-
-
-def saved_points(path: Path, settings: dict) -> dict:
-    """The saved results ``--keep-saved`` adds to, checked before any training: same settings required."""
-    if not path.is_file():
-        raise SystemExit(f"--keep-saved: {path} does not exist")
-    saved = json.loads(path.read_text())
-    if saved.get("settings") != settings:
-        raise SystemExit(f"--keep-saved: {path} was run with {saved.get('settings')}, this run with {settings}")
-    return saved
-
-
-def with_saved(points: list[dict], commits: dict[str, str], saved: dict) -> tuple[list[dict], dict]:
-    """This run's points plus the saved points of seeds this run did not train, so that seeds run at
-    different times make one curve; refused where a size lacks the saved seeds."""
-    mine = {p["seed"] for p in points}
-    kept = [p for p in saved["runs"] if p["seed"] not in mine]
-    if {p["label"] for p in kept} != {p["label"] for p in points}:
-        raise SystemExit(f"--keep-saved: the saved results hold sizes {sorted({p['label'] for p in kept})}, this "
-                         f"run {sorted({p['label'] for p in points})}")
-    old = saved.get("commits") or {str(s): saved["commit"] for s in {p["seed"] for p in kept}}
-    return kept + points, {**{s: c for s, c in old.items() if int(s) not in mine}, **commits}
 
 
 def sizes_of(summary: dict) -> float:
