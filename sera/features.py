@@ -44,7 +44,7 @@ class Stats:
         return cls(mean.float(), var.sqrt().float().clamp_min(1e-3))
 
     @classmethod
-    def reference(cls, speakers: list["Stats"]) -> "Stats":
+    def mean_of(cls, speakers: list["Stats"]) -> "Stats":
         """For a clip without a speaker: the mean of the speakers' means and of their stds."""
         return cls(torch.stack([s.mean for s in speakers]).mean(0), torch.stack([s.std for s in speakers]).mean(0))
 
@@ -92,7 +92,7 @@ class FeatureSet:
         stats = None if self.stats is None else [self.stats[i] for i in idx]
         reference = self.reference
         if stats:
-            reference = Stats.reference(list({id(s): s for s in stats}.values()))
+            reference = Stats.mean_of(list({id(s): s for s in stats}.values()))
         return FeatureSet([self.utts[i] for i in idx], [self.feats[i] for i in idx], self.labels[list(idx)],
                           key=self.key, reference=reference, normalised=self.normalised,
                           speech=None if self.speech is None else [self.speech[i] for i in idx], stats=stats)

@@ -45,7 +45,7 @@ def speaker_stats(fs: FeatureSet) -> dict[tuple[str, str], Stats]:
 
 def reference_stats(per_speaker: dict[tuple[str, str], Stats]) -> Stats:
     """For clips without a speaker: the mean of the speakers' means and of their stds."""
-    return Stats.reference(list(per_speaker.values()))
+    return Stats.mean_of(list(per_speaker.values()))
 
 
 def clip_stats(mode: str, feats: torch.Tensor, reference: Stats | None) -> Stats | None:
