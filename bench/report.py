@@ -481,7 +481,8 @@ STATISTICS = {"none": "none (raw features, clips alone)",
               "speaker, noise or telephone or room, swapped, stats dropout 0.5":
                   "per speaker, every size, and one copy of each clip",
               "speaker, noise or telephone or room, swapped, stats dropout 0.5, probe on the reference":
-                  "the same, the probe fitted on the reference's view (`model.probe_view`)"}
+                  "per speaker, every size, one copy of each clip, the probe fitted on the reference's view "
+                  "(`model.probe_view`)"}
 LEAKY_REFERENCE = "9a3f348"  # before it, a fold's training clips carried a reference made with the test speakers too
 
 
@@ -490,7 +491,8 @@ def statistics_table(fusion: dict | None) -> list[str]:
     all of a speaker's clips and raw features: head alone and with the probe in the clip protocol, with the
     probe in the speaker protocol; the dropout's gain over plain speaker statistics paired over seeds x folds."""
     parts = (fusion or {}).get("parts", {})
-    names = [n for n in ("emodb", "ravdess -> emodb", "emodb -> ravdess") if f"{n} (speaker, stats dropout 0.5)" in parts]
+    names = [n for n in ("ravdess", "emodb", "ravdess -> emodb", "emodb -> ravdess")
+             if any(f"{n} ({label})" in parts for label in STATISTICS if "stats dropout" in label)]
     if not names:
         return []
     out = ["", "Speaker statistics of every size in stage 2 (`train.stats_dropout`, `bench/probe_fusion.py --normalise "
@@ -501,9 +503,10 @@ def statistics_table(fusion: dict | None) -> list[str]:
            f"{LEAKY_REFERENCE} drew their reference from every speaker's statistics, the test speakers' too "
            "(across corpora, the test corpus's), not the training speakers' alone:", "",
            "| test | features standardised | head alone, clip | head + probe, clip | head + probe, speaker protocol | "
-           "head alone's gain over all the speaker's clips, clip | commit |", "|---|---|---|---|---|---|---|"]
+           "head alone's gain over all the speaker's clips, clip | head + probe's gain over `reproduce`, clip | commit |",
+           "|---|---|---|---|---|---|---|---|"]
     for name in names:
-        base = parts.get(f"{name} (speaker)")
+        base, shipped = parts.get(f"{name} (speaker)"), parts.get(f"{name} (none, noise or telephone or room, swapped)")
         for label, what in STATISTICS.items():
             run = parts.get(f"{name} ({label})")
             if run is None:
@@ -511,9 +514,11 @@ def statistics_table(fusion: dict | None) -> list[str]:
             seeds, at = run["seeds"], lambda p, w: pct(run["test_fusion"][p][w], run["seeds"])  # noqa: E731
             gain = "" if base is None or "stats dropout" not in label else \
                 gain_cell(paired_runs(clip_runs(base)["0"], clip_runs(run)["0"]))
+            vs_shipped = "" if shipped is None or shipped is run or "stats dropout" not in label else \
+                gain_cell(paired_runs(clip_runs(shipped)["0.5"], clip_runs(run)["0.5"]))
             commit = ", ".join(sorted({c["commit"][:7] for c in run.get("code", [])})) or "?"
             out.append(f"| {CORPORA.get(name, name)} | {what} | {at('clip', '0')} | {pct(run['protocols']['clip']['ua'], seeds)}"
-                       f" | {pct(run['protocols']['speaker']['ua'], seeds)} | {gain} | {commit} |")
+                       f" | {pct(run['protocols']['speaker']['ua'], seeds)} | {gain} | {vs_shipped} | {commit} |")
     return out
 
 
