@@ -15,8 +15,12 @@ first by seed and fold.
 
     python bench/microphone.py [--views laptop] [--train-augment "noise|telephone|room;noise,telephone,room"]
                                [--train-copies swap|add] [--seeds 3] [--jobs 2] [--quick]
+    python bench/microphone.py --train-augment "noise|telephone|room" --also \
+        data.normalise=speaker --also train.stats_dropout=0.5 --also model.probe_view=reference --name microphone-speaker
 
-Writes bench/results/microphone[-quick].json; runs resume under bench/runs/microphone*/.
+``--also`` (``section.name=value``, repeatable) adds one more variant: the last copies variant with these settings.
+
+Writes bench/results/microphone[-quick].json (or ``--name``); runs resume under bench/runs/microphone*/.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common import RUNS, paired_gains, save, upstream  # noqa: E402
 
 from sera.augment import parse_augmentations  # noqa: E402
-from sera.config import CLEAN_CLIPS, REPRODUCE, SeraConfig  # noqa: E402
+from sera.config import CLEAN_CLIPS, REPRODUCE, SeraConfig, parse_sets  # noqa: E402
 from sera.evaluate import cross_validate  # noqa: E402
 from sera.metrics import metrics  # noqa: E402
 from sera.pipeline import apply_quick, corpus_and_folds, features, labelled_copies  # noqa: E402
@@ -55,6 +59,10 @@ def main() -> None:
                     "costliest, alone); '' runs the recipe on clean clips alone")
     ap.add_argument("--train-copies", choices=("add", "swap"), default="swap", help="train.finetune_copies of the "
                     "variants: copies added to the clips, or each epoch reading each clip as itself or one of its copies")
+    ap.add_argument("--also", action="append", default=[], metavar="SECTION.NAME=VALUE",
+                    help="a further variant: the last copies variant with these settings")
+    ap.add_argument("--name", default="microphone", help="results file (bench/results/NAME[-quick].json): another "
+                    "keeps the saved variants' file as it is")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--jobs", type=int, default=2, help="runs trained at once (train.jobs)")
     ap.add_argument("--quick", action="store_true", help="a few speakers, one fold, few epochs: the harness only")
@@ -80,6 +88,9 @@ def main() -> None:
         swapped = ", swapped" if args.train_copies == "swap" else ""
         variants[f"+ stage 2 on {copies} copies{swapped}"] = cfg.updated(
             {"train.finetune_augment": copies, "train.finetune_copies": args.train_copies})
+    if args.also:
+        name, last = list(variants.items())[-1]
+        variants[f"{name}, {', '.join(args.also)}"] = last.updated(parse_sets(args.also))
     out = {"upstream": upstream(cfg.encoder.name), "seeds": cfg.train.seeds, "folds": [f.name for f in folds],
            "settings": {"normalise": cfg.data.normalise, "probe_weight": cfg.model.probe_weight}, "variants": {}}
     runs = {}
@@ -96,6 +107,11 @@ def main() -> None:
     out["paired"] = {  # each variant with copies against the clean clips' one, paired by seed and fold
         name: {v: paired_gains([r["views"][v]["ua"] - base[key(r)]["views"][v]["ua"] for r in rs]) for v in views}
         for name, rs in runs.items() if name != "clean clips"}
+    if args.also:  # the --also variant against the copies variant it changes, paired by seed and fold
+        (before, prev), (also, mine) = list(runs.items())[-2:]
+        prev = {key(r): r for r in prev}
+        out["also_vs_previous"] = {v: paired_gains([r["views"][v]["ua"] - prev[key(r)]["views"][v]["ua"] for r in mine])
+                                   for v in views}
     for v in out["variants"].values():  # each view against the same clips recorded clean, paired by seed and fold
         v["vs_clean"] = {name: w["ua"]["mean"] - v["views"]["clean"]["ua"]["mean"] for name, w in v["views"].items()
                          if name != "clean"}
@@ -111,7 +127,7 @@ def main() -> None:
             Xv, yv = as_matrix(utterance_embeddings(view.subset(rows))), view.labels[rows].numpy()
             probe[name].append(metrics(yv, fitted.predict(Xv), C)["ua"])
     out["probe_fold_mean_ua"] = {k: float(np.mean(v)) for k, v in probe.items()}
-    print(save(f"microphone{tag}", out), flush=True)
+    print(save(f"{args.name}{tag}", out), flush=True)
     for variant, v in out["variants"].items():
         print(f"sera, {variant}: " + ", ".join(f"{name} {100 * w['ua']['mean']:.1f} ± {100 * w['ua']['std']:.1f}"
                                               for name, w in v["views"].items()) + f" (all test clips clean: "
