@@ -108,7 +108,7 @@ def main() -> None:
         name: {v: paired_gains([r["views"][v]["ua"] - base[key(r)]["views"][v]["ua"] for r in rs]) for v in views}
         for name, rs in runs.items() if name != "clean clips"}
     if args.also:  # the --also variant against the copies variant it changes, paired by seed and fold
-        (before, prev), (also, mine) = list(runs.items())[-2:]
+        (_, prev), (_, mine) = list(runs.items())[-2:]
         prev = {key(r): r for r in prev}
         out["also_vs_previous"] = {v: paired_gains([r["views"][v]["ua"] - prev[key(r)]["views"][v]["ua"] for r in mine])
                                    for v in views}
