@@ -7,7 +7,7 @@ and whose random draw is seeded by that identity and the clip's content hash: th
 gets the same copy, so a copy is extracted once and cached like any clip.
 
 The signal processing is the field's libraries', not ours: audiomentations (pitch, noise, band
-limits, its pyroomacoustics room simulator) and soxr (speed perturbation as Kaldi does it: resample
+limits, equalisers, gain, MP3 through fast-mp3-augment, its pyroomacoustics room simulator) and soxr (speed perturbation as Kaldi does it: resample
 and play at the original rate, so tempo and pitch move together).
 """
 
@@ -121,8 +121,35 @@ def _laptop(wave: np.ndarray, sr: int) -> np.ndarray:
     return _noise(band, sr, 15.0, 25.0)
 
 
+def _mp3(wave: np.ndarray, sr: int, min_bitrate: int, max_bitrate: int) -> np.ndarray:
+    from audiomentations import Mp3Compression
+
+    return Mp3Compression(min_bitrate=min_bitrate, max_bitrate=max_bitrate, backend="fast-mp3-augment", p=1.0)(wave, sr)
+
+
+def _gain(wave: np.ndarray, sr: int, min_db: float, max_db: float) -> np.ndarray:
+    # whisper's log-mel is not level-invariant (a clip's level shifts every frame's features), and corpora are
+    # recorded at different levels; a copy louder than full scale is brought back under it by Augmentation
+    return wave * np.float32(10 ** (random.uniform(min_db, max_db) / 20))
+
+
+def _channel(wave: np.ndarray, sr: int) -> np.ndarray:
+    """Some other microphone somewhere else, drawn anew per clip: a room half the time, a capsule's band and
+    colour (high- and low-pass at random corners, a random seven-band equaliser), noise, a low-bitrate codec a
+    third of the time. Each part alone is one of the copies above; what a real device does is several at once."""
+    from audiomentations import HighPassFilter, LowPassFilter, SevenBandParametricEQ
+
+    out = _room(wave, sr, 0.2, 0.8) if random.random() < 0.5 else wave
+    out = HighPassFilter(min_cutoff_freq=60.0, max_cutoff_freq=400.0, p=1.0)(out, sr)
+    out = LowPassFilter(min_cutoff_freq=3000.0, max_cutoff_freq=7500.0, p=1.0)(out, sr)
+    out = SevenBandParametricEQ(min_gain_db=-6.0, max_gain_db=6.0, p=1.0)(out, sr)
+    out = _noise(out, sr, 10.0, 30.0)
+    return _mp3(out, sr, 16, 48) if random.random() < 1 / 3 else out
+
+
 KINDS: dict[str, Callable[..., np.ndarray]] = {
     "speed": _speed, "pitch": _pitch, "noise": _noise, "room": _room, "telephone": _telephone, "laptop": _laptop,
+    "mp3": _mp3, "gain": _gain, "channel": _channel,
 }
 
 # The named copies a user asks for; the issue's list: speed 0.9 / 1.1, pitch, noise, rooms, a telephone channel.
@@ -133,7 +160,10 @@ AUGMENTATIONS: dict[str, Augmentation] = {a.name: a for a in [
     Augmentation("noise", "noise", {"min_snr_db": 5.0, "max_snr_db": 20.0}),
     Augmentation("room", "room", {"min_rt60": 0.2, "max_rt60": 0.8}),
     Augmentation("telephone", "telephone", {"rate": 8000}),
-    Augmentation("laptop", "laptop", {}),
+    Augmentation("laptop", "laptop", {}),  # the microphone check's test chain (bench/microphone.py); not for training
+    Augmentation("mp3", "mp3", {"min_bitrate": 8, "max_bitrate": 32}),  # a low-bitrate codec, as streamed or messaged
+    Augmentation("gain", "gain", {"min_db": -18.0, "max_db": 6.0}),  # another recording level
+    Augmentation("channel", "channel", {}),  # another device and room, several parts drawn at once
 ]}
 
 

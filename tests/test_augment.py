@@ -76,6 +76,29 @@ def test_room_adds_a_reverberant_tail():
     assert tail > 0.005  # 50-100 ms after the burst ended: the room's echo; the dry clip has none there
 
 
+def test_mp3_at_a_low_bitrate_drops_the_top_of_the_spectrum():
+    wave = (0.1 * np.random.default_rng(0).standard_normal(2 * SR)).astype(np.float32)
+    for i in range(3):
+        out = AUGMENTATIONS["mp3"](wave, str(i))
+        assert len(out) == len(wave)  # the encoder's delay is taken back out
+        assert _band_energy(out, 5000, 8000) < 0.9 * _band_energy(wave, 5000, 8000)
+
+
+def test_gain_moves_the_level_within_its_range():
+    wave = tone(1.0, amp=0.05)  # quiet enough that no gain in range reaches full scale
+    gains = [20 * np.log10(np.std(AUGMENTATIONS["gain"](wave, str(i))) / np.std(wave)) for i in range(6)]
+    assert all(-18.01 <= g <= 6.01 for g in gains) and max(gains) - min(gains) > 3  # a level drawn per clip
+
+
+def test_channel_draws_a_different_device_per_clip():
+    wave = (0.1 * np.random.default_rng(0).standard_normal(2 * SR)).astype(np.float32)
+    outs = [AUGMENTATIONS["channel"](wave, str(i)) for i in range(3)]
+    assert all(len(o) == len(wave) for o in outs)
+    assert all(_band_energy(o, 7500, 8000) < 0.2 * _band_energy(wave, 7500, 8000) for o in outs)  # a low-pass, always
+    lows = [_band_energy(o, 0, 300) for o in outs]  # high-pass corners (and equalisers) drawn per clip
+    assert max(lows) > 1.5 * min(lows)
+
+
 def test_names_are_checked_and_identity_follows_parameters():
     assert [a.name for a in parse_augmentations(" speed0.9, room ")] == ["speed0.9", "room"]
     assert parse_augmentations("") == []
