@@ -70,6 +70,7 @@ bench: install
 		&& $(BIN)/python bench/probe_fusion.py --parts ravdess,emodb,cross,emobox,ablations --train-augment "noise|telephone|room" --train-copies swap; fi
 	$(BIN)/python bench/scaling_data.py $(BENCH_ARGS)
 	$(BIN)/python bench/microphone.py $(BENCH_ARGS)
+	$(BIN)/python bench/calibration_shift.py $(BENCH_ARGS)
 	$(BIN)/python bench/stage1_audio.py $(BENCH_ARGS)
 	$(BIN)/python bench/search.py $(BENCH_ARGS)
 	@test -f $(BENCH_CHECKPOINT)/config.json || { if [ -n "$(QUICK_BENCH)" ]; then \

@@ -24,7 +24,7 @@ def test_quick_bench_runs_every_script_and_reports(data_root, whisper_path, feat
     load = lambda name: json.loads((RESULTS / f"{name}-quick.json").read_text())  # noqa: E731
     for name in ("extract_speed", "encoders", "baselines", "adapter", "whisper_padding", "scaling", "demo_latency",
                  "enrolment", "startup", "vad_pooling", "speech_only", "probe_fusion", "scaling_data", "microphone",
-                 "stage1_audio", "search"):
+                 "stage1_audio", "search", "calibration_shift"):
         r = load(name)
         assert r["commit"] and r["machine"]["cpu_cores"] >= 1, name
     encoders = load("encoders")["encoders"]
@@ -49,6 +49,10 @@ def test_quick_bench_runs_every_script_and_reports(data_root, whisper_path, feat
         assert all(0.0 <= w["ua"]["mean"] <= 1.0 and w["vs_clean_ua"]["pairs"] == 1 for w in v["views"].values())
     assert set(mic["paired"]) == {copies}  # against the recipe on clean clips, by seed and fold
     assert set(mic["paired"][copies]) == set(mic["probe_fold_mean_ua"]) == {"clean", "laptop"}
+    shift = load("calibration_shift")["runs"]  # temperatures fitted for another corpus, on the training corpus alone
+    assert [(r["source"], r["target"]) for r in shift] == [("ravdess", "emodb"), ("emodb", "ravdess")]
+    assert all(set(r["test_ece"]) == {"as trained", "clean", "with copies", "by distance"} for r in shift)
+    assert all(0.0 <= e <= 1.0 for r in shift for e in r["test_ece"].values())
     audio = load("stage1_audio")["arms"]  # stage 1 on more audio for one budget of steps, paired with no stage 1
     assert list(audio) == ["no stage 1", "1x", "3x"] and audio["1x"]["audio_over_labelled"] == 1.0
     assert 2.5 < audio["3x"]["audio_over_labelled"] < 3.5 and audio["3x"]["gain"]["head_alone"]["pairs"] == 1
