@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -412,6 +413,27 @@ def stage1_audio_table(run: dict | None) -> list[str]:
     return out
 
 
+def calibration_shift_table(run: dict | None) -> list[str]:
+    """Temperatures fitted on the training corpus for another corpus's clips (bench/calibration_shift.py)."""
+    if not run:
+        return []
+    ways = ("as trained", "clean", "with copies", "by distance")
+    out = ["", "A temperature for another corpus, fitted on the training corpus alone (`bench/calibration_shift.py`, "
+           f"{run['upstream']}, the reproduce recipe trained on one corpus, clip protocol): the test corpus's expected "
+           "calibration error, mean ± std over seeds, and the accuracies the temperature has to match.", "",
+           "| direction | seeds | accuracy: validation / its copies / test | " + " | ".join(f"ECE, {w}" for w in ways) + " |",
+           "|---|---|---|" + "---|" * len(ways)]
+    for pair in dict.fromkeys((r["source"], r["target"]) for r in run["runs"]):
+        mine = [r for r in run["runs"] if (r["source"], r["target"]) == pair]
+        acc = " / ".join(f"{100 * np.mean([r['accuracy'][k] for r in mine]):.1f}"
+                         for k in ("validation", "validation copies", "test"))
+        ece = " | ".join(f"{np.mean([r['test_ece'][w] for r in mine]):.3f} ± {np.std([r['test_ece'][w] for r in mine]):.3f}"
+                         for w in ways)
+        names = {"ravdess": "RAVDESS", "emodb": "EmoDB"}
+        out.append(f"| {names.get(pair[0], pair[0])} → {names.get(pair[1], pair[1])} | {len(mine)} | {acc} | {ece} |")
+    return out
+
+
 def beside(fusion: dict | None, names, label: str) -> list[tuple[str, dict, dict]]:
     """(name, the shipped recipe's probe_fusion part, the part run with ``label``) for each of ``names`` (corpora
     or cross-corpus directions) that has both, unnormalised: "ravdess (none)" beside "ravdess (none, residual)"."""
@@ -446,6 +468,9 @@ COPIES = {
     "noise+telephone+room": "three copies of each clip, every epoch reading all (the `travel` preset)",
     "noise+telephone+room, swapped": "three copies of each clip, each epoch reading one of four",
     "noise or telephone, swapped": "one copy of each clip, noise or telephone",
+    "channel, swapped": "one copy of each clip, another device and room drawn per clip (`channel`)",
+    "noise or telephone or room or channel or mp3 or gain, swapped":
+        "one copy of each clip, of six kinds: noise, telephone, room, channel, MP3 or gain",
 }
 
 
@@ -600,6 +625,7 @@ def main() -> None:
     text += "\n".join(residual_table(fusion)) + "\n"
     text += "\n".join(copies_table(fusion)) + "\n"
     text += "\n".join(statistics_table(fusion)) + "\n"
+    text += "\n".join(calibration_shift_table(load("calibration_shift", q))) + "\n"
     suffix = "-quick" if q else ""
     (RESULTS / f"summary{suffix}.md").write_text(text)
     chart(table, RESULTS / f"ua_by_method{suffix}.png")
