@@ -44,6 +44,10 @@ def test_settings_and_presets():
     copies = lambda d: (d["train"].pop("finetune_augment"), d["train"].pop("finetune_copies"))  # noqa: E731
     assert copies(travel) == ("noise,telephone,room", "add") and copies(ship) == ("noise|telephone|room", "swap")
     assert travel == ship  # make reproduce's recipe, with three copies of each clip read every epoch
+    speaker = SeraConfig.preset("speaker")  # make reproduce's recipe, speaker-normalised for the enrol route
+    assert (speaker.data.normalise, speaker.train.stats_dropout, speaker.model.probe_view) == ("speaker", 0.5, "reference")
+    assert speaker.updated({"data.normalise": "none", "train.stats_dropout": 0.0, "model.probe_view": "speaker"}
+                           ).to_dict() == SeraConfig.preset("reproduce").to_dict()
     clean = SeraConfig.preset("reproduce").updated(CLEAN_CLIPS).to_dict()
     assert clean["train"] == SeraConfig().to_dict()["train"]  # the clips alone, as stage 2 trained before copies
     with pytest.raises(SeraError, match="unknown preset"):
