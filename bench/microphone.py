@@ -20,7 +20,7 @@ first by seed and fold.
 
 ``--also`` (``section.name=value``, repeatable) adds one more variant: the last copies variant with these settings.
 
-Writes bench/results/microphone[-quick].json (or ``--name``); runs resume under bench/runs/microphone*/.
+Writes bench/results/NAME[-quick].json (``--name``, default microphone); runs resume under bench/runs/NAME[-quick]/.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def main() -> None:
     for name, vcfg in variants.items():
         where = name.replace(" ", "-").replace(",", "+").replace("|", "-or-")
         res = cross_validate(fs, corpus, folds, vcfg, progress=False, report=True, views=views,
-                             state=RUNS / f"microphone{tag}" / where,
+                             state=RUNS / f"{args.name}{tag}" / where,
                              copies=labelled_copies(vcfg, trained, progress=False))
         runs[name] = res["runs"]
         out["variants"][name] = {"clean": res["protocols"]["clip"]["ua"], "views": res.get("views", {}),
