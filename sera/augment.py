@@ -7,8 +7,8 @@ and whose random draw is seeded by that identity and the clip's content hash: th
 gets the same copy, so a copy is extracted once and cached like any clip.
 
 The signal processing is the field's libraries', not ours: audiomentations (pitch, noise, band
-limits, equalisers, gain, MP3 through fast-mp3-augment, its pyroomacoustics room simulator) and soxr (speed perturbation as Kaldi does it: resample
-and play at the original rate, so tempo and pitch move together).
+limits, equalisers, MP3 through fast-mp3-augment, its pyroomacoustics room simulator) and soxr (speed
+perturbation as Kaldi does it: resample and play at the original rate, so tempo and pitch move together).
 """
 
 from __future__ import annotations
@@ -136,7 +136,8 @@ def _gain(wave: np.ndarray, sr: int, min_db: float, max_db: float) -> np.ndarray
 def _channel(wave: np.ndarray, sr: int) -> np.ndarray:
     """Some other microphone somewhere else, drawn anew per clip: a room half the time, a capsule's band and
     colour (high- and low-pass at random corners, a random seven-band equaliser), noise, a low-bitrate codec a
-    third of the time. Each part alone is one of the copies above; what a real device does is several at once."""
+    third of the time. The room, the noise and the codec are copies of their own too; a real device and room
+    do several of these things at once."""
     from audiomentations import HighPassFilter, LowPassFilter, SevenBandParametricEQ
 
     out = _room(wave, sr, 0.2, 0.8) if random.random() < 0.5 else wave
@@ -152,7 +153,7 @@ KINDS: dict[str, Callable[..., np.ndarray]] = {
     "mp3": _mp3, "gain": _gain, "channel": _channel,
 }
 
-# The named copies a user asks for; the issue's list: speed 0.9 / 1.1, pitch, noise, rooms, a telephone channel.
+# The named copies a user asks for: other voices (speed 0.9 / 1.1, pitch), rooms, noise, channels and codecs, levels.
 AUGMENTATIONS: dict[str, Augmentation] = {a.name: a for a in [
     Augmentation("speed0.9", "speed", {"factor": 0.9}),
     Augmentation("speed1.1", "speed", {"factor": 1.1}),
