@@ -299,9 +299,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "travel": {**REPRODUCE, "train.finetune_augment": "noise,telephone,room", "train.finetune_copies": "add"},
     # reproduce made speaker-normalised, for users who can enrol a few clips of each voice (`Predictor.enrol`, the
     # demo): statistics of every size in training (`train.stats_dropout`), the probe fitted on the view a clip alone
-    # shows. One clip at a time it is level with reproduce (clip protocol, 3 seeds: RAVDESS 76.8 against 76.4, the joint
-    # corpus 81.4 against 81.2); with every clip of the test speaker it scores 83.2 and 86.4 (docs/bench-notes.md,
-    # "Speaker statistics of every size").
+    # shows. One clip at a time it is level with reproduce (clip protocol, 3 seeds: RAVDESS 76.8 against 76.4, EmoDB 90.6
+    # against 90.1, the joint corpus 81.4 against 81.2); with every clip of the test speaker it scores 83.2, 94.7 and 86.4
+    # (docs/bench-notes.md, "Speaker statistics of every size").
     "speaker": {**REPRODUCE, "data.normalise": "speaker", "train.stats_dropout": 0.5, "model.probe_view": "reference"},
     # The reference paper's setting, for users with IEMOCAP and a GPU: HuBERT large, 4 classes
     # (exc merged into happy), leave-one-session-out, 3-layer WAP-Transformer on all 50 frames/s.
