@@ -39,11 +39,8 @@ from sera.pipeline import apply_quick, cross_corpus, labelled_copies  # noqa: E4
 
 
 def temper_by_distance(probs: np.ndarray, d: np.ndarray, a: float, b: float) -> np.ndarray:
-    """Each clip's probabilities under its own temperature, exp(a) * d ** b."""
-    t = np.exp(a + b * np.log(np.maximum(d, 1e-3)))[:, None]
-    z = np.log(np.clip(probs, 1e-12, 1.0)) / t
-    z -= z.max(-1, keepdims=True)
-    return np.exp(z) / np.exp(z).sum(-1, keepdims=True)
+    """Each clip's probabilities under its own temperature, exp(a) * d ** b (``temper`` broadcasts a column)."""
+    return temper(probs, np.exp(a + b * np.log(np.maximum(d, 1e-3)))[:, None])
 
 
 def fit_by_distance(probs: np.ndarray, d: np.ndarray, y: np.ndarray) -> tuple[float, float]:

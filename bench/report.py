@@ -418,6 +418,7 @@ def calibration_shift_table(run: dict | None) -> list[str]:
     if not run:
         return []
     ways = ("as trained", "clean", "with copies", "by distance")
+    names = {"ravdess": "RAVDESS", "emodb": "EmoDB"}
     out = ["", "A temperature for another corpus, fitted on the training corpus alone (`bench/calibration_shift.py`, "
            f"{run['upstream']}, the reproduce recipe trained on one corpus, clip protocol): the test corpus's expected "
            "calibration error, mean ± std over seeds, and the accuracies the temperature has to match.", "",
@@ -429,7 +430,6 @@ def calibration_shift_table(run: dict | None) -> list[str]:
                          for k in ("validation", "validation copies", "test"))
         ece = " | ".join(f"{np.mean([r['test_ece'][w] for r in mine]):.3f} ± {np.std([r['test_ece'][w] for r in mine]):.3f}"
                          for w in ways)
-        names = {"ravdess": "RAVDESS", "emodb": "EmoDB"}
         out.append(f"| {names.get(pair[0], pair[0])} → {names.get(pair[1], pair[1])} | {len(mine)} | {acc} | {ece} |")
     return out
 
