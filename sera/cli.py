@@ -68,10 +68,9 @@ def _training_flags(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (results, checkpoint)")
     p.add_argument("--preset", choices=sorted(PRESETS), help="a named setting (flags given with it override it): "
-                   "reproduce, what make reproduce ships (RAVDESS + EmoDB, raw features, probe 0.5); travel, reproduce "
-                   "with stage 2 on noise, telephone and room copies (for other microphones); speaker, reproduce "
-                   "speaker-normalised (for users who enrol clips of each voice); paper-iemocap, "
-                   "HuBERT large on IEMOCAP, 4 classes, leave-one-session-out")
+                   "reproduce, what make reproduce ships (RAVDESS + EmoDB, speaker statistics of every size, "
+                   "probe 0.5); travel, reproduce on raw features with stage 2 on noise, telephone and room copies "
+                   "(for other microphones); paper-iemocap, HuBERT large on IEMOCAP, 4 classes, leave-one-session-out")
     p.add_argument("--quick", action="store_true", help="a few speakers, 2 folds, 1 seed, few epochs (CI)")
     p.add_argument("--test-corpus", metavar="NAME", help="cross-corpus: train on all of --corpus, test once on all "
                    "of this corpus, over the emotions both have (unified names: anger = angry, fear = fearful, ...)")

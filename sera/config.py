@@ -281,28 +281,32 @@ class SeraConfig:
 
 
 # What `make reproduce` ships and notebook 06 runs (`sera train --preset reproduce`): RAVDESS and EmoDB as one
-# 9-class corpus, features as the encoder gives them (a user's one clip has no speaker statistics: the clip
-# protocol, docs/bench-notes.md), the linear probe averaged in at 0.5 (75.3 UA on RAVDESS against 64.8 for the
-# head alone, 3 seeds, commit 301b396), and stage 2 and the probe also trained on one copy of each clip, with noise,
-# a telephone channel or a simulated room as its id picks, each epoch reading a clip or its copy ("swap": no slower
-# per epoch). The copies are for clips from other microphones and corpora (docs/bench-notes.md, the microphone check).
-REPRODUCE: dict[str, Any] = {"data.corpus": "ravdess+emodb", "data.normalise": "none", "model.probe_weight": 0.5,
+# 9-class corpus; features standardised per speaker, stage 2 reading each clip with statistics of every size (the
+# training speakers' reference, as a user's one clip is scored, half the time; else a random subset of its speaker's
+# clips, down to one) and the probe fitted on the reference view, so that one clip alone (the clip protocol) and a
+# speaker enrolled with a few clips (`Predictor.enrol`, the demo) are both what training saw; the linear probe
+# averaged in at 0.5 (75.3 UA on RAVDESS against 64.8 for the head alone, 3 seeds, commit 301b396); stage 2 and the
+# probe also trained on one copy of each clip, with noise, a telephone channel or a simulated room as its id picks,
+# each epoch reading a clip or its copy ("swap": no slower per epoch; for clips from other microphones and corpora).
+# Against the same recipe on raw features (what `reproduce` was until 2026-12-07), one clip at a time, 3 seeds: RAVDESS
+# 76.8 against 76.4, EmoDB 90.6 against 90.1, the joint corpus 81.4 against 81.2, the head alone +4.3, +7.1 and +2.3;
+# with every clip of the test speaker 83.2, 94.7 and 86.4 (docs/bench-notes.md, "Speaker statistics of every size").
+SPEAKER_STATS: dict[str, Any] = {"data.normalise": "speaker", "train.stats_dropout": 0.5,
+                                 "model.probe_view": "reference"}
+REPRODUCE: dict[str, Any] = {"data.corpus": "ravdess+emodb", **SPEAKER_STATS, "model.probe_weight": 0.5,
                              "train.finetune_augment": "noise|telephone|room", "train.finetune_copies": "swap"}
+# Features as the encoder gives them, each clip read alone: what the method's benchmarks and `travel` were measured on
+RAW_FEATURES: dict[str, Any] = {"data.normalise": "none", "train.stats_dropout": 0.0, "model.probe_view": "speaker"}
 # The recipe on the clips alone (REPRODUCE before commit fa572a2): what the method's benchmarks build on
-CLEAN_CLIPS: dict[str, Any] = {"train.finetune_augment": "", "train.finetune_copies": "add"}
+CLEAN_CLIPS: dict[str, Any] = {**RAW_FEATURES, "train.finetune_augment": "", "train.finetune_copies": "add"}
 
 PRESETS: dict[str, dict[str, Any]] = {
     "reproduce": REPRODUCE,
-    # reproduce with three copies of each clip (noise, telephone and a simulated room), every epoch reading them all:
-    # through a simulated laptop microphone 68.4 UA against 55.5 on clean clips alone (RAVDESS, 3 seeds,
-    # bench/microphone.py); three extractions and four times stage 2's epochs make it the slower build.
-    "travel": {**REPRODUCE, "train.finetune_augment": "noise,telephone,room", "train.finetune_copies": "add"},
-    # reproduce made speaker-normalised, for users who can enrol a few clips of each voice (`Predictor.enrol`, the
-    # demo): statistics of every size in training (`train.stats_dropout`), the probe fitted on the view a clip alone
-    # shows. One clip at a time it is level with reproduce (clip protocol, 3 seeds: RAVDESS 76.8 against 76.4, EmoDB 90.6
-    # against 90.1, the joint corpus 81.4 against 81.2); with every clip of the test speaker it scores 83.2, 94.7 and 86.4
-    # (docs/bench-notes.md, "Speaker statistics of every size").
-    "speaker": {**REPRODUCE, "data.normalise": "speaker", "train.stats_dropout": 0.5, "model.probe_view": "reference"},
+    # reproduce on raw features with three copies of each clip (noise, telephone and a simulated room), every epoch
+    # reading them all: through a simulated laptop microphone 68.4 UA against 55.5 on clean clips alone (RAVDESS,
+    # 3 seeds, bench/microphone.py); three extractions and four times stage 2's epochs make it the slower build.
+    "travel": {**REPRODUCE, **RAW_FEATURES, "train.finetune_augment": "noise,telephone,room",
+               "train.finetune_copies": "add"},
     # The reference paper's setting, for users with IEMOCAP and a GPU: HuBERT large, 4 classes
     # (exc merged into happy), leave-one-session-out, 3-layer WAP-Transformer on all 50 frames/s.
     # Sizes the paper leaves open keep sera's defaults, widened for the 1024-dim encoder.

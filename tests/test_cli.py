@@ -85,10 +85,11 @@ def test_make_reproduce_the_preset_and_notebook_06_train_one_config():
     made = training_config(args)
     preset = SeraConfig.preset("reproduce")
     assert made.to_dict() == preset.updated({"train.jobs": 2}).to_dict()
-    assert (preset.data.corpus, preset.data.normalise, preset.model.probe_weight) == ("ravdess+emodb", "none", 0.5)
+    assert (preset.data.corpus, preset.data.normalise, preset.model.probe_weight) == ("ravdess+emodb", "speaker", 0.5)
     flags = training_config(build_parser().parse_args(
-        ["train", "--corpus", "ravdess+emodb", "--no-speaker-norm", "--probe", "0.5", "--out", "x",
-         "--set", "train.finetune_augment=noise|telephone|room", "--set", "train.finetune_copies=swap"]))
+        ["train", "--corpus", "ravdess+emodb", "--probe", "0.5", "--out", "x", "--set", "train.stats_dropout=0.5",
+         "--set", "model.probe_view=reference", "--set", "train.finetune_augment=noise|telephone|room",
+         "--set", "train.finetune_copies=swap"]))
     assert flags.to_dict() == preset.to_dict()  # the preset spelled out in flags: the same run
 
     book = nbformat.read(root / "notebooks" / "06_reproduce.ipynb", as_version=4)

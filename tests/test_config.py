@@ -1,6 +1,6 @@
 import pytest
 
-from sera.config import CLEAN_CLIPS, DataConfig, SeraConfig
+from sera.config import CLEAN_CLIPS, RAW_FEATURES, DataConfig, SeraConfig
 from sera.errors import SeraError
 
 
@@ -40,15 +40,16 @@ def test_settings_and_presets():
         SeraConfig().updated({"model.probe_weight": 1.5})
     paper = SeraConfig.preset("paper-iemocap")
     assert paper.encoder.name == PAPER_ENCODER and paper.data.corpus == "iemocap" and paper.model.layers == 3
-    travel, ship = SeraConfig.preset("travel").to_dict(), SeraConfig.preset("reproduce").to_dict()
+    ship = SeraConfig.preset("reproduce")  # make reproduce's recipe: speaker statistics of every size in training
+    assert (ship.data.normalise, ship.train.stats_dropout, ship.model.probe_view) == ("speaker", 0.5, "reference")
+    travel, raw = SeraConfig.preset("travel").to_dict(), ship.updated(RAW_FEATURES).to_dict()
+    assert raw["data"]["normalise"] == "none" and raw["train"]["stats_dropout"] == 0.0
     copies = lambda d: (d["train"].pop("finetune_augment"), d["train"].pop("finetune_copies"))  # noqa: E731
-    assert copies(travel) == ("noise,telephone,room", "add") and copies(ship) == ("noise|telephone|room", "swap")
-    assert travel == ship  # make reproduce's recipe, with three copies of each clip read every epoch
-    speaker = SeraConfig.preset("speaker")  # make reproduce's recipe, speaker-normalised for the enrol route
-    assert (speaker.data.normalise, speaker.train.stats_dropout, speaker.model.probe_view) == ("speaker", 0.5, "reference")
-    assert speaker.updated({"data.normalise": "none", "train.stats_dropout": 0.0, "model.probe_view": "speaker"}
-                           ).to_dict() == SeraConfig.preset("reproduce").to_dict()
-    clean = SeraConfig.preset("reproduce").updated(CLEAN_CLIPS).to_dict()
+    assert copies(travel) == ("noise,telephone,room", "add") and copies(raw) == ("noise|telephone|room", "swap")
+    assert travel == raw  # make reproduce's recipe on raw features, with three copies of each clip read every epoch
+    clean = ship.updated(CLEAN_CLIPS).to_dict()
     assert clean["train"] == SeraConfig().to_dict()["train"]  # the clips alone, as stage 2 trained before copies
+    assert clean["data"]["normalise"] == "none" and clean["model"] == SeraConfig().updated(
+        {"model.probe_weight": 0.5}).to_dict()["model"]  # raw features, the probe averaged in: the benchmarks' base
     with pytest.raises(SeraError, match="unknown preset"):
         SeraConfig.preset("nope")
