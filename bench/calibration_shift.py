@@ -95,13 +95,15 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="a few speakers and epochs: checks the harness only")
     args = ap.parse_args()
     seeds = 1 if args.quick else args.seeds
+    shipped = SeraConfig.preset("reproduce")  # how its features are standardised, for the report
+    settings = {"data.normalise": shipped.data.normalise, "train.stats_dropout": shipped.train.stats_dropout}
     runs = []
     for source, target in (("ravdess", "emodb"), ("emodb", "ravdess")):
         for seed in range(seeds):
             runs.append(one(source, target, seed, args.quick))
             r = runs[-1]
             print(f"{source} -> {target} seed {seed}: accuracy {r['accuracy']}, ECE {r['test_ece']}", flush=True)
-            save(f"calibration_shift{'-quick' if args.quick else ''}", {"runs": runs})
+            save(f"calibration_shift{'-quick' if args.quick else ''}", {"settings": settings, "runs": runs})
     for source, target in (("ravdess", "emodb"), ("emodb", "ravdess")):
         mine = [r for r in runs if r["source"] == source]
         print(f"{source} -> {target}: test ECE " + ", ".join(

@@ -47,7 +47,7 @@ def seeds_of(m: dict) -> int:
     return m.get("seeds", 1)
 
 
-FUSED = "sera + probe, trained unnormalised (clip protocol)"  # bench/probe_fusion.py, what make reproduce ships
+FUSED = "sera + probe, trained unnormalised (clip protocol)"  # bench/probe_fusion.py, make reproduce until 2026-12-07
 FUSED_SPEAKER = "sera + probe, trained speaker-normalised (speaker protocol)"  # probe_fusion.py --normalise speaker
 UTTERANCE_HEAD = "sera, head alone, each clip standardised with its own statistics (clip protocol)"  # --normalise utterance
 FUSION_PART = {FUSED: "none", FUSED_SPEAKER: "speaker", UTTERANCE_HEAD: "utterance"}  # row -> its probe_fusion parts
@@ -221,8 +221,9 @@ def markdown(table: dict, baselines: dict, adapter: dict, scaling: dict, extract
                     f"protocol, UA: " + ", ".join(f"{m} {pct(r['ua'])}" for m, r in emobox["within"].items())
                 + f". EmoBox publishes, with its recipe on these folds: {published}."]
         parts = (fusion or {}).get("parts", {})
-        for what, key in (("sera's shipped recipe (one copy of each clip, read in turns)", "none, noise or telephone or "
-                           "room, swapped"), ("sera on clean clips alone", "none")):
+        for what, key in (("sera on raw features with one copy of each clip, read in turns (shipped until "
+                           "2026-12-07)", "none, noise or telephone or room, swapped"),
+                          ("sera on clean clips alone", "none")):
             if run := parts.get(f"ravdess, EmoBox folds ({key})"):
                 n = run["seeds"]
                 out[-1] += (f" {what} on the same folds ({n} seed{'s' * (n > 1)}): {pct(run['ua'], n)}, its head "
@@ -336,7 +337,7 @@ def speech_table(speech: dict, pooling: dict) -> list[str]:
 
 
 SHIPPED_ABLATIONS = "ablations-none-noise-or-telephone-or-room-swapped"  # probe_fusion --parts ablations with the
-#                                                                        reproduce recipe's copies: the new default's table
+#                                                                        reproduce recipe's copies, raw features
 
 
 def ablation_table(ablations: dict | None, trained: str = "on the clips alone") -> list[str]:
@@ -356,7 +357,7 @@ def ablation_table(ablations: dict | None, trained: str = "on the clips alone") 
     out = ["", f"Ablations in the clip protocol (RAVDESS, 8 classes, 4 folds, trained without speaker normalisation "
                f"{trained}, {encoders}): UA %, mean ± std over seeds; against the full method: the mean gain over "
                f"seeds × folds, pairs gained, sign test. The head alone is the method's own parts; with the probe "
-               f"(weight {w}) is what `make reproduce` ships.", "",
+               f"(weight {w}) is the average sera ships.", "",
            "| variant | seeds | head alone | vs full | with the probe | vs full |", "|---|---|---|---|---|---|"]
     for name, v in variants.items():
         out.append(f"| {name} | {v['seeds']} | {cell(v, '0')} | {cell(v, w)} |")
@@ -369,8 +370,8 @@ def scaling_data_table(scaling: dict | None) -> list[str]:
         return []
     parts = ("head alone", "probe alone", "head + probe (shipped)")
     out = ["", f"UA against training clips on RAVDESS's test folds (`bench/scaling_data.py`, {scaling['upstream']}, "
-               f"{scaling['seeds']} seeds, clip protocol, the reproduce recipe): nested shares of each fold's training "
-               "speakers, then all of them with every EmoDB speaker; each model scored as its head alone, its probe "
+               f"{scaling['seeds']} seeds, clip protocol, the reproduce recipe on raw features and clean clips): nested "
+               "shares of each fold's training speakers, then all of them with every EmoDB speaker; each model scored as its head alone, its probe "
                "alone and both (what sera ships). UA %, mean ± std over seeds.", "",
            "| training set | clips | " + " | ".join(parts) + " |", "|---|---|---|---|---|"]
     for label, v in scaling["points"].items():
@@ -403,8 +404,8 @@ def stage1_audio_table(run: dict | None) -> list[str]:
         return []
     seeds = run["arms"]["no stage 1"]["seeds"]
     out = ["", f"Stage 1 on more audio (`bench/stage1_audio.py`, {run['upstream']}, {run['corpus']}, {seeds} seeds, "
-               f"{run['steps']} stage 1 steps in every arm, clip protocol, the reproduce recipe's settings). Gains are "
-               "paired with the same seed and fold trained without stage 1: mean, pairs gained, sign test.", "",
+               f"{run['steps']} stage 1 steps in every arm, clip protocol, the reproduce recipe's settings on raw "
+               "features). Gains are paired with the same seed and fold trained without stage 1: mean, pairs gained, sign test.", "",
            "| stage 1 audio | × labelled | head alone | gain | head + probe | gain |", "|---|---|---|---|---|---|"]
     for arm, v in run["arms"].items():
         gain = v.get("gain", {})
@@ -419,9 +420,12 @@ def calibration_shift_table(run: dict | None) -> list[str]:
         return []
     ways = ("as trained", "clean", "with copies", "by distance")
     names = {"ravdess": "RAVDESS", "emodb": "EmoDB"}
+    settings = run.get("settings", {"data.normalise": "none"})  # runs before 2026-12-07 were on raw features
+    features = "raw features" if settings["data.normalise"] == "none" else \
+        f"features standardised per {settings['data.normalise']}, stats dropout {settings['train.stats_dropout']:g}"
     out = ["", "A temperature for another corpus, fitted on the training corpus alone (`bench/calibration_shift.py`, "
-           f"{run['upstream']}, the reproduce recipe trained on one corpus, clip protocol): the test corpus's expected "
-           "calibration error, mean ± std over seeds, and the accuracies the temperature has to match.", "",
+           f"{run['upstream']}, the reproduce recipe trained on one corpus, {features}, clip protocol): the test "
+           "corpus's expected calibration error, mean ± std over seeds, and the accuracies the temperature has to match.", "",
            "| direction | seeds | accuracy: validation / its copies / test | " + " | ".join(f"ECE, {w}" for w in ways) + " |",
            "|---|---|---|" + "---|" * len(ways)]
     for pair in dict.fromkeys((r["source"], r["target"]) for r in run["runs"]):
@@ -464,7 +468,7 @@ def residual_table(fusion: dict | None) -> list[str]:
 
 # Copies stage 2 and the probe also learn from, as probe_fusion --train-augment [--train-copies swap] names its parts
 COPIES = {
-    "noise or telephone or room, swapped": "one copy of each clip, noise, telephone or room (the `reproduce` preset)",
+    "noise or telephone or room, swapped": "one copy of each clip, noise, telephone or room (as `reproduce` trains)",
     "noise+telephone+room": "three copies of each clip, every epoch reading all (the `travel` preset)",
     "noise+telephone+room, swapped": "three copies of each clip, each epoch reading one of four",
     "noise or telephone, swapped": "one copy of each clip, noise or telephone",
@@ -500,7 +504,8 @@ def copies_table(fusion: dict | None) -> list[str]:
 
 # How training standardised the features, as probe_fusion --normalise [--stats-dropout] names its parts
 STATISTICS = {"none": "none (raw features, clips alone)",
-              "none, noise or telephone or room, swapped": "none, and one copy of each clip (the `reproduce` recipe)",
+              "none, noise or telephone or room, swapped":
+                  "none, and one copy of each clip (the `reproduce` recipe until 2026-12-07)",
               "speaker": "per speaker, all the speaker's clips",
               "speaker, stats dropout 0.5": "per speaker, statistics of every size (stats dropout 0.5)",
               "speaker, noise or telephone or room, swapped, stats dropout 0.5":
@@ -528,7 +533,8 @@ def statistics_table(fusion: dict | None) -> list[str]:
            f"{LEAKY_REFERENCE} drew their reference from every speaker's statistics, the test speakers' too "
            "(across corpora, the test corpus's), not the training speakers' alone:", "",
            "| test | features standardised | head alone, clip | head + probe, clip | head + probe, speaker protocol | "
-           "head alone's gain over all the speaker's clips, clip | head + probe's gain over `reproduce`, clip | commit |",
+           "head alone's gain over all the speaker's clips, clip | head + probe's gain over raw features with the copy, "
+           "clip | commit |",
            "|---|---|---|---|---|---|---|---|"]
     for name in names:
         base, shipped = parts.get(f"{name} (speaker)"), parts.get(f"{name} (none, noise or telephone or room, swapped)")
@@ -617,7 +623,7 @@ def main() -> None:
     text += "\n".join(encoder_table(load("encoders", q))) + "\n"
     text += "\n".join(speech_table(load("speech_only", q), load("vad_pooling", q))) + "\n"
     text += "\n".join(ablation_table(load(SHIPPED_ABLATIONS, q), "and on one noise, telephone or room copy of "
-                                      "each clip, read in turns (the `reproduce` recipe)")) + "\n"
+                                      "each clip, read in turns (the `reproduce` recipe on raw features)")) + "\n"
     text += "\n".join(ablation_table(load("ablations-none", q))) + "\n"
     text += "\n".join(scaling_data_table(load("scaling_data", q))) + "\n"
     text += "\n".join(stage1_audio_table(load("stage1_audio", q))) + "\n"

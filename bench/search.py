@@ -216,7 +216,7 @@ def plot(result: dict, path: Path) -> None:
 
 def confirm(best: dict, seeds: int, jobs: int, quick: bool) -> dict:
     """The shipped recipe and the best trial's settings on the test folds, ``seeds`` seeds each, paired."""
-    shipped_settings = {"data.normalise": "none", "model.probe_weight": 0.5}  # the reproduce preset's
+    shipped_settings = {"data.normalise": "none", "model.probe_weight": 0.5}  # reproduce's until 2026-12-07
     arms = {"shipped recipe": {}, f"trial {best['number']}": best["params"]} if best["number"] else {"shipped recipe": {}}
     out: dict = {}
     for arm, params in arms.items():

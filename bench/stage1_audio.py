@@ -10,7 +10,7 @@ training clips plus:
 A fold's test clips' copies never reach stage 1 (``evaluate.run_fold``). The same fold and seed is also
 trained without stage 1, so each arm's gain is paired over seeds x folds: the SAP head alone (probe
 weight 0, what stage 1 is for) and with the probe (weight 0.5, what ``make reproduce`` ships), clip
-protocol, raw features (the ``reproduce`` preset's settings).
+protocol, raw features (the ``reproduce`` preset's settings until 2026-12-07).
 
     python bench/stage1_audio.py [--corpus emodb] [--steps 200] [--seeds 3] [--jobs 2] [--quick]
 
@@ -64,7 +64,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="a few speakers, one fold, few steps: the harness only")
     args = ap.parse_args()
     steps = 4 if args.quick else args.steps
-    shared = {"data.normalise": "none", "model.probe_weight": 0.5, "train.jobs": args.jobs}  # the reproduce recipe's
+    shared = {"data.normalise": "none", "model.probe_weight": 0.5, "train.jobs": args.jobs}  # reproduce's until 2026-12-07
     name = f"stage1_audio{'-quick' if args.quick else ''}"
     results: dict[str, dict] = {}
     for arm, settings in arms(args.corpus, steps, args.quick).items():
