@@ -473,6 +473,7 @@ COPIES = {
     "noise+telephone+room, swapped": "three copies of each clip, each epoch reading one of four",
     "noise or telephone, swapped": "one copy of each clip, noise or telephone",
     "channel, swapped": "one copy of each clip, another device and room drawn per clip (`channel`)",
+    "noise or telephone or room or channel, swapped": "one copy of each clip, noise, telephone, room or channel",
     "noise or telephone or room or channel or mp3 or gain, swapped":
         "one copy of each clip, of six kinds: noise, telephone, room, channel, MP3 or gain",
 }
@@ -512,7 +513,7 @@ STATISTICS = {"none": "none (raw features, clips alone)",
                   "per speaker, every size, and one copy of each clip",
               "speaker, noise or telephone or room, swapped, stats dropout 0.5, probe on the reference":
                   "per speaker, every size, one copy of each clip, the probe fitted on the reference's view "
-                  "(`model.probe_view`)"}
+                  "(`model.probe_view`): the `reproduce` recipe since 2026-12-07"}
 LEAKY_REFERENCE = "9a3f348"  # before it, a fold's training clips carried a reference made with the test speakers too
 
 
