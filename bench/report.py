@@ -370,9 +370,9 @@ def scaling_data_table(scaling: dict | None) -> list[str]:
         return []
     parts = ("head alone", "probe alone", "head + probe (shipped)")
     out = ["", f"UA against training clips on RAVDESS's test folds (`bench/scaling_data.py`, {scaling['upstream']}, "
-               f"{scaling['seeds']} seeds, clip protocol, the reproduce recipe on raw features and clean clips): nested "
-               "shares of each fold's training speakers, then all of them with every EmoDB speaker; each model scored as its head alone, its probe "
-               "alone and both (what sera ships). UA %, mean ± std over seeds.", "",
+               f"{scaling['seeds']} seeds, clip protocol, the reproduce recipe on raw features and clean clips): "
+               "nested shares of each fold's training speakers, then all of them with every EmoDB speaker; each model "
+               "scored as its head alone, its probe alone and both (what sera ships). UA %, mean ± std over seeds.", "",
            "| training set | clips | " + " | ".join(parts) + " |", "|---|---|---|---|---|"]
     for label, v in scaling["points"].items():
         out.append(f"| {label} | {v['train_clips']:.0f} | " + " | ".join(pct(v[m], scaling["seeds"]) for m in parts) + " |")
@@ -405,7 +405,8 @@ def stage1_audio_table(run: dict | None) -> list[str]:
     seeds = run["arms"]["no stage 1"]["seeds"]
     out = ["", f"Stage 1 on more audio (`bench/stage1_audio.py`, {run['upstream']}, {run['corpus']}, {seeds} seeds, "
                f"{run['steps']} stage 1 steps in every arm, clip protocol, the reproduce recipe's settings on raw "
-               "features). Gains are paired with the same seed and fold trained without stage 1: mean, pairs gained, sign test.", "",
+               "features). Gains are paired with the same seed and fold trained without stage 1: mean, pairs gained, "
+               "sign test.", "",
            "| stage 1 audio | × labelled | head alone | gain | head + probe | gain |", "|---|---|---|---|---|---|"]
     for arm, v in run["arms"].items():
         gain = v.get("gain", {})
@@ -425,7 +426,8 @@ def calibration_shift_table(run: dict | None) -> list[str]:
         f"features standardised per {settings['data.normalise']}, stats dropout {settings['train.stats_dropout']:g}"
     out = ["", "A temperature for another corpus, fitted on the training corpus alone (`bench/calibration_shift.py`, "
            f"{run['upstream']}, the reproduce recipe trained on one corpus, {features}, clip protocol): the test "
-           "corpus's expected calibration error, mean ± std over seeds, and the accuracies the temperature has to match.", "",
+           "corpus's expected calibration error, mean ± std over seeds, and the accuracies the temperature has to "
+           "match.", "",
            "| direction | seeds | accuracy: validation / its copies / test | " + " | ".join(f"ECE, {w}" for w in ways) + " |",
            "|---|---|---|" + "---|" * len(ways)]
     for pair in dict.fromkeys((r["source"], r["target"]) for r in run["runs"]):
@@ -534,8 +536,8 @@ def statistics_table(fusion: dict | None) -> list[str]:
            f"{LEAKY_REFERENCE} drew their reference from every speaker's statistics, the test speakers' too "
            "(across corpora, the test corpus's), not the training speakers' alone:", "",
            "| test | features standardised | head alone, clip | head + probe, clip | head + probe, speaker protocol | "
-           "head alone's gain over all the speaker's clips, clip | head + probe's gain over raw features with the copy, "
-           "clip | commit |",
+           "head alone's gain over all the speaker's clips, clip | "
+           "head + probe's gain over raw features with the copy, clip | commit |",
            "|---|---|---|---|---|---|---|---|"]
     for name in names:
         base, shipped = parts.get(f"{name} (speaker)"), parts.get(f"{name} (none, noise or telephone or room, swapped)")

@@ -64,7 +64,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="a few speakers, one fold, few steps: the harness only")
     args = ap.parse_args()
     steps = 4 if args.quick else args.steps
-    shared = {"data.normalise": "none", "model.probe_weight": 0.5, "train.jobs": args.jobs}  # reproduce's until 2026-12-07
+    # reproduce's settings until 2026-12-07
+    shared = {"data.normalise": "none", "model.probe_weight": 0.5, "train.jobs": args.jobs}
     name = f"stage1_audio{'-quick' if args.quick else ''}"
     results: dict[str, dict] = {}
     for arm, settings in arms(args.corpus, steps, args.quick).items():

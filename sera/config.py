@@ -288,9 +288,10 @@ class SeraConfig:
 # averaged in at 0.5 (75.3 UA on RAVDESS against 64.8 for the head alone, 3 seeds, commit 301b396); stage 2 and the
 # probe also trained on one copy of each clip, with noise, a telephone channel or a simulated room as its id picks,
 # each epoch reading a clip or its copy ("swap": no slower per epoch; for clips from other microphones and corpora).
-# Against the same recipe on raw features (what `reproduce` was until 2026-12-07), one clip at a time, 3 seeds: RAVDESS
-# 76.8 against 76.4, EmoDB 90.6 against 90.1, the joint corpus 81.4 against 81.2, the head alone +4.3, +7.1 and +2.3;
-# with every clip of the test speaker 83.2, 94.7 and 86.4 (docs/bench-notes.md, "Speaker statistics of every size").
+# Against the same recipe on raw features (what `reproduce` was until 2026-12-07), one clip at a time, 3 seeds:
+# RAVDESS 76.8 against 76.4, EmoDB 90.6 against 90.1, the joint corpus 81.4 against 81.2, the head alone +4.3, +7.1
+# and +2.3; with every clip of the test speaker 83.2, 94.7 and 86.4 (docs/bench-notes.md, "Speaker statistics of
+# every size").
 SPEAKER_STATS: dict[str, Any] = {"data.normalise": "speaker", "train.stats_dropout": 0.5,
                                  "model.probe_view": "reference"}
 REPRODUCE: dict[str, Any] = {"data.corpus": "ravdess+emodb", **SPEAKER_STATS, "model.probe_weight": 0.5,
