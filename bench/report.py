@@ -372,7 +372,8 @@ def scaling_data_table(scaling: dict | None) -> list[str]:
     out = ["", f"UA against training clips on RAVDESS's test folds (`bench/scaling_data.py`, {scaling['upstream']}, "
                f"{scaling['seeds']} seeds, clip protocol, the reproduce recipe on raw features and clean clips): "
                "nested shares of each fold's training speakers, then all of them with every EmoDB speaker; each model "
-               "scored as its head alone, its probe alone and both (what sera ships). UA %, mean ± std over seeds.", "",
+               "scored as its head alone, its probe alone and both (what sera ships). UA %, mean ± std over "
+               "seeds.", "",
            "| training set | clips | " + " | ".join(parts) + " |", "|---|---|---|---|---|"]
     for label, v in scaling["points"].items():
         out.append(f"| {label} | {v['train_clips']:.0f} | " + " | ".join(pct(v[m], scaling["seeds"]) for m in parts) + " |")
