@@ -64,9 +64,10 @@ def one(source: str, target: str, seed: int, quick: bool) -> dict:
     fitting = [i for i in f.train_idx if i not in held]
     check = DomainCheck.fit([fs.feats[i] for i in fitting], [fs.utts[i].speaker for i in fitting])
     val_ids = {fs.utts[i].id for i in f.val_idx}
-    # the copies scored raw, as fs's clips are (each_alone standardises them); training's are standardised per speaker
-    raw = labelled_copies(cfg.updated({"data.normalise": "none"}), corpus, progress=False)
-    val_copies = raw.subset([i for i, u in enumerate(raw.utts) if u.id in val_ids])
+    # the validation clips' copies alone, raw as fs's clips are (each_alone standardises them; training's come
+    # standardised per speaker)
+    val_copies = labelled_copies(cfg.updated({"data.normalise": "none"}),
+                                 corpus.subset(u for u in corpus.utterances if u.id in val_ids), progress=False)
     test_idx = [i for i, u in enumerate(fs.utts) if u.id in fold.test_ids]
     train = fs.subset(f.train_idx)
     clips = {"validation": [fs.feats[i] for i in f.val_idx], "validation copies": val_copies.feats,

@@ -422,7 +422,7 @@ def calibration_shift_table(run: dict | None) -> list[str]:
         return []
     ways = ("as trained", "clean", "with copies", "by distance")
     names = {"ravdess": "RAVDESS", "emodb": "EmoDB"}
-    settings = run.get("settings", {"data.normalise": "none"})  # runs before 2026-12-07 were on raw features
+    settings = run["settings"]
     features = "raw features" if settings["data.normalise"] == "none" else \
         f"features standardised per {settings['data.normalise']}, stats dropout {settings['train.stats_dropout']:g}"
     out = ["", "A temperature for another corpus, fitted on the training corpus alone (`bench/calibration_shift.py`, "

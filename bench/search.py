@@ -59,7 +59,7 @@ import torch  # noqa: E402
 from optuna.storages import JournalStorage  # noqa: E402
 from optuna.storages.journal import JournalFileBackend  # noqa: E402
 
-from sera.config import CLEAN_CLIPS, SeraConfig  # noqa: E402
+from sera.config import CLEAN_CLIPS, RAW_FEATURES, SeraConfig  # noqa: E402
 from sera.evaluate import fit_fold  # noqa: E402
 from sera.normalise import normalise  # noqa: E402
 from sera.pipeline import apply_quick, corpus_and_folds, features  # noqa: E402
@@ -216,7 +216,7 @@ def plot(result: dict, path: Path) -> None:
 
 def confirm(best: dict, seeds: int, jobs: int, quick: bool) -> dict:
     """The shipped recipe and the best trial's settings on the test folds, ``seeds`` seeds each, paired."""
-    shipped_settings = {"data.normalise": "none", "model.probe_weight": 0.5}  # reproduce's until 2026-12-07
+    shipped_settings = {**RAW_FEATURES, "model.probe_weight": 0.5}  # reproduce's until 2026-12-07
     arms = {"shipped recipe": {}, f"trial {best['number']}": best["params"]} if best["number"] else {"shipped recipe": {}}
     out: dict = {}
     for arm, params in arms.items():

@@ -30,7 +30,7 @@ from adapter import cross_validated  # noqa: E402
 from common import clip_runs, paired_runs, save  # noqa: E402
 from probe_fusion import part  # noqa: E402
 
-from sera.config import SeraConfig  # noqa: E402
+from sera.config import RAW_FEATURES, SeraConfig  # noqa: E402
 from sera.pipeline import apply_quick, corpus_and_folds, features, unlabelled_features  # noqa: E402
 
 OTHER = {"emodb": "ravdess", "ravdess": "emodb"}
@@ -64,8 +64,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="a few speakers, one fold, few steps: the harness only")
     args = ap.parse_args()
     steps = 4 if args.quick else args.steps
-    # reproduce's settings until 2026-12-07
-    shared = {"data.normalise": "none", "model.probe_weight": 0.5, "train.jobs": args.jobs}
+    shared = {**RAW_FEATURES, "model.probe_weight": 0.5, "train.jobs": args.jobs}  # reproduce's until 2026-12-07
     name = f"stage1_audio{'-quick' if args.quick else ''}"
     results: dict[str, dict] = {}
     for arm, settings in arms(args.corpus, steps, args.quick).items():
